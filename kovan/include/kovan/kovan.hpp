@@ -1,0 +1,342 @@
+// kovan/kovan.hpp — wait-free memory reclamation for lock-free data structures.
+//
+// WHAT IT IS
+// ----------
+// Lock-free code unlinks a node from a shared structure while other threads may still be
+// reading it. kovan decides when such a node can be deleted. A reader pins its thread
+// (`kovan::pin()` returns a Guard) and reads shared pointers through `kovan::Atomic<T>::load`;
+// a writer that unlinks a node hands it to `kovan::retire`. The node is deleted once no
+// guard can still reach it.
+//
+// The scheme follows Crystalline (Nikolaev and Ravindran, DISC 2021 / PLDI 2024): every node
+// carries its *birth era*; a pinned thread publishes the era it has observed; retired nodes
+// are grouped in *batches*, and a batch is attached, with a reference count, to every pinned
+// thread whose published era is at least the batch's oldest birth. The last thread to let go
+// of a batch deletes it — readers free memory too, and nobody ever scans a global list.
+//
+// THE GUARANTEES
+// --------------
+//  * `Atomic<T>::load` is wait-free: a bounded fast path, then a slow path that the threads
+//    advancing the era finish for the reader (helping), so it ends in a bounded number of
+//    steps whatever the other threads do. pin() and unpin are wait-free.
+//  * A reservation is always a finite era. A thread that stalls while pinned holds back only
+//    the batches that contain a node born no later than its era (bound below), never
+//    "everything retired since", as epoch-based reclamation does.
+//  * An idle thread (no guard) holds back nothing but its own partial batch, and `flush()`
+//    hands that over too. A thread that exits hands over everything it holds; its leftovers
+//    are adopted by other threads on their ordinary retire path.
+//  * No locks anywhere, including thread registration. Thread slots are reused.
+//  * retire() is lock-free (attaching a batch to a slot is a CAS that can only fail when
+//    another thread made progress on that slot).
+//
+// THE MEMORY BOUND
+// ----------------
+// Let n be the number of threads, B the largest batch (at most max(R, n + 1) nodes with
+// R = kRetireBatch), M the number of nodes alive (allocated, not yet retired) when a thread
+// stalls, and F the number of allocations per era (at most n * kEraFrequency). A thread that
+// stalls while pinned can hold back only batches with a node born at or before its era, and
+// at most M + F such nodes are ever retired after the stall, each in one batch, so:
+//
+//        unreclaimed nodes held by one stalled thread  <=  (M + F) * B
+//
+// independent of how many nodes are retired after the stall. Without a stall the unreclaimed
+// count stays near n * B (the partial batches plus batches waiting for short guards).
+// docs/RECLAIMER.md derives this and tests/kovan/bound_test.cpp checks it numerically.
+//
+// WHEN NOT TO USE IT
+// ------------------
+//  * For data guarded by a mutex: just delete under the lock.
+//  * When readers must hold a reference across blocking calls or for a long time: a long
+//    guard keeps its era current as it loads and then holds what is retired meanwhile. Hold
+//    guards for one operation (microseconds), as the storage engine does; keep long-lived
+//    references as counted handles (`Atom<T>` handles are fine for short scopes only too).
+//  * When every node must be freed the instant it is unlinked: reclamation is deferred by
+//    design (nodes are freed in batches).
+//  * On platforms other than x86-64 (the 16-byte CAS is only written for x86-64).
+//
+// EXAMPLE
+// -------
+//   struct Item : kovan::Node { int value; explicit Item(int v) : value(v) {} };
+//   kovan::Atomic<Item> cell{new Item(1)};
+//
+//   // reader, any thread
+//   { kovan::Guard g = kovan::pin();
+//     Item* it = cell.load(g);          // safe to dereference until g is destroyed
+//     use(it->value); }
+//
+//   // writer, any thread
+//   { kovan::Guard g = kovan::pin();
+//     Item* old = cell.exchange(new Item(2), g);
+//     kovan::retire(old); }             // deleted once no guard can reach it
+//
+// COMPARED WITH THE USUAL SCHEMES
+// -------------------------------
+//  * Epoch-based reclamation (crossbeam-epoch, liburcu, xenium's epoch_based): about as fast,
+//    but one thread stalled inside a critical section stops every later retirement from
+//    being freed, so memory grows without bound until it wakes.
+//  * Hazard pointers: bounded memory (a stalled reader pins only what it protects), but each
+//    load publishes a pointer and re-validates (a store-load fence per node visited), and the
+//    reclaimer scans every hazard pointer. kovan pays for an era change only when the era
+//    moved, and never scans on free.
+//  * RCU (userspace or kernel): the fastest read side with quiescent states, but a grace
+//    period waits for every reader, so one stalled reader blocks all reclamation, as with
+//    epochs; synchronize_rcu() also blocks the writer.
+//  * kovan: reads as cheap as an era compare when the era has not moved; memory bounded by
+//    (M + F) * B per stalled thread; reclamation work spread over readers and writers.
+//
+// THREAD SAFETY
+// -------------
+// Everything here is safe for concurrent use without external synchronization. A Guard
+// belongs to the thread that created it and must be destroyed on that thread. Up to
+// kMaxThreads threads may use the library at once (slots of exited threads are reused).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+namespace kovan {
+
+// Library limits (documented in docs/RECLAIMER.md).
+inline constexpr std::size_t kMaxThreads = 512;      // threads using kovan at the same time
+inline constexpr std::uint32_t kRetireBatch = 64;    // retires between attach attempts (R)
+inline constexpr std::uint32_t kEraFrequency = 128;  // allocations per thread per era step
+inline constexpr int kFastPathTries = 16;            // protected-load tries before helping
+
+struct Node;
+
+namespace detail {
+struct ThreadRec;
+struct Access;  // the runtime's view of Node's private header
+// Called by Node's constructor; counts allocations and advances the era when due.
+std::uint64_t on_allocate() noexcept;
+void retire_node(Node* n, void (*deleter)(Node*)) noexcept;
+ThreadRec* enter() noexcept;  // pin the calling thread (nests)
+void leave(ThreadRec* rec) noexcept;
+// The wait-free protected load.
+Node* protect(ThreadRec* rec, const std::atomic<Node*>& src, std::memory_order order) noexcept;
+}  // namespace detail
+
+// Intrusive header. A type managed by kovan derives publicly from Node; its birth era is
+// stamped when it is constructed. The header is 48 bytes.
+struct Node {
+  Node() noexcept : birth_(detail::on_allocate()) {}
+  // Copies get a header of their own (the header is not data).
+  Node(const Node&) noexcept : Node() {}
+  Node& operator=(const Node&) noexcept { return *this; }
+  ~Node() = default;
+
+  std::uint64_t birth_era() const noexcept { return birth_; }
+
+ private:
+  friend struct detail::Access;
+  // Before retire: the birth era. In a batch's counting node: the batch's minimum birth.
+  std::uint64_t birth_;
+  // Link in a reservation slot's list (one node of a batch per slot it is attached to).
+  std::atomic<Node*> slot_next_{nullptr};
+  // Counting node: the first node of its batch. Other nodes: the counting node.
+  Node* batch_link_ = nullptr;
+  // Next node in the batch (the counting node ends the chain with nullptr); also the link
+  // in the orphan list.
+  Node* batch_next_ = nullptr;
+  // Counting node only: attachments not yet released.
+  std::atomic<std::int64_t> refs_{0};
+  void (*deleter_)(Node*) = nullptr;
+};
+
+// RAII pin of the calling thread. While a Guard lives, nodes loaded through Atomic<T>::load
+// with it stay allocated. Guards nest (an inner guard is a counter increment); they are
+// movable, not copyable, and must be destroyed on the thread that made them.
+class Guard {
+ public:
+  Guard() noexcept : rec_(detail::enter()) {}
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+  Guard(Guard&& other) noexcept : rec_(std::exchange(other.rec_, nullptr)) {}
+  Guard& operator=(Guard&& other) noexcept {
+    if (this != &other) {
+      reset();
+      rec_ = std::exchange(other.rec_, nullptr);
+    }
+    return *this;
+  }
+  ~Guard() { reset(); }
+
+  // Unpins early; the guard is empty afterwards.
+  void reset() noexcept {
+    if (rec_ != nullptr) detail::leave(std::exchange(rec_, nullptr));
+  }
+  bool active() const noexcept { return rec_ != nullptr; }
+
+ private:
+  template <class T>
+  friend class Atomic;
+  detail::ThreadRec* rec_;
+};
+
+inline Guard pin() noexcept { return Guard(); }
+
+// A shared pointer slot. Loads are protected by a Guard; stores, exchanges and CAS are
+// ordinary atomic operations on the pointer.
+template <class T>
+class Atomic {
+  static_assert(std::is_base_of_v<Node, T>, "kovan::Atomic<T>: T must derive from kovan::Node");
+
+ public:
+  Atomic() noexcept : p_(nullptr) {}
+  explicit Atomic(T* p) noexcept : p_(p) {}
+  Atomic(const Atomic&) = delete;
+  Atomic& operator=(const Atomic&) = delete;
+
+  // Returns the current pointer, safe to dereference while `g` lives. Wait-free.
+  // `o` must be acquire or seq_cst (relaxed and consume are strengthened to acquire).
+  T* load(const Guard& g, std::memory_order o = std::memory_order_acquire) const noexcept {
+    return static_cast<T*>(detail::protect(g.rec_, p_, o));
+  }
+  // An unprotected read, for code that owns the structure exclusively (construction,
+  // destruction) or only compares the value.
+  T* load_unprotected(std::memory_order o = std::memory_order_acquire) const noexcept {
+    return static_cast<T*>(p_.load(o));
+  }
+  void store(T* p, std::memory_order o = std::memory_order_release) noexcept { p_.store(p, o); }
+  // Returns the previous pointer; the caller unlinked it and may retire it.
+  T* exchange(T* p, const Guard& /*g*/,
+              std::memory_order o = std::memory_order_acq_rel) noexcept {
+    return static_cast<T*>(p_.exchange(p, o));
+  }
+  // On failure `expected` is reloaded through the guard, so it is safe to dereference.
+  bool compare_exchange_strong(T*& expected, T* desired, const Guard& g,
+                               std::memory_order o = std::memory_order_acq_rel) noexcept {
+    Node* e = expected;
+    if (p_.compare_exchange_strong(e, desired, o, failure_order(o))) return true;
+    expected = load(g);
+    return false;
+  }
+  bool compare_exchange_weak(T*& expected, T* desired, const Guard& g,
+                             std::memory_order o = std::memory_order_acq_rel) noexcept {
+    Node* e = expected;
+    if (p_.compare_exchange_weak(e, desired, o, failure_order(o))) return true;
+    expected = load(g);
+    return false;
+  }
+
+ private:
+  static constexpr std::memory_order failure_order(std::memory_order o) noexcept {
+    return o == std::memory_order_seq_cst ? std::memory_order_seq_cst
+                                          : std::memory_order_acquire;
+  }
+  std::atomic<Node*> p_;
+};
+
+// Hands `p` (which came from `new T`) to the reclaimer; it is deleted once no guard can
+// reach it. Call it after unlinking p, so that no new reader can find it.
+template <class T>
+void retire(T* p) noexcept {
+  static_assert(std::is_base_of_v<Node, T>, "kovan::retire: T must derive from kovan::Node");
+  if (p == nullptr) return;
+  detail::retire_node(static_cast<Node*>(p), [](Node* n) { delete static_cast<T*>(n); });
+}
+
+// Hands over this thread's partial batch (padding it so that it can be attached now) and
+// adopts orphaned nodes; frees what can be freed. Call before a thread goes idle for long.
+void flush() noexcept;
+
+struct Stats {
+  std::uint64_t retired;      // nodes passed to retire()
+  std::uint64_t reclaimed;    // nodes deleted
+  std::uint64_t era;          // the global era
+  std::uint64_t slow_loads;   // loads that took the helped slow path
+  std::uint64_t helps;        // help attempts made by era advancers
+  std::uint64_t threads;      // thread slots ever used (high-water mark)
+  std::uint64_t unreclaimed() const noexcept { return retired - reclaimed; }
+};
+// Process-wide counters. Exact once every thread has joined or flushed; a snapshot otherwise.
+Stats stats() noexcept;
+
+// ---------------------------------------------------------------------------------------
+// Atom<T>: a safe value cell for code that does not want to think about nodes.
+//   kovan::Atom<Config> cfg{Config{...}};
+//   auto h = cfg.load();  h->field;        // h keeps the value alive while it lives
+//   cfg.store(Config{...});
+//   cfg.update([](const Config& c) { Config d = c; d.x++; return d; });
+// A handle pins its thread (it holds a Guard): keep handles short-lived, on one thread.
+// ---------------------------------------------------------------------------------------
+template <class T>
+class Atom {
+  struct Box : Node {
+    template <class... Args>
+    explicit Box(Args&&... args) : value(std::forward<Args>(args)...) {}
+    T value;
+  };
+
+ public:
+  class Handle {
+   public:
+    const T& operator*() const noexcept { return box_->value; }
+    const T* operator->() const noexcept { return &box_->value; }
+    const T* get() const noexcept { return &box_->value; }
+
+   private:
+    friend class Atom;
+    Handle(Guard g, const Box* b) noexcept : guard_(std::move(g)), box_(b) {}
+    Guard guard_;
+    const Box* box_;
+  };
+
+  template <class... Args>
+  explicit Atom(Args&&... args) : cell_(new Box(std::forward<Args>(args)...)) {}
+  Atom(const Atom&) = delete;
+  Atom& operator=(const Atom&) = delete;
+  ~Atom() { delete cell_.load_unprotected(std::memory_order_acquire); }
+
+  Handle load() const noexcept {
+    Guard g = pin();
+    const Box* b = cell_.load(g);
+    return Handle(std::move(g), b);
+  }
+  void store(T value) { (void)exchange(std::move(value)); }
+  // Installs `value` and returns a handle to the previous one (retired, alive while the
+  // handle lives).
+  Handle exchange(T value) {
+    Box* fresh = new Box(std::move(value));
+    Guard g = pin();
+    Box* old = cell_.exchange(fresh, g);
+    retire(old);
+    return Handle(std::move(g), old);
+  }
+  // Installs `desired` if the cell still holds the value `expected` refers to.
+  bool compare_exchange(const Handle& expected, T desired) {
+    Box* fresh = new Box(std::move(desired));
+    Guard g = pin();
+    Box* e = const_cast<Box*>(expected.box_);
+    if (cell_.compare_exchange_strong(e, fresh, g)) {
+      retire(const_cast<Box*>(expected.box_));
+      return true;
+    }
+    delete fresh;
+    return false;
+  }
+  // Replaces the value with fn(current) atomically (retrying if another writer got there
+  // first) and returns a handle to the value it installed.
+  template <class Fn>
+  Handle update(Fn&& fn) {
+    Guard g = pin();
+    Box* cur = cell_.load(g);
+    for (;;) {
+      Box* fresh = new Box(fn(static_cast<const T&>(cur->value)));
+      if (cell_.compare_exchange_strong(cur, fresh, g)) {
+        retire(cur);
+        return Handle(std::move(g), fresh);
+      }
+      delete fresh;
+    }
+  }
+
+ private:
+  Atomic<Box> cell_;
+};
+
+}  // namespace kovan

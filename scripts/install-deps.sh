@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's packages, everything the build, the tests and the benchmarks
+# need. Idempotent: when every package is present it makes one dpkg-query call and exits
+# quietly, without touching the network. Run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential g++ cmake ninja-build pkg-config git clang clang-format clang-tidy
+  libclang-rt-14-dev
+  # libraries
+  libasio-dev libspdlog-dev libfmt-dev libcli11-dev protobuf-compiler libprotobuf-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # reclaimer baselines for the side-by-side benchmarks
+  liburcu-dev libxenium-dev libcds-dev
+  # python client and its tests
+  python3 python3-protobuf
+  # benchmarks: plots and peers
+  gnuplot-nox redis-server redis-tools
+  # model checking (TLC runs on the JVM; the jar itself is not a package)
+  default-jre-headless
+)
+
+missing=()
+# One dpkg-query for all packages: prints "name status" for each known package.
+status=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null | sed 's/ *$//' || true)
+for p in "${PACKAGES[@]}"; do
+  if ! grep -qxF "${p} ii" <<<"$status"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
