@@ -183,8 +183,8 @@ inline Guard pin() noexcept { return Guard(); }
 // ordinary atomic operations on the pointer.
 template <class T>
 class Atomic {
-  static_assert(std::is_base_of_v<Node, T>, "kovan::Atomic<T>: T must derive from kovan::Node");
-
+  // (T may be incomplete here: a node type usually holds Atomic<itself>. The base-class
+  // check is in load(), where T is complete.)
  public:
   Atomic() noexcept : p_(nullptr) {}
   explicit Atomic(T* p) noexcept : p_(p) {}
@@ -194,6 +194,7 @@ class Atomic {
   // Returns the current pointer, safe to dereference while `g` lives. Wait-free.
   // `o` must be acquire or seq_cst (relaxed and consume are strengthened to acquire).
   T* load(const Guard& g, std::memory_order o = std::memory_order_acquire) const noexcept {
+    static_assert(std::is_base_of_v<Node, T>, "kovan::Atomic<T>: T must derive from kovan::Node");
     return static_cast<T*>(detail::protect(g.rec_, p_, o));
   }
   // An unprotected read, for code that owns the structure exclusively (construction,

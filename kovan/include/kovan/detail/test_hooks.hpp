@@ -1,0 +1,19 @@
+// kovan/detail/test_hooks.hpp — hooks compiled only into the `kovan_testhooks` library
+// (KOVAN_TEST_HOOKS), which tests link to drive the slow path deterministically. The
+// release library `kovan` has none of them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace kovan::detail::test {
+#ifdef KOVAN_TEST_HOOKS
+// Fast-path tries of a protected load (0 sends every load to the helped slow path).
+extern std::atomic<int> fast_path_tries;
+// Called by a slow-path load right after it published its request.
+extern std::atomic<void (*)()> on_request_published;
+// The calling thread's main reservation era, and the global era.
+std::uint64_t slot_era_of_current_thread() noexcept;
+std::uint64_t global_era() noexcept;
+#endif
+}  // namespace kovan::detail::test

@@ -1,0 +1,546 @@
+// kovan runtime: eras, reservation slots, batches, the helped slow path, orphans.
+//
+// The design, the argument for each step and the memory bound are in docs/RECLAIMER.md;
+// the TLA+ model of this file is tla/Reclaimer.tla.
+//
+// INVARIANTS (numbered as in docs/RECLAIMER.md)
+//  I1. g_era only grows. A record's pub_era is a value its owner wrote into its main slot's
+//      era before a seq_cst fence; the slot's era is >= pub_era while the slot is active.
+//  I2. A node is deleted only when its batch's count reached 0 and no active helper slot
+//      has an era >= the batch's minimum birth (otherwise the batch is orphaned).
+//  I3. Each batch has at most one node in any slot list; a node is in at most one list.
+//  I4. A pointer returned by protect() under a guard was read after a seq_cst fence that
+//      followed a write of an era >= the pointer's birth into the guard's (active) slot.
+//  I5. A record's tags only grow (they survive reuse of the record); a result word is
+//      written only for the tag it was requested with.
+//  I6. A thread with no guard has an INACTIVE main slot.
+//
+// FENCE PAIRS (named in the comments below)
+//  X  — reader side: after publishing an era (pin, raise in protect, helper raising a
+//       requester's era, helper publishing its helper slot), before reading a pointer.
+//  Y  — retirer side: in try_attach, before scanning the slots.
+//  By the seq_cst fence rule, for a node unlinked before Y: either the scan after Y sees the
+//  era written before X, or the pointer read after X sees the unlink (so not the node).
+//  F  — finisher side: before a batch whose count reached 0 reads helpers_active and the
+//       helper slots; pairs with X of a helper publishing its helper slot (see free_batch).
+#include "kovan/kovan.hpp"
+
+#include <algorithm>
+#include <bitset>
+#include <cstdio>
+#include <cstdlib>
+
+#include "kovan/detail/dwcas.hpp"
+#include "kovan/detail/test_hooks.hpp"
+
+namespace kovan {
+namespace detail {
+
+// The runtime's access to Node's private header.
+struct Access {
+  static std::uint64_t& birth(Node* n) noexcept { return n->birth_; }
+  static std::atomic<Node*>& slot_next(Node* n) noexcept { return n->slot_next_; }
+  static Node*& batch_link(Node* n) noexcept { return n->batch_link_; }
+  static Node*& batch_next(Node* n) noexcept { return n->batch_next_; }
+  static std::atomic<std::int64_t>& refs(Node* n) noexcept { return n->refs_; }
+  static void (*&deleter(Node* n) noexcept)(Node*) { return n->deleter_; }
+};
+
+namespace {
+
+using A = Access;
+
+// Slot list values. nullptr (the zero value, so static records start inactive) means
+// INACTIVE; kEmpty ends an active list.
+Node* empty_list() noexcept { return reinterpret_cast<Node*>(std::uintptr_t{1}); }
+bool is_list_node(Node* l) noexcept { return l != nullptr && l != empty_list(); }
+constexpr std::uint64_t kPending = ~std::uint64_t{0};  // result.lo while a request is open
+
+struct Slot {
+  std::atomic<Node*> list{nullptr};  // nullptr = INACTIVE
+  std::atomic<std::uint64_t> era{0};
+};
+
+struct Batch {
+  Node* first = nullptr;  // newest node; the chain runs first -> ... -> refs via batch_next
+  Node* refs = nullptr;   // counting node (the oldest)
+  std::uint64_t min_birth = 0;
+  std::uint32_t count = 0;
+};
+
+// A counter written only by its record's owner: relaxed load + store, no locked instruction.
+struct OwnerCounter {
+  std::atomic<std::uint64_t> v{0};
+  void add(std::uint64_t d) noexcept { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+}  // namespace
+
+struct alignas(128) ThreadRec {
+  // Shared: read by every retirer, written by the owner, by attachers (list) and helpers (era).
+  Slot main;
+  Slot helper;
+  // Slow path words, on their own line: {src, tag} and {pointer or kPending, tag}.
+  alignas(64) DWord request{0, 0};
+  DWord result{0, 0};
+  std::atomic<bool> in_use{false};
+  // Counters (owner-written; summed by stats()).
+  OwnerCounter retired, reclaimed, slow_loads, helps;
+  // Owner-only state.
+  alignas(64) std::uint32_t depth = 0;
+  std::uint64_t pub_era = 0;  // the era this thread last published itself (I1)
+  std::uint64_t tag = 0;      // last request tag (I5)
+  std::uint32_t since_try = 0;
+  bool in_help = false;
+  Batch batch;
+};
+
+namespace {
+
+alignas(128) std::atomic<std::uint64_t> g_era{1};
+alignas(128) std::atomic<std::uint64_t> g_slow_counter{0};
+alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
+alignas(128) std::atomic<std::size_t> g_hwm{0};
+alignas(128) std::atomic<Node*> g_orphans{nullptr};
+ThreadRec g_recs[kMaxThreads];
+
+thread_local ThreadRec* tl_rec = nullptr;
+thread_local std::uint32_t tl_allocs = 0;
+
+void release_thread(ThreadRec* me) noexcept;
+
+struct ThreadExit {
+  ~ThreadExit() {
+    if (tl_rec != nullptr) release_thread(tl_rec);
+  }
+};
+thread_local ThreadExit tl_exit;
+
+ThreadRec* register_thread() noexcept {
+  for (std::size_t i = 0; i < kMaxThreads; ++i) {
+    ThreadRec& r = g_recs[i];
+    bool expected = false;
+    // acquire: pairs with the release in release_thread, so the previous owner's owner-only
+    // fields (batch emptied, depth 0) are visible to the new owner.
+    if (!r.in_use.load(std::memory_order_relaxed) &&
+        r.in_use.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      std::size_t hwm = g_hwm.load(std::memory_order_relaxed);
+      // release: pairs with the acquire loads of g_hwm in scans, so a scanner that covers
+      // index i sees the record's initialised slots.
+      while (hwm < i + 1 &&
+             !g_hwm.compare_exchange_weak(hwm, i + 1, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
+      }
+      tl_rec = &r;
+      (void)&tl_exit;  // odr-use: registers the thread-exit destructor
+      return &r;
+    }
+  }
+  std::fprintf(stderr, "kovan: more than %zu threads at once; raise kovan::kMaxThreads\n",
+               kMaxThreads);
+  std::abort();
+}
+
+inline ThreadRec* self() noexcept {
+  ThreadRec* r = tl_rec;
+  return r != nullptr ? r : register_thread();
+}
+
+// Raises `era` to at least `target` with a read-modify-write that always writes (even when
+// the value is already high enough), so that the caller's next fence X orders a
+// modification of its own. Relaxed: the fence that follows every call provides the order.
+std::uint64_t raise(std::atomic<std::uint64_t>& era, std::uint64_t target) noexcept {
+  std::uint64_t cur = era.load(std::memory_order_relaxed);
+  while (!era.compare_exchange_weak(cur, std::max(cur, target), std::memory_order_relaxed,
+                                    std::memory_order_relaxed)) {
+  }
+  return std::max(cur, target);
+}
+
+void free_batch(ThreadRec* me, Node* refs) noexcept;
+void delete_dummy(Node* n) noexcept;
+void push_orphans(Node* first, Node* last) noexcept;
+
+// Walks a detached slot list, releasing one reference per node (I3).
+void traverse(ThreadRec* me, Node* l) noexcept {
+  while (is_list_node(l)) {
+    // Read both links before the decrement: once it is done, another thread may free l.
+    Node* next = A::slot_next(l).load(std::memory_order_relaxed);
+    Node* refs = A::batch_link(l);
+    // acq_rel: release orders this thread's reads of the batch's nodes (made under the
+    // guard) before the free; acquire makes the attacher's writes and other releasers'
+    // reads happen-before our free if we finish the batch.
+    if (A::refs(refs).fetch_sub(1, std::memory_order_acq_rel) == 1) free_batch(me, refs);
+    l = next;
+  }
+}
+
+void delete_chain(ThreadRec* me, Node* first, Node* last) noexcept {
+  std::uint64_t n_freed = 0;
+  Node* n = first;
+  for (;;) {
+    Node* next = A::batch_next(n);
+    const bool is_last = (n == last);
+    auto* del = A::deleter(n);
+    if (del != &delete_dummy) ++n_freed;
+    del(n);
+    if (is_last) break;
+    n = next;
+  }
+  me->reclaimed.add(n_freed);
+}
+
+// A batch whose count reached 0 (I2).
+void free_batch(ThreadRec* me, Node* refs) noexcept {
+  Node* first = A::batch_link(refs);
+  // Fence F. Pairs with X in help(), issued after a helper published its helper slot and
+  // before it re-checks the request. Either we see helpers_active and the helper slot here,
+  // or the helper's re-check sees the request completed (the completion happens-before the
+  // final decrement that brought us here) and it never dereferences src.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (g_helpers_active.load(std::memory_order_acquire) != 0) {
+    const std::uint64_t min_birth = A::birth(refs);
+    const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < hwm; ++i) {
+      Slot& h = g_recs[i].helper;
+      // acquire: pairs with the helper's release exchange when it leaves, so its reads of
+      // src happen-before our deletes if we see it INACTIVE.
+      if (h.list.load(std::memory_order_acquire) != nullptr &&
+          h.era.load(std::memory_order_relaxed) >= min_birth) {
+        push_orphans(first, refs);  // retried later, then attached to that helper slot
+        return;
+      }
+    }
+  }
+  delete_chain(me, first, refs);
+}
+
+// Pushes the chain first -> ... -> last (linked by batch_next) onto the orphan stack.
+void push_orphans(Node* first, Node* last) noexcept {
+  Node* head = g_orphans.load(std::memory_order_relaxed);
+  do {
+    A::batch_next(last) = head;
+    // release: pairs with the acquire exchange in adopt(), publishing the chain's links.
+  } while (!g_orphans.compare_exchange_weak(head, first, std::memory_order_release,
+                                            std::memory_order_relaxed));
+}
+
+void append(ThreadRec* me, Node* n) noexcept {
+  Batch& b = me->batch;
+  if (b.first == nullptr) {
+    b.refs = n;
+    b.first = n;
+    b.min_birth = A::birth(n);
+    b.count = 1;
+    A::batch_next(n) = nullptr;
+    A::batch_link(n) = n;
+  } else {
+    A::batch_link(n) = b.refs;
+    A::batch_next(n) = b.first;
+    b.first = n;
+    b.min_birth = std::min(b.min_birth, A::birth(n));
+    ++b.count;
+  }
+}
+
+// Padding nodes added by flush(); not counted as retired or reclaimed.
+struct Dummy final : Node {};
+void delete_dummy(Node* n) noexcept { delete static_cast<Dummy*>(n); }
+
+bool eligible(const Slot& s, std::uint64_t min_birth) noexcept {
+  // acquire on list: pairs with the release exchange of leave()/help(), so a slot seen
+  // INACTIVE had finished reading what it protected before we may free it.
+  return s.list.load(std::memory_order_acquire) != nullptr &&
+         s.era.load(std::memory_order_relaxed) >= min_birth;
+}
+
+// Tries to attach the partial batch to every eligible slot. With `force`, pads the batch
+// with dummy nodes so that the attempt cannot fail for want of nodes.
+void try_attach(ThreadRec* me, bool force) noexcept {
+  std::bitset<2 * kMaxThreads> chosen;
+  for (;;) {
+    Batch& b = me->batch;
+    if (b.first == nullptr) return;
+    // Fence Y: pairs with every reader's X (see the header comment).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
+    const std::uint64_t min_birth = b.min_birth;
+    std::size_t n_eligible = 0;
+    chosen.reset();
+    for (std::size_t i = 0; i < hwm; ++i) {
+      if (eligible(g_recs[i].main, min_birth)) chosen.set(2 * i), ++n_eligible;
+      if (eligible(g_recs[i].helper, min_birth)) chosen.set(2 * i + 1), ++n_eligible;
+    }
+    if (b.count < n_eligible + 1) {
+      if (!force) return;  // keep growing; try again after more retires
+      // Pad outside the scan window (allocation may help others and free nodes).
+      std::size_t missing = n_eligible + 1 - b.count;
+      for (std::size_t k = 0; k < missing; ++k) {
+        Dummy* d = new (std::nothrow) Dummy();
+        if (d == nullptr) {  // out of memory: leave the batch for later adoption
+          push_orphans(b.first, b.refs);
+          b = Batch{};
+          return;
+        }
+        A::deleter(d) = &delete_dummy;
+        append(me, d);
+      }
+      continue;  // rescan: slots may have changed meanwhile
+    }
+    // Phase 2: push one node onto each slot chosen above that is still eligible. Slots that
+    // became eligible after the scan need nothing (fence argument), so only chosen ones get
+    // a node, and there are enough nodes for all of them (count >= n_eligible + 1).
+    Node* const refs = b.refs;
+    Node* const first = b.first;
+    A::birth(refs) = min_birth;  // the counting node records the batch's minimum birth
+    A::batch_link(refs) = first;
+    A::refs(refs).store(0, std::memory_order_relaxed);  // published by the pushes' release
+    me->batch = Batch{};
+    Node* c = first;
+    std::int64_t attached = 0;
+    for (std::size_t idx = 0; idx < 2 * hwm; ++idx) {
+      if (!chosen.test(idx)) continue;
+      Slot& s = (idx % 2 == 0) ? g_recs[idx / 2].main : g_recs[idx / 2].helper;
+      Node* prev = s.list.load(std::memory_order_acquire);
+      for (;;) {
+        if (prev == nullptr || s.era.load(std::memory_order_relaxed) < min_birth) break;
+        A::slot_next(c).store(prev, std::memory_order_relaxed);
+        // release: pairs with the acquire exchange of the slot's owner (leave/help), which
+        // then sees c's links and the counting node's fields.
+        if (s.list.compare_exchange_weak(prev, c, std::memory_order_release,
+                                         std::memory_order_acquire)) {
+          ++attached;
+          c = A::batch_next(c);
+          break;
+        }
+      }
+    }
+    // acq_rel: acquire the releasers' reads if the count reaches 0 here; release our
+    // writes to the batch for whoever finishes it.
+    if (A::refs(refs).fetch_add(attached, std::memory_order_acq_rel) == -attached) {
+      free_batch(me, refs);
+    }
+    return;
+  }
+}
+
+// Re-retires every orphaned node into this thread's batch.
+void adopt(ThreadRec* me) noexcept {
+  if (g_orphans.load(std::memory_order_relaxed) == nullptr) return;
+  // acquire: pairs with push_orphans' release CAS.
+  Node* n = g_orphans.exchange(nullptr, std::memory_order_acquire);
+  while (n != nullptr) {
+    Node* next = A::batch_next(n);
+    append(me, n);
+    n = next;
+  }
+}
+
+void maybe_attach(ThreadRec* me) noexcept {
+  if (++me->since_try >= kRetireBatch) {
+    me->since_try = 0;
+    adopt(me);
+    try_attach(me, false);
+  }
+}
+
+void release_thread(ThreadRec* me) noexcept {
+  if (me->depth != 0) {  // a guard outlived its thread: let it go now
+    me->depth = 0;
+    traverse(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
+  }
+  Batch& b = me->batch;
+  if (b.first != nullptr) {
+    push_orphans(b.first, b.refs);  // adopted by the next thread that retires or flushes
+    b = Batch{};
+  }
+  me->since_try = 0;
+  tl_rec = nullptr;
+  // release: pairs with the acquire CAS in register_thread.
+  me->in_use.store(false, std::memory_order_release);
+}
+
+void help(ThreadRec* me, ThreadRec& r) noexcept {
+  const DWord req = dwload(&r.request);
+  const std::uint64_t tag = req.hi;
+  const DWord pending{kPending, tag};
+  if (!(dwload(&r.result) == pending)) return;
+  const auto* src = reinterpret_cast<const std::atomic<Node*>*>(req.lo);
+  me->helps.add(1);
+  me->in_help = true;
+  g_helpers_active.fetch_add(1, std::memory_order_seq_cst);
+  // Publish the helper slot with the requester's era, which covers the node holding src
+  // (the requester loaded it under that era). The dwload above ordered this read after the
+  // requester's request write, hence after its raise for that node.
+  me->helper.era.store(r.main.era.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  me->helper.list.store(empty_list(), std::memory_order_relaxed);
+  // Fence X (helper slot): pairs with Y in try_attach and F in free_batch.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (dwload(&r.result) == pending) {  // re-check: src's node is covered from here on
+    for (;;) {
+      const std::uint64_t e = g_era.load(std::memory_order_acquire);
+      raise(r.main.era, e);  // the requester's slot is active for the whole request
+      // Fence X (requester's slot): pairs with Y.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      Node* p = src->load(std::memory_order_acquire);
+      const std::uint64_t g = g_era.load(std::memory_order_acquire);
+      if (g == e) {
+        DWord expected = pending;
+        (void)dwcas(&r.result, expected, DWord{reinterpret_cast<std::uint64_t>(p), tag});
+        break;
+      }
+      if (!(dwload(&r.result) == pending)) break;
+    }
+  }
+  traverse(me, me->helper.list.exchange(nullptr, std::memory_order_acq_rel));
+  // release: our reads of src happen-before a finisher that reads helpers_active == 0.
+  g_helpers_active.fetch_sub(1, std::memory_order_release);
+  me->in_help = false;
+}
+
+void advance_era() noexcept {
+  ThreadRec* me = tl_rec;
+  // seq_cst: pairs with the requester's seq_cst increment of g_slow_counter; an advancer
+  // that misses it started before the request and is one of at most n such increments.
+  if (g_slow_counter.load(std::memory_order_seq_cst) != 0) {
+    if (me == nullptr) me = self();
+    if (!me->in_help) {
+      const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < hwm; ++i) {
+        if (&g_recs[i] != me && g_recs[i].in_use.load(std::memory_order_relaxed)) {
+          help(me, g_recs[i]);
+        }
+      }
+    }
+  }
+  g_era.fetch_add(1, std::memory_order_seq_cst);
+}
+
+Node* slow_path(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order) noexcept {
+  me->slow_loads.add(1);
+  const std::uint64_t tag = ++me->tag;
+  const DWord pending{kPending, tag};
+  dwstore(&me->request, DWord{reinterpret_cast<std::uint64_t>(&src), tag});
+  dwstore(&me->result, pending);
+  // seq_cst: pairs with advance_era's load (see there).
+  g_slow_counter.fetch_add(1, std::memory_order_seq_cst);
+#ifdef KOVAN_TEST_HOOKS
+  if (auto* hook = test::on_request_published.load(std::memory_order_acquire)) hook();
+#endif
+  for (;;) {
+    const std::uint64_t s = me->pub_era;
+    Node* p = src.load(order);
+    const std::uint64_t g = g_era.load(std::memory_order_acquire);
+    if (g <= s) {
+      DWord expected = pending;
+      (void)dwcas(&me->result, expected, DWord{reinterpret_cast<std::uint64_t>(p), tag});
+      break;  // ours, or a helper's if the CAS failed
+    }
+    me->pub_era = raise(me->main.era, g);
+    // Fence X: pairs with Y.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!(dwload(&me->result) == pending)) break;  // a helper finished it
+  }
+  const DWord res = dwload(&me->result);
+  g_slow_counter.fetch_sub(1, std::memory_order_seq_cst);
+  return reinterpret_cast<Node*>(res.lo);
+}
+
+}  // namespace
+
+std::uint64_t on_allocate() noexcept {
+  if (++tl_allocs % kEraFrequency == 0) advance_era();
+  // acquire: a node's birth is read from the clock when it is built; protect() compares
+  // it against later reads of the same clock (coherence keeps them ordered).
+  return g_era.load(std::memory_order_acquire);
+}
+
+ThreadRec* enter() noexcept {
+  ThreadRec* me = self();
+  if (me->depth++ == 0) {
+    const std::uint64_t e = g_era.load(std::memory_order_acquire);
+    me->main.era.store(e, std::memory_order_relaxed);
+    me->pub_era = e;
+    me->main.list.store(empty_list(), std::memory_order_relaxed);
+    // Fence X (pin): pairs with Y; the era and the activation above are ordered before
+    // every pointer read under this guard.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  return me;
+}
+
+void leave(ThreadRec* me) noexcept {
+  if (--me->depth == 0) {
+    // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
+    // orders our reads under the guard before a retirer that sees the slot INACTIVE.
+    traverse(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
+  }
+}
+
+Node* protect(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order) noexcept {
+  if (order == std::memory_order_relaxed || order == std::memory_order_consume) {
+    order = std::memory_order_acquire;
+  }
+  std::uint64_t s = me->pub_era;
+#ifdef KOVAN_TEST_HOOKS
+  const int tries = test::fast_path_tries.load(std::memory_order_relaxed);
+#else
+  constexpr int tries = kFastPathTries;
+#endif
+  for (int i = 0; i < tries; ++i) {
+    Node* p = src.load(order);
+    // p was built before it was published to src, so its birth <= g (clock coherence).
+    const std::uint64_t g = g_era.load(std::memory_order_acquire);
+    if (g <= s) return p;
+    s = raise(me->main.era, g);
+    me->pub_era = s;
+    // Fence X: pairs with Y.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  return slow_path(me, src, order);
+}
+
+void retire_node(Node* n, void (*deleter)(Node*)) noexcept {
+  ThreadRec* me = self();
+  A::deleter(n) = deleter;
+  me->retired.add(1);
+  append(me, n);
+  maybe_attach(me);
+}
+
+#ifdef KOVAN_TEST_HOOKS
+namespace test {
+std::atomic<int> fast_path_tries{kFastPathTries};
+std::atomic<void (*)()> on_request_published{nullptr};
+std::uint64_t slot_era_of_current_thread() noexcept {
+  return self()->main.era.load(std::memory_order_relaxed);
+}
+std::uint64_t global_era() noexcept { return g_era.load(std::memory_order_relaxed); }
+}  // namespace test
+#endif
+
+}  // namespace detail
+
+void flush() noexcept {
+  detail::ThreadRec* me = detail::self();
+  detail::adopt(me);
+  detail::try_attach(me, /*force=*/true);
+}
+
+Stats stats() noexcept {
+  Stats s{};
+  const std::size_t hwm = detail::g_hwm.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < hwm; ++i) {
+    const detail::ThreadRec& r = detail::g_recs[i];
+    s.retired += r.retired.get();
+    s.reclaimed += r.reclaimed.get();
+    s.slow_loads += r.slow_loads.get();
+    s.helps += r.helps.get();
+  }
+  s.era = detail::g_era.load(std::memory_order_relaxed);
+  s.threads = hwm;
+  return s;
+}
+
+}  // namespace kovan
