@@ -1,0 +1,367 @@
+// storage/engine.hpp — the Kovan KV storage engine: an in-memory, multi-version (MVCC),
+// transactional key-value store. This header is the contract the server builds on.
+//
+// WHAT IT IS
+// ----------
+// Keys and values are byte strings. Every committed write gets a revision from one global
+// commit clock (etcd-style: the empty store is at revision 1, the first write commits at 2;
+// revisions strictly increase but may skip values — a commit that fails validation consumes
+// one). Each key reports `create_revision`, `mod_revision` and `version` (writes since the
+// key was last created; a delete resets it).
+//
+// The engine offers
+//   * one-shot operations (get, put, del, delete_range, scan) and an etcd-like conditional
+//     transaction (`txn`: compares, then a list of operations, else another), each atomic and
+//     each executed at a single revision;
+//   * interactive transactions (`begin` -> Transaction handle -> get/put/del/scan ->
+//     commit/abort) at two isolation levels:
+//       - kSerializable (default): strict serializable. Reads come from the snapshot taken at
+//         begin; commit validates every point read and every range read (phantoms) against
+//         later commits. Read-only transactions never abort.
+//       - kSnapshot: snapshot isolation, first committer wins on written keys; write skew is
+//         allowed.
+//     Conflicts are detected without waiting (no-wait commit locks): a transaction that
+//     would have to wait gets CONFLICT instead and should be retried from `begin`.
+//
+// THREAD SAFETY
+// -------------
+// Engine is safe for concurrent use by any number of threads without external
+// synchronization. A Transaction handle is safe to use from any thread; concurrent calls on
+// the same handle are serialized internally (a connection normally issues them one by one).
+//
+// LIFETIMES
+// ---------
+// The Engine must outlive every Transaction handle it returned. Destroying (or
+// move-assigning over) an active Transaction aborts it. Results own their data (values are
+// copied out); nothing returned points into the engine.
+//
+// TRANSACTION LIFECYCLE AND ERRORS
+// --------------------------------
+//   begin -> active --commit--> committed (commit returns the commit revision)
+//                   --abort---> aborted
+//                   --commit fails validation--> aborted (CONFLICT)
+//                   --older than Options::txn_timeout--> expired (TXN_EXPIRED)
+// A transaction's age is measured from begin. An expired transaction is aborted by the
+// engine (lazily on its next call, or by the background sweeper / run_maintenance()), leaves
+// the active-snapshot set at once, and every later call on it returns TXN_EXPIRED. Calls on
+// a committed, aborted or empty (default-constructed, moved-from) handle return
+// TXN_NOT_FOUND. Writes are buffered in the transaction until commit (read-your-own-writes).
+// After Engine::shutdown(), every call returns UNAVAILABLE.
+//
+// MEMORY
+// ------
+// Old versions are pruned by interval GC (docs/STORAGE.md): a key keeps its newest committed
+// version plus at most one version per active snapshot, however many updates it receives.
+// Pruned versions and the engine's version chains are reclaimed through the kovan reclaimer;
+// engine calls pin a kovan guard for their own duration only, never across calls.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace kv::storage {
+
+// ---------------------------------------------------------------------------------------
+// Status and Result
+// ---------------------------------------------------------------------------------------
+enum class StatusCode : std::uint8_t {
+  kOk = 0,
+  kNotFound,           // the key does not exist at the read revision
+  kConflict,           // another transaction won; retry with a new transaction
+  kTxnExpired,         // the transaction outlived txn_timeout; retry with a new transaction
+  kTxnNotFound,        // the handle is empty, committed or aborted
+  kInvalidArgument,    // empty or oversized key, oversized value, bad range
+  kResourceExhausted,  // too many active transactions / snapshots
+  kUnavailable,        // the engine is shutting down
+  kInternal,           // a bug: an invariant did not hold
+};
+
+// Stable upper-case name ("OK", "NOT_FOUND", "CONFLICT", ...), for logs and the wire.
+std::string_view to_string(StatusCode code) noexcept;
+
+class [[nodiscard]] Status {
+ public:
+  Status() noexcept = default;  // OK
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status Ok() noexcept { return Status(); }
+  bool ok() const noexcept { return code_ == StatusCode::kOk; }
+  StatusCode code() const noexcept { return code_; }
+  const std::string& message() const noexcept { return message_; }
+  // "CONFLICT: read key 'a' changed after the snapshot"
+  std::string to_string() const;
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+// A value or a non-OK Status. Accessing value() of a non-OK result is a programming error
+// (asserted in debug builds).
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
+  Result(Status status) : status_(std::move(status)) {}  // NOLINT: must not be OK
+  Result(StatusCode code, std::string message) : status_(code, std::move(message)) {}
+
+  bool ok() const noexcept { return value_.has_value(); }
+  const Status& status() const noexcept { return status_; }
+  StatusCode code() const noexcept { return status_.code(); }
+
+  T& value() & { return *value_; }
+  const T& value() const& { return *value_; }
+  T&& value() && { return std::move(*value_); }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+  T& operator*() & { return *value_; }
+  const T& operator*() const& { return *value_; }
+
+ private:
+  Status status_;
+  std::optional<T> value_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Data types
+// ---------------------------------------------------------------------------------------
+using Revision = std::uint64_t;
+
+struct KeyValue {
+  std::string key;
+  std::string value;             // empty when the read asked for keys only
+  Revision create_revision = 0;  // revision of the write that (re)created the key
+  Revision mod_revision = 0;     // revision of the latest write
+  std::int64_t version = 0;      // writes since (re)creation: 1 after the first put
+};
+
+enum class Isolation : std::uint8_t {
+  kSerializable = 0,  // default; strict serializable
+  kSnapshot = 1,      // snapshot isolation, first committer wins
+};
+
+enum class GcPolicy : std::uint8_t {
+  kInterval = 0,   // keep only versions some active snapshot can see (default)
+  kWatermark = 1,  // keep every version newer than the oldest active snapshot (for comparison)
+};
+
+// Time source. The engine only measures transaction ages with it.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::chrono::steady_clock::time_point now() const noexcept = 0;
+};
+
+// A clock that moves only when told to; for tests of txn_timeout without sleeping.
+// Thread-safe.
+class ManualClock final : public Clock {
+ public:
+  std::chrono::steady_clock::time_point now() const noexcept override;
+  void advance(std::chrono::nanoseconds d) noexcept;
+
+ private:
+  std::atomic<std::int64_t> ns_{1'000'000'000};
+};
+
+struct Options {
+  std::size_t max_key_bytes = 4096;       // larger keys: INVALID_ARGUMENT
+  std::size_t max_value_bytes = 1 << 20;  // larger values: INVALID_ARGUMENT
+  std::chrono::milliseconds txn_timeout{5000};
+  GcPolicy gc_policy = GcPolicy::kInterval;
+  bool background_sweeper = true;  // a thread that expires txns and prunes chains
+  std::chrono::milliseconds sweeper_period{1000};
+  std::size_t max_active_txns = 4096;  // more concurrent begin()s: RESOURCE_EXHAUSTED
+  std::shared_ptr<const Clock> clock;  // null: std::chrono::steady_clock
+};
+
+// Range arguments: [start, end). An empty `end` means "no upper bound"; an empty `start`
+// means "from the first key". A single key k is the range [k, k + '\0').
+struct ScanOptions {
+  std::size_t limit = 0;    // at most this many keys (0: no limit)
+  bool reverse = false;     // descending key order (the limit keeps the largest keys)
+  bool keys_only = false;   // KeyValue::value left empty
+  bool count_only = false;  // no kvs at all, only `count`
+};
+
+struct ScanResult {
+  std::vector<KeyValue> kvs;  // in key order (descending if reverse)
+  std::size_t count = 0;      // keys in the range (all of them, not capped by limit)
+  bool more = false;          // the limit cut the result
+  Revision revision = 0;      // the revision the scan read at
+};
+
+struct PutResult {
+  Revision revision = 0;            // the commit revision of this put
+  std::optional<KeyValue> prev_kv;  // when asked for and the key existed
+};
+
+struct DeleteResult {
+  Revision revision = 0;  // commit revision (the read revision if nothing was deleted)
+  std::int64_t deleted = 0;
+  std::vector<KeyValue> prev_kvs;  // when asked for
+};
+
+// etcd-like conditional transaction. A compare on a key that does not exist sees
+// version = create_revision = mod_revision = 0, and a value compare on it is false for every
+// operator (as etcd does).
+struct Compare {
+  enum class Target : std::uint8_t { kValue, kVersion, kCreateRevision, kModRevision };
+  enum class Op : std::uint8_t { kEqual, kNotEqual, kLess, kGreater };
+  std::string key;
+  Target target = Target::kValue;
+  Op op = Op::kEqual;
+  std::string value;        // for kValue (byte-wise comparison)
+  std::int64_t number = 0;  // for the others
+};
+
+struct TxnOp {
+  enum class Type : std::uint8_t { kGet, kPut, kDelete };
+  Type type = Type::kGet;
+  std::string key;
+  std::string range_end;  // kGet/kDelete: empty = the single key `key`; else [key, range_end)
+                          // ("\0" as range_end means "no upper bound", as in etcd)
+  std::string value;      // kPut
+  ScanOptions scan;       // kGet over a range
+  bool prev_kv = false;   // kPut/kDelete: return the previous key-values
+};
+
+struct TxnOpResult {
+  TxnOp::Type type = TxnOp::Type::kGet;
+  std::vector<KeyValue> kvs;  // kGet: the values read; kPut/kDelete: prev kvs if asked
+  std::size_t count = 0;      // kGet: keys in range
+  bool more = false;          // kGet
+  std::int64_t deleted = 0;   // kDelete
+};
+
+struct CondTxn {
+  std::vector<Compare> compare;  // all must hold (empty: true)
+  std::vector<TxnOp> success;
+  std::vector<TxnOp> failure;
+};
+
+struct CondTxnResult {
+  bool succeeded = false;            // the compares held and `success` ran
+  Revision revision = 0;             // commit revision (the read revision if nothing was written)
+  std::vector<TxnOpResult> results;  // one per op of the branch that ran
+};
+
+struct EngineStats {
+  std::uint64_t keys = 0;              // keys whose newest version is not a delete
+  std::uint64_t index_nodes = 0;       // keys in the ordered index (including deleted ones)
+  std::uint64_t live_versions = 0;     // versions reachable from the index
+  std::uint64_t bytes = 0;             // approx. bytes held by index nodes and live versions
+  std::uint64_t active_txns = 0;       // interactive transactions begun and not finished
+  std::uint64_t active_snapshots = 0;  // snapshots registered (txns + one-shot ops)
+  std::chrono::nanoseconds oldest_snapshot_age{0};  // age of the oldest active txn (0: none)
+  Revision revision = 0;                            // current (visible) revision
+  std::uint64_t versions_pruned = 0;
+  std::uint64_t commits = 0;  // transactions (incl. one-shot writes) that committed
+  std::uint64_t aborts_conflict = 0;
+  std::uint64_t aborts_expired = 0;
+  std::uint64_t aborts_user = 0;    // abort() calls and destroyed active handles
+  std::uint64_t gc_sweeps = 0;      // completed background/maintenance sweeps
+  std::uint64_t kovan_retired = 0;  // process-wide kovan counters
+  std::uint64_t kovan_reclaimed = 0;
+};
+
+namespace detail {
+class EngineImpl;
+struct TxnState;
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------
+// Transaction: a handle to one interactive transaction. Move-only; see the lifecycle above.
+// ---------------------------------------------------------------------------------------
+class Transaction {
+ public:
+  Transaction() noexcept;
+  Transaction(Transaction&&) noexcept;
+  Transaction& operator=(Transaction&&) noexcept;  // aborts the transaction it replaces
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();  // aborts if still active
+
+  // Engine-unique id (never 0 for a real transaction), for logs and connection maps.
+  std::uint64_t id() const noexcept;
+  Isolation isolation() const noexcept;
+  Revision snapshot_revision() const noexcept;  // the revision reads see
+  bool active() const noexcept;                 // not committed, aborted or expired
+
+  // Reads see the snapshot plus this transaction's own writes. NOT_FOUND if absent.
+  [[nodiscard]] Result<KeyValue> get(std::string_view key);
+  [[nodiscard]] Result<ScanResult> scan(std::string_view start, std::string_view end,
+                                        const ScanOptions& opts = {});
+  // Buffered until commit; metadata of own writes shows mod_revision 0 until committed.
+  [[nodiscard]] Status put(std::string_view key, std::string_view value);
+  [[nodiscard]] Status del(std::string_view key);
+  // Returns the commit revision (the snapshot revision for a transaction that wrote
+  // nothing). On CONFLICT the transaction is aborted.
+  [[nodiscard]] Result<Revision> commit();
+  // OK, or TXN_NOT_FOUND / TXN_EXPIRED if it was no longer active.
+  Status abort();
+
+ private:
+  friend class detail::EngineImpl;
+  Transaction(detail::EngineImpl* engine, std::shared_ptr<detail::TxnState> state) noexcept;
+  bool abort_if_active() noexcept;
+  detail::EngineImpl* engine_ = nullptr;
+  std::shared_ptr<detail::TxnState> state_;  // shared with the engine's expiry sweeper
+};
+
+// ---------------------------------------------------------------------------------------
+// Engine
+// ---------------------------------------------------------------------------------------
+class Engine {
+ public:
+  explicit Engine(Options options = {});
+  ~Engine();  // stops the sweeper; every Transaction must be gone by then
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // One-shot operations. Each runs atomically at one revision. Writers that meet a
+  // concurrent committer retry internally (they never return CONFLICT unless a key stays
+  // contended through many retries).
+  [[nodiscard]] Result<KeyValue> get(std::string_view key);
+  [[nodiscard]] Result<ScanResult> scan(std::string_view start, std::string_view end,
+                                        const ScanOptions& opts = {});
+  [[nodiscard]] Result<PutResult> put(std::string_view key, std::string_view value,
+                                      bool prev_kv = false);
+  // deleted == 0 (and OK) when the key did not exist.
+  [[nodiscard]] Result<DeleteResult> del(std::string_view key, bool prev_kv = false);
+  [[nodiscard]] Result<DeleteResult> delete_range(std::string_view start, std::string_view end,
+                                                  bool prev_kv = false);
+  [[nodiscard]] Result<CondTxnResult> txn(const CondTxn& request);
+
+  // Interactive transactions.
+  [[nodiscard]] Result<Transaction> begin(Isolation isolation = Isolation::kSerializable);
+
+  // The newest revision whose commit is fully visible.
+  Revision current_revision() const noexcept;
+  EngineStats stats() const;
+
+  // Committed versions currently chained under `key` (0 if the key was never written).
+  // A diagnostic for tests and operators; O(chain).
+  std::size_t version_count(std::string_view key) const;
+
+  // What the background sweeper does once: expire transactions older than txn_timeout,
+  // then prune every version chain. Safe to call concurrently with everything.
+  void run_maintenance();
+
+  // Stops the sweeper; later calls (and calls on live transactions) return UNAVAILABLE.
+  void shutdown();
+
+  const Options& options() const noexcept;
+
+ private:
+  std::unique_ptr<detail::EngineImpl> impl_;
+};
+
+}  // namespace kv::storage

@@ -1,0 +1,161 @@
+// storage/src/snapshots.hpp — the commit clock with its visibility watermark, and the
+// registry of active snapshots (the set A of docs/STORAGE.md). Internal to the engine.
+//
+// INVARIANTS
+// ----------
+// C1. `last_` is the last commit timestamp handed out; `visible_` (W) <= last_. Every
+//     timestamp <= W is finished: its versions are installed (or it aborted and installs
+//     nothing). W only grows, one step at a time, and only over finished timestamps.
+// C2. A snapshot is always a value of W, so a snapshot never sees part of a commit.
+// S1. A snapshot s is adopted only after a slot holding s was published and W was re-read
+//     and still equal to s ("publish, then confirm"). Hence a pruner that reads W (= W_b)
+//     and then the slots, and does not see s, knows s >= W_b (docs/STORAGE.md, "the
+//     registration rule").
+//
+// Memory orders: W's loads and updates, the slot stores of registration, and the slot
+// and `hi_` loads of collect() are seq_cst: the argument for S1 needs a single total order
+// over W and the slots (a store followed by a load of another location — release/acquire
+// cannot order that). The ring's done-marks are seq_cst for the same store-then-load shape
+// in advance() (see there).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "storage/engine.hpp"
+
+namespace kv::storage::detail {
+
+class CommitClock {
+ public:
+  static constexpr std::size_t kRing = 4096;  // > the number of commits in flight at once
+
+  CommitClock() : ring_(std::make_unique<std::atomic<Revision>[]>(kRing)) {
+    for (std::size_t i = 0; i < kRing; ++i) ring_[i].store(0, std::memory_order_relaxed);
+  }
+
+  // The newest fully visible revision (W).
+  Revision visible() const noexcept { return visible_.load(std::memory_order_seq_cst); }
+
+  // Hands out the next commit timestamp. seq_cst RMW: a committer's lock acquisitions
+  // (sequenced before this) happen-before the validation of any later committer (which
+  // reads this clock first) — see engine.cpp, validate().
+  Revision acquire() noexcept {
+    const Revision ts = last_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    // Only possible with >= kRing commits in flight; wait for the ring slot to be reusable.
+    while (ts - visible() >= kRing) std::this_thread::yield();
+    return ts;
+  }
+
+  // Marks `ts` finished (installed or abandoned) and advances W as far as possible.
+  void finish(Revision ts) noexcept {
+    // seq_cst: store-then-load against advance() of other threads; whichever of two
+    // finishers comes second in the total order sees the other's mark, so W never stalls
+    // behind a finished timestamp.
+    ring_[ts % kRing].store(ts, std::memory_order_seq_cst);
+    advance();
+  }
+
+  // Returns once W >= ts (every earlier commit has finished too). Bounded by the other
+  // committers' install time: they hold no locks while waiting and do no I/O.
+  void wait_visible(Revision ts) noexcept {
+    for (int spins = 0; visible() < ts; ++spins) {
+      advance();
+      if (spins > 64) std::this_thread::yield();
+    }
+  }
+
+ private:
+  void advance() noexcept {
+    for (;;) {
+      Revision w = visible_.load(std::memory_order_seq_cst);
+      if (ring_[(w + 1) % kRing].load(std::memory_order_seq_cst) != w + 1) return;
+      // seq_cst: W's updates are in the single order with the slot stores of S1.
+      visible_.compare_exchange_strong(w, w + 1, std::memory_order_seq_cst);
+    }
+  }
+
+  std::atomic<Revision> last_{1};  // the empty store is revision 1
+  std::atomic<Revision> visible_{1};
+  std::unique_ptr<std::atomic<Revision>[]> ring_;
+};
+
+class SnapshotRegistry {
+ public:
+  static constexpr Revision kClaimed = ~Revision{0};  // slot taken, no snapshot yet
+
+  explicit SnapshotRegistry(std::size_t capacity)
+      : cap_(capacity), slots_(std::make_unique<Slot[]>(capacity)) {}
+
+  // Registers a snapshot (rule S1) and returns it in *snap, the slot in *slot.
+  // False when every slot is taken.
+  bool acquire(const CommitClock& clock, std::size_t* slot, Revision* snap) noexcept {
+    thread_local std::size_t hint = 0;
+    std::size_t idx = cap_;
+    for (std::size_t i = 0; i < cap_; ++i) {
+      const std::size_t c = (hint + i) % cap_;
+      Revision expected = 0;
+      if (slots_[c].value.load(std::memory_order_relaxed) == 0 &&
+          slots_[c].value.compare_exchange_strong(expected, kClaimed, std::memory_order_relaxed)) {
+        idx = c;
+        break;
+      }
+    }
+    if (idx == cap_) return false;
+    hint = idx;
+    // Raise hi_ before publishing a candidate: a collector that reads a smaller hi_ read it
+    // earlier in the total order than our candidate store (seq_cst, pairs with collect()).
+    std::size_t h = hi_.load(std::memory_order_seq_cst);
+    while (h <= idx && !hi_.compare_exchange_weak(h, idx + 1, std::memory_order_seq_cst)) {
+    }
+    Revision w = clock.visible();  // seq_cst
+    for (;;) {
+      // seq_cst store, then seq_cst re-read of W (S1): publish, then confirm.
+      slots_[idx].value.store(w, std::memory_order_seq_cst);
+      const Revision again = clock.visible();
+      if (again == w) break;
+      w = again;
+    }
+    *slot = idx;
+    *snap = w;
+    return true;
+  }
+
+  void release(std::size_t slot) noexcept {
+    // release: a collector that still sees the old value keeps more than needed (safe).
+    slots_[slot].value.store(0, std::memory_order_release);
+  }
+
+  // Appends every published snapshot. Call after reading W (the pruner's W_b).
+  void collect(std::vector<Revision>* out) const {
+    const std::size_t h = hi_.load(std::memory_order_seq_cst);  // pairs: acquire()'s raise
+    for (std::size_t i = 0; i < h; ++i) {
+      // seq_cst: pairs with the candidate stores in acquire() (rule S1).
+      const Revision v = slots_[i].value.load(std::memory_order_seq_cst);
+      if (v != 0 && v != kClaimed) out->push_back(v);
+    }
+  }
+
+  std::size_t active() const noexcept {
+    std::size_t n = 0;
+    const std::size_t h = hi_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < h; ++i) {
+      if (slots_[i].value.load(std::memory_order_relaxed) != 0) ++n;
+    }
+    return n;
+  }
+
+ private:
+  struct alignas(64) Slot {
+    std::atomic<Revision> value{0};  // 0 free, kClaimed, or a candidate/adopted snapshot
+  };
+  const std::size_t cap_;
+  std::unique_ptr<Slot[]> slots_;
+  std::atomic<std::size_t> hi_{0};  // slots at index >= hi_ have never been used
+};
+
+}  // namespace kv::storage::detail
