@@ -93,6 +93,7 @@ struct alignas(128) ThreadRec {
   std::uint64_t tag = 0;      // last request tag (I5)
   std::uint32_t since_try = 0;
   bool in_help = false;
+  bool in_attach = false;
   Batch batch;
 };
 
@@ -248,78 +249,188 @@ void append(ThreadRec* me, Node* n) noexcept {
 struct Dummy final : Node {};
 void delete_dummy(Node* n) noexcept { delete static_cast<Dummy*>(n); }
 
-bool eligible(const Slot& s, std::uint64_t min_birth) noexcept {
-  // acquire on list: pairs with the release exchange of leave()/help(), so a slot seen
-  // INACTIVE had finished reading what it protected before we may free it.
-  return s.list.load(std::memory_order_acquire) != nullptr &&
-         s.era.load(std::memory_order_relaxed) >= min_birth;
+
+// A chain of nodes linked by batch_next, ending with nullptr.
+struct Chain {
+  Node* head = nullptr;
+  Node* tail = nullptr;
+  std::uint32_t count = 0;
+  std::uint64_t min_birth = ~std::uint64_t{0};
+  void push(Node* n) noexcept {
+    A::batch_next(n) = head;
+    if (tail == nullptr) tail = n;
+    head = n;
+    ++count;
+    min_birth = std::min(min_birth, A::birth(n));
+  }
+  // Appends `younger` after this chain's nodes.
+  void absorb(Chain& younger) noexcept {
+    if (younger.count == 0) return;
+    if (count == 0) {
+      *this = younger;
+    } else {
+      A::batch_next(tail) = younger.head;
+      tail = younger.tail;
+      count += younger.count;
+      min_birth = std::min(min_birth, younger.min_birth);
+    }
+    younger = Chain{};
+  }
+};
+
+// The slots seen eligible by one attach attempt (after fence Y), with the era each had.
+struct Eligible {
+  std::uint32_t n = 0;
+  std::uint32_t idx[2 * kMaxThreads];  // 2 * record + (0 main, 1 helper)
+  std::uint64_t era[2 * kMaxThreads];
+  std::uint32_t count_at_least(std::uint64_t min_birth) const noexcept {
+    std::uint32_t c = 0;
+    for (std::uint32_t i = 0; i < n; ++i) c += era[i] >= min_birth ? 1 : 0;
+    return c;
+  }
+};
+
+Slot& slot_at(std::uint32_t idx) noexcept {
+  return (idx % 2 == 0) ? g_recs[idx / 2].main : g_recs[idx / 2].helper;
 }
 
-// Tries to attach the partial batch to every eligible slot. With `force`, pads the batch
-// with dummy nodes so that the attempt cannot fail for want of nodes.
+// Turns `chain` into a batch and attaches it to every slot of `el` whose era was >= the
+// chain's minimum birth. The caller guarantees chain.count >= that number of slots + 1.
+void emit(ThreadRec* me, const Eligible& el, Chain& chain) noexcept {
+  Node* const refs = chain.tail;  // the counting node ends the chain
+  const std::uint64_t min_birth = chain.min_birth;
+  for (Node* n = chain.head; n != refs; n = A::batch_next(n)) A::batch_link(n) = refs;
+  A::batch_next(refs) = nullptr;
+  A::birth(refs) = min_birth;  // the counting node records the batch's minimum birth
+  A::batch_link(refs) = chain.head;
+  A::refs(refs).store(0, std::memory_order_relaxed);  // published by the pushes' release
+  chain = Chain{};
+  Node* c = A::batch_link(refs);
+  std::int64_t attached = 0;
+  for (std::uint32_t i = 0; i < el.n; ++i) {
+    if (el.era[i] < min_birth) continue;
+    Slot& s = slot_at(el.idx[i]);
+    Node* prev = s.list.load(std::memory_order_acquire);
+    for (;;) {
+      // A slot that left (INACTIVE) or re-pinned with a lower era since the scan needs
+      // nothing from this batch: its new guard started after fence Y (see the header).
+      if (prev == nullptr || s.era.load(std::memory_order_relaxed) < min_birth) break;
+      A::slot_next(c).store(prev, std::memory_order_relaxed);
+      // release: pairs with the acquire exchange of the slot's owner (leave/help), which
+      // then sees c's links and the counting node's fields.
+      if (s.list.compare_exchange_weak(prev, c, std::memory_order_release,
+                                       std::memory_order_acquire)) {
+        ++attached;
+        c = A::batch_next(c);
+        break;
+      }
+    }
+  }
+  // acq_rel: acquire the releasers' reads if the count reaches 0 here; release our
+  // writes to the batch for whoever finishes it.
+  if (A::refs(refs).fetch_add(attached, std::memory_order_acq_rel) == -attached) {
+    free_batch(me, refs);
+  }
+}
+
+void try_attach_once(ThreadRec* me, bool force) noexcept;
+
+// Tries to attach the partial batch. The batch is first split by birth at the eras of the
+// eligible slots, so that a slot with an old era (a stalled thread) is handed only batches
+// made of nodes born at or before its era — plus, at most, a few younger nodes that were too
+// few to form a batch of their own. Groups too small to attach are merged into the next
+// older group; what is still too small stays as the partial batch. With `force`, the batch
+// is padded with dummy nodes and attached whole, so that nothing stays behind.
 void try_attach(ThreadRec* me, bool force) noexcept {
-  std::bitset<2 * kMaxThreads> chosen;
+  // Not re-entrant: a destructor run by a free inside emit() may retire nodes; they join
+  // the partial batch and wait for the next attempt.
+  if (me->in_attach) return;
+  me->in_attach = true;
+  try_attach_once(me, force);
+  me->in_attach = false;
+}
+
+void try_attach_once(ThreadRec* me, bool force) noexcept {
+  static thread_local Eligible el;  // 12 KiB: kept off the stack
+  constexpr std::size_t kMaxSplits = 8;
   for (;;) {
     Batch& b = me->batch;
     if (b.first == nullptr) return;
     // Fence Y: pairs with every reader's X (see the header comment).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
-    const std::uint64_t min_birth = b.min_birth;
-    std::size_t n_eligible = 0;
-    chosen.reset();
+    el.n = 0;
     for (std::size_t i = 0; i < hwm; ++i) {
-      if (eligible(g_recs[i].main, min_birth)) chosen.set(2 * i), ++n_eligible;
-      if (eligible(g_recs[i].helper, min_birth)) chosen.set(2 * i + 1), ++n_eligible;
-    }
-    if (b.count < n_eligible + 1) {
-      if (!force) return;  // keep growing; try again after more retires
-      // Pad outside the scan window (allocation may help others and free nodes).
-      std::size_t missing = n_eligible + 1 - b.count;
-      for (std::size_t k = 0; k < missing; ++k) {
-        Dummy* d = new (std::nothrow) Dummy();
-        if (d == nullptr) {  // out of memory: leave the batch for later adoption
-          push_orphans(b.first, b.refs);
-          b = Batch{};
-          return;
-        }
-        A::deleter(d) = &delete_dummy;
-        append(me, d);
+      for (std::uint32_t k = 0; k < 2; ++k) {
+        Slot& s = (k == 0) ? g_recs[i].main : g_recs[i].helper;
+        // acquire on list: pairs with the release exchange of leave()/help(), so a slot
+        // seen INACTIVE had finished reading what it protected before we may free it.
+        if (s.list.load(std::memory_order_acquire) == nullptr) continue;
+        const std::uint64_t era = s.era.load(std::memory_order_relaxed);
+        if (era < b.min_birth) continue;
+        el.idx[el.n] = static_cast<std::uint32_t>(2 * i + k);
+        el.era[el.n] = era;
+        ++el.n;
       }
-      continue;  // rescan: slots may have changed meanwhile
     }
-    // Phase 2: push one node onto each slot chosen above that is still eligible. Slots that
-    // became eligible after the scan need nothing (fence argument), so only chosen ones get
-    // a node, and there are enough nodes for all of them (count >= n_eligible + 1).
-    Node* const refs = b.refs;
-    Node* const first = b.first;
-    A::birth(refs) = min_birth;  // the counting node records the batch's minimum birth
-    A::batch_link(refs) = first;
-    A::refs(refs).store(0, std::memory_order_relaxed);  // published by the pushes' release
+    if (force) {
+      if (b.count < el.n + 1) {
+        // Pad outside the scan window (allocation may help others and free nodes).
+        const std::size_t missing = el.n + 1 - b.count;
+        for (std::size_t k = 0; k < missing; ++k) {
+          Dummy* d = new (std::nothrow) Dummy();
+          if (d == nullptr) {  // out of memory: leave the batch for later adoption
+            push_orphans(b.first, b.refs);
+            b = Batch{};
+            return;
+          }
+          A::deleter(d) = &delete_dummy;
+          append(me, d);
+        }
+        continue;  // rescan: slots may have changed meanwhile
+      }
+      Chain whole{b.first, b.refs, b.count, b.min_birth};
+      me->batch = Batch{};
+      emit(me, el, whole);
+      return;
+    }
+    // Split points: the smallest distinct eligible eras, ascending.
+    std::uint64_t cut[kMaxSplits];
+    std::size_t n_cut = 0;
+    for (std::uint32_t i = 0; i < el.n; ++i) {
+      const std::uint64_t e = el.era[i];
+      std::size_t pos = 0;
+      while (pos < n_cut && cut[pos] < e) ++pos;
+      if (pos < n_cut && cut[pos] == e) continue;
+      if (pos == kMaxSplits) continue;
+      const std::size_t last = std::min(n_cut, kMaxSplits - 1);
+      for (std::size_t q = last; q > pos; --q) cut[q] = cut[q - 1];
+      cut[pos] = e;
+      n_cut = std::min(n_cut + 1, kMaxSplits);
+    }
+    // Group g holds births in (cut[g-1], cut[g]]; the last group is younger than every cut
+    // and needs no slot at all.
+    Chain groups[kMaxSplits + 1];
+    for (Node* n = b.first; n != nullptr;) {
+      Node* next = A::batch_next(n);
+      std::size_t g = 0;
+      while (g < n_cut && cut[g] < A::birth(n)) ++g;
+      groups[g].push(n);
+      n = next;
+    }
     me->batch = Batch{};
-    Node* c = first;
-    std::int64_t attached = 0;
-    for (std::size_t idx = 0; idx < 2 * hwm; ++idx) {
-      if (!chosen.test(idx)) continue;
-      Slot& s = (idx % 2 == 0) ? g_recs[idx / 2].main : g_recs[idx / 2].helper;
-      Node* prev = s.list.load(std::memory_order_acquire);
-      for (;;) {
-        if (prev == nullptr || s.era.load(std::memory_order_relaxed) < min_birth) break;
-        A::slot_next(c).store(prev, std::memory_order_relaxed);
-        // release: pairs with the acquire exchange of the slot's owner (leave/help), which
-        // then sees c's links and the counting node's fields.
-        if (s.list.compare_exchange_weak(prev, c, std::memory_order_release,
-                                         std::memory_order_acquire)) {
-          ++attached;
-          c = A::batch_next(c);
-          break;
-        }
-      }
+    Chain carry;
+    for (std::size_t g = n_cut + 1; g-- > 0;) {
+      groups[g].absorb(carry);  // carry (younger) joins this group
+      carry = groups[g];
+      groups[g] = Chain{};
+      if (carry.count >= el.count_at_least(carry.min_birth) + 1) emit(me, el, carry);
     }
-    // acq_rel: acquire the releasers' reads if the count reaches 0 here; release our
-    // writes to the batch for whoever finishes it.
-    if (A::refs(refs).fetch_add(attached, std::memory_order_acq_rel) == -attached) {
-      free_batch(me, refs);
+    // Too few for its slots: stays as (part of) the partial batch and grows.
+    for (Node* n = carry.head; n != nullptr;) {
+      Node* next = A::batch_next(n);
+      append(me, n);
+      n = next;
     }
     return;
   }

@@ -31,16 +31,20 @@
 //
 // THE MEMORY BOUND
 // ----------------
-// Let n be the number of threads, B the largest batch (at most max(R, n + 1) nodes with
-// R = kRetireBatch), M the number of nodes alive (allocated, not yet retired) when a thread
-// stalls, and F the number of allocations per era (at most n * kEraFrequency). A thread that
-// stalls while pinned can hold back only batches with a node born at or before its era, and
-// at most M + F such nodes are ever retired after the stall, each in one batch, so:
+// Let n be the number of threads, s <= 2n the reservation slots, B the largest batch (at
+// most max(R, s + 1) nodes with R = kRetireBatch), M the number of nodes alive (allocated,
+// not yet retired) when a thread stalls, and F the number of allocations per era (at most
+// n * kEraFrequency). A thread that stalls while pinned can hold back only batches with a
+// node born at or before its era, and at most M + F such nodes are ever retired after the
+// stall, each in one batch, so:
 //
 //        unreclaimed nodes held by one stalled thread  <=  (M + F) * B
 //
-// independent of how many nodes are retired after the stall. Without a stall the unreclaimed
-// count stays near n * B (the partial batches plus batches waiting for short guards).
+// independent of how many nodes are retired after the stall. kovan also splits each batch
+// by birth at the eras of the slots it is attached to, so that an old reservation is handed
+// only old nodes (plus fewer than s + 1 younger ones per batch): the bound tightens to
+// (M + F) * (s + 2), and in practice stays near M + F. Without a stall the unreclaimed count
+// stays near n * B (the partial batches plus batches waiting for short guards).
 // docs/RECLAIMER.md derives this and tests/kovan/bound_test.cpp checks it numerically.
 //
 // WHEN NOT TO USE IT
