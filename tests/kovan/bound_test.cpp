@@ -28,12 +28,14 @@ struct Obj : Tracked {
 constexpr int kWriters = 3;
 constexpr std::uint64_t kPhase = 500'000;  // retirements per phase (all writers together)
 
-// (M + F) * B plus what writers hold without any stall (a partial batch each, and batches
-// attached to a writer's own guard while it is open).
+// The split bound (M + F) * (s + 2), s = 2 slots per thread, plus what writers hold
+// without any stall (a partial batch each, and batches attached to a writer's own guard
+// while it is open). See docs/RECLAIMER.md, "The memory bound".
 std::uint64_t documented_bound(std::uint64_t live_objects, std::uint64_t threads) {
   const std::uint64_t F = threads * kovan::kEraFrequency;
-  const std::uint64_t B = kovan::kRetireBatch;  // batches attach at kRetireBatch nodes here
-  return (live_objects + F) * B + 2 * threads * B;
+  const std::uint64_t slots = 2 * threads;
+  const std::uint64_t B = kovan::kRetireBatch;
+  return (live_objects + F) * (slots + 2) + 2 * threads * B;
 }
 
 struct StallRun {
@@ -117,6 +119,54 @@ TEST(Bound, IdleThreadHoldsNearlyNothing) {
   EXPECT_TRUE(r.stalled_object_intact);
   std::printf("idle reader: unreclaimed after 4x = %llu (retired %llu)\n",
               static_cast<unsigned long long>(r.after_4x), static_cast<unsigned long long>(r.retired));
+}
+
+// Many live objects (M large): the stalled reader pins one of 4,096 cells while writers
+// replace random cells. Batches are split by birth at the slots' eras, so the stalled
+// reservation is handed old nodes (born before the stall) and hardly any younger ones: it
+// holds about M + F, not the (M + F) * B of a scheme that attaches whole batches (here that
+// would be about 5 M; in practice unsplit batches held ~5x M on this workload).
+TEST(Bound, SplitBatchesKeepAStalledReaderNearItsOldNodes) {
+  constexpr std::size_t kCells = 4096;
+  std::vector<kovan::Atomic<Obj>> cells(kCells);
+  for (auto& c : cells) c.store(new Obj(0));
+  std::latch ready(1), wake(1);
+  std::atomic<bool> intact{false};
+  std::thread reader([&] {
+    kovan::Guard g = kovan::pin();
+    Obj* mine = cells[0].load(g);
+    ready.count_down();
+    wake.wait();
+    intact = mine->alive();
+  });
+  ready.wait();
+  const kovan::Stats s0 = kovan::stats();
+  std::barrier start(kWriters);
+  std::vector<std::thread> ws;
+  for (int w = 0; w < kWriters; ++w)
+    ws.emplace_back([&, w] {
+      std::uint64_t x = 0x9E3779B97F4A7C15ull * (w + 1);
+      start.arrive_and_wait();
+      for (std::uint64_t i = 0; i < 400'000; ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift: a random cell
+        kovan::Guard g = kovan::pin();
+        kovan::retire(cells[x % kCells].exchange(new Obj(i), g));
+      }
+    });
+  for (auto& t : ws) t.join();
+  const kovan::Stats s1 = kovan::stats();
+  const std::uint64_t held = (s1.retired - s0.retired) - (s1.reclaimed - s0.reclaimed);
+  const std::uint64_t threads = s1.threads;
+  const std::uint64_t m_plus_f = kCells + threads * kovan::kEraFrequency;
+  std::printf("stalled reader, %zu live cells: unreclaimed %llu (M + F = %llu)\n", kCells,
+              static_cast<unsigned long long>(held), static_cast<unsigned long long>(m_plus_f));
+  EXPECT_LE(held, 2 * m_plus_f + 2 * threads * kovan::kRetireBatch);
+  EXPECT_LE(held, documented_bound(kCells, threads));
+  wake.count_down();
+  reader.join();
+  EXPECT_TRUE(intact.load());
+  kovan::Guard g = kovan::pin();
+  for (auto& c : cells) delete c.exchange(nullptr, g);
 }
 
 }  // namespace

@@ -150,7 +150,11 @@ TEST(Atom, LoadStoreExchangeUpdate) {
   EXPECT_TRUE(cell.compare_exchange(current, "four"));
   EXPECT_FALSE(cell.compare_exchange(current, "five"));  // cell moved on
   EXPECT_EQ(*cell.load(), "four");
-  auto installed = cell.update([](const std::string& s) { return s + "!"; });
+  auto installed = cell.update([](const std::string& s) {
+    std::string t = s;
+    t.push_back('!');
+    return t;
+  });
   EXPECT_EQ(*installed, "four!");
   EXPECT_EQ(*cell.load(), "four!");
 }
