@@ -1,0 +1,76 @@
+// Configuration of kovan-server: the flags, their defaults, and the command-line / config
+// file parser (docs/OPERATIONS.md lists every key).
+//
+// Thread safety: ServerConfig is a plain value; parse_command_line is reentrant.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proto/frame.hpp"
+#include "storage/engine.hpp"
+
+namespace kv::server {
+
+// A host and port as given to --listen / --metrics-listen. `host` is a numeric IPv4 or
+// IPv6 address (IPv6 in brackets on the command line: "[::1]:7379") or "localhost".
+struct Endpoint {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 7379;
+  [[nodiscard]] std::string to_string() const;
+};
+
+struct ServerConfig {
+  Endpoint listen;                              // --listen
+  unsigned threads = 0;                         // --threads; 0: one per hardware thread
+  std::chrono::milliseconds txn_timeout{5000};  // --txn-timeout (engine age limit)
+  storage::GcPolicy gc_policy = storage::GcPolicy::kInterval;    // --gc-policy
+  std::uint32_t max_connections = 10'000;                        // --max-connections
+  std::uint32_t max_frame_bytes = proto::kDefaultMaxFrameBytes;  // --max-frame-bytes
+  std::chrono::milliseconds idle_timeout{300'000};               // --idle-timeout; 0 disables
+  std::uint32_t max_txns_per_connection = 64;                    // --max-txns-per-connection
+  std::string log_level = "info";                                // --log-level
+  std::optional<Endpoint> metrics_listen;              // --metrics-listen; unset: no endpoint
+  bool enable_fault_injection = false;                 // --enable-fault-injection
+  std::chrono::milliseconds shutdown_grace{2000};      // --shutdown-grace
+  std::uint64_t max_output_bytes = 8u << 20;           // --max-output-bytes (backpressure)
+  std::uint32_t max_key_bytes = 4096;                  // --max-key-bytes
+  std::uint32_t max_value_bytes = 1u << 20;            // --max-value-bytes
+  std::uint32_t max_active_txns = 4096;                // --max-active-txns (whole server)
+  std::chrono::milliseconds summary_interval{60'000};  // --summary-interval; 0 disables
+
+  // Worker threads to start: `threads`, or the hardware concurrency when it is 0.
+  [[nodiscard]] unsigned effective_threads() const noexcept;
+  // The engine options these settings imply (limits, age limit, GC policy, sweeper
+  // period short enough that expiry is enforced within a quarter of the age limit).
+  [[nodiscard]] storage::Options engine_options() const;
+  // One line with every effective setting, for the start-up log.
+  [[nodiscard]] std::string describe() const;
+};
+
+// Result of parsing the command line.
+struct ParseOutcome {
+  enum class Action : std::uint8_t {
+    kRun,   // start the server with `config`
+    kExit,  // exit with `exit_code` (after --help/--version, or a bad flag)
+  };
+  Action action = Action::kRun;
+  int exit_code = 0;   // 0 for --help and --version, 2 for any bad flag or config file
+  std::string output;  // text to print: help to stdout, errors to stderr (exit_code 2)
+  ServerConfig config;
+};
+
+// Parses argv (flags and, with --config FILE, the same keys from a TOML/INI file; flags on
+// the command line win over the file). Never exits the process and never throws for bad
+// input: errors come back as kExit with exit_code 2 and a message naming the flag.
+[[nodiscard]] ParseOutcome parse_command_line(int argc, const char* const* argv);
+
+// "250ms", "5s", "2m", "1h", or a bare number of seconds. nullopt when malformed.
+[[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+// "host:port" or "[v6]:port". nullopt when malformed.
+[[nodiscard]] std::optional<Endpoint> parse_endpoint(std::string_view text);
+
+}  // namespace kv::server

@@ -1,0 +1,82 @@
+// The dispatcher: translates one wire Request into engine calls and the engine's answer
+// into a wire Response. It holds no data logic of its own: every read, write and
+// transaction decision is the engine's; the dispatcher maps types and status codes,
+// resolves connection-local transaction ids, and applies the transport's limits (frame size
+// of a scan response, transactions per connection, fault injection switch).
+//
+// Thread safety: a Dispatcher is immutable after construction and safe for concurrent use
+// by all worker threads. A ConnectionTxns belongs to one connection and is used only by
+// the thread serving it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "proto/codec.hpp"
+#include "server/config.hpp"
+#include "server/metrics.hpp"
+#include "storage/engine.hpp"
+
+namespace kv::server {
+
+// The interactive transactions one connection holds, by engine transaction id. Destroying
+// it aborts every transaction still open (the engine aborts an active Transaction handle
+// when it is destroyed) and counts them as aborted by disconnect.
+class ConnectionTxns {
+ public:
+  explicit ConnectionTxns(ServerCounters& counters) noexcept : counters_(&counters) {}
+  ~ConnectionTxns();
+  ConnectionTxns(const ConnectionTxns&) = delete;
+  ConnectionTxns& operator=(const ConnectionTxns&) = delete;
+
+  // The handle for `id`, or nullptr when this connection has no such transaction.
+  [[nodiscard]] storage::Transaction* find(std::uint64_t id) noexcept;
+  // True when `max` transactions are held even after dropping handles the engine has
+  // already ended (expired ones).
+  [[nodiscard]] bool full(std::uint32_t max);
+  void add(storage::Transaction txn);
+  void erase(std::uint64_t id) noexcept;
+  // Drops every handle (aborting active transactions) now.
+  void clear() noexcept;
+  [[nodiscard]] std::size_t size() const noexcept { return txns_.size(); }
+
+ private:
+  std::vector<storage::Transaction> txns_;  // few per connection: linear search is fastest
+  ServerCounters* counters_;
+};
+
+class Dispatcher {
+ public:
+  // Fills the server part of a STATS response (connections, requests); called on the
+  // requesting worker's thread, must be thread-safe.
+  using ServerStatsFn = std::function<void(proto::pb::StatsResponse&)>;
+
+  // `engine` must outlive the Dispatcher and every ConnectionTxns used with it.
+  Dispatcher(storage::Engine& engine, const ServerConfig& config, ServerStatsFn server_stats);
+
+  // Answers `request` into `response`, which must be freshly cleared. Sets id, status,
+  // header and (on success) the result member matching the request. Never throws: an
+  // unexpected exception becomes INTERNAL.
+  void dispatch(const proto::pb::Request& request, ConnectionTxns& txns,
+                proto::pb::Response& response) const noexcept;
+
+  // Fills `response` with a request-less error (id 0), e.g. for an unparsable frame.
+  void error(std::uint64_t id, proto::pb::Status::Code code, std::string_view message,
+             proto::pb::Response& response) const;
+
+  [[nodiscard]] const proto::RequestLimits& limits() const noexcept { return limits_; }
+
+ private:
+  void run(const proto::pb::Request& request, ConnectionTxns& txns,
+           proto::pb::Response& response) const;
+
+  storage::Engine* engine_;
+  proto::RequestLimits limits_;
+  std::uint32_t max_frame_bytes_;
+  std::uint32_t max_txns_per_connection_;
+  bool fault_injection_;
+  ServerStatsFn server_stats_;
+};
+
+}  // namespace kv::server

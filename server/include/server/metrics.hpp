@@ -1,0 +1,112 @@
+// Server metrics: per-worker request counters and latency histograms, process-wide
+// connection counters, and their rendering as Prometheus text (docs/OPERATIONS.md).
+//
+// Concurrency: a WorkerMetrics has exactly one writer, its worker thread, which updates it
+// with relaxed load + relaxed store (no read-modify-write needed with a single writer); any
+// thread may read it with relaxed loads and sees each counter's value at some recent point.
+// Counters are monotonic per writer, so sums over workers are monotonic too, though a
+// scrape is not a consistent snapshot across counters. ServerCounters have many writers and
+// use relaxed fetch_add: they are statistics that order no other memory.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "proto/codec.hpp"
+#include "storage/engine.hpp"
+
+namespace kv::server {
+
+// What a request asked for; kInvalid counts frames that did not hold a usable request.
+enum class OpKind : std::uint8_t {
+  kPing,
+  kGet,
+  kPut,
+  kDel,
+  kDeleteRange,
+  kScan,
+  kTxn,
+  kBegin,
+  kCommit,
+  kAbort,
+  kStats,
+  kFault,
+  kInvalid,
+  kCount,
+};
+inline constexpr std::size_t kOpKinds = static_cast<std::size_t>(OpKind::kCount);
+inline constexpr std::size_t kStatusCodes = 9;  // Status.Code values 0..8
+
+[[nodiscard]] OpKind op_kind(const proto::pb::Request& request) noexcept;
+[[nodiscard]] const char* op_name(OpKind op) noexcept;
+
+// Upper bounds of the latency buckets, in microseconds; a last, implicit bucket is +Inf.
+inline constexpr std::array<std::uint64_t, 12> kLatencyBucketsUs = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 5000, 10'000, 100'000, 1'000'000};
+inline constexpr std::size_t kLatencyBuckets = kLatencyBucketsUs.size() + 1;
+
+class WorkerMetrics {
+ public:
+  // Owner thread only.
+  void record(OpKind op, proto::pb::Status::Code code, std::chrono::nanoseconds latency) noexcept;
+  void add_bytes_in(std::uint64_t n) noexcept { bump(bytes_in_, n); }
+  void add_bytes_out(std::uint64_t n) noexcept { bump(bytes_out_, n); }
+
+  // Any thread.
+  [[nodiscard]] std::uint64_t requests(OpKind op) const noexcept {
+    return requests_[static_cast<std::size_t>(op)].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t responses(proto::pb::Status::Code code) const noexcept {
+    return responses_[static_cast<std::size_t>(code)].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t bucket(OpKind op, std::size_t b) const noexcept {
+    return buckets_[static_cast<std::size_t>(op)][b].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t latency_sum_ns(OpKind op) const noexcept {
+    return latency_sum_ns_[static_cast<std::size_t>(op)].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t bytes_in() const noexcept {
+    return bytes_in_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t bytes_out() const noexcept {
+    return bytes_out_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t total_requests() const noexcept;
+
+ private:
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::array<std::atomic<std::uint64_t>, kOpKinds> requests_{};
+  std::array<std::atomic<std::uint64_t>, kStatusCodes> responses_{};
+  std::array<std::array<std::atomic<std::uint64_t>, kLatencyBuckets>, kOpKinds> buckets_{};
+  std::array<std::atomic<std::uint64_t>, kOpKinds> latency_sum_ns_{};
+  std::atomic<std::uint64_t> bytes_in_{0};
+  std::atomic<std::uint64_t> bytes_out_{0};
+};
+
+// Process-wide counters (many writers, relaxed).
+struct ServerCounters {
+  std::atomic<std::uint64_t> connections_open{0};
+  std::atomic<std::uint64_t> connections_accepted{0};
+  std::atomic<std::uint64_t> connections_refused{0};  // over --max-connections
+  std::atomic<std::uint64_t> connections_idle_closed{0};
+  std::atomic<std::uint64_t> frames_oversized{0};
+  std::atomic<std::uint64_t> frames_unparsable{0};
+  std::atomic<std::uint64_t> txns_open{0};  // interactive transactions held by connections
+  std::atomic<std::uint64_t> txns_disconnect_aborted{0};
+};
+
+// Resident set size of this process in bytes (0 if it cannot be read).
+[[nodiscard]] std::uint64_t resident_memory_bytes() noexcept;
+
+// Prometheus text exposition format 0.0.4 of everything above plus the engine statistics.
+[[nodiscard]] std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
+                                            const ServerCounters& counters,
+                                            const storage::EngineStats& engine);
+
+}  // namespace kv::server

@@ -1,0 +1,279 @@
+#include "server/config.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+namespace kv::server {
+
+namespace {
+
+std::string duration_string(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+const char* gc_policy_name(storage::GcPolicy p) {
+  return p == storage::GcPolicy::kWatermark ? "watermark" : "interval";
+}
+
+// CLI11 check: empty string when `text` is a duration.
+std::string check_duration(const std::string& text) {
+  if (parse_duration(text)) return {};
+  return "'" + text + "' is not a duration (examples: 250ms, 5s, 2m, 1h; a bare number is seconds)";
+}
+
+std::string check_endpoint(const std::string& text) {
+  if (parse_endpoint(text)) return {};
+  return "'" + text + "' is not HOST:PORT (examples: 127.0.0.1:7379, 0.0.0.0:0, [::1]:7379)";
+}
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::uint64_t n = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(first, last, n);
+  if (ec != std::errc() || ptr == first) return std::nullopt;
+  const std::string_view unit(ptr, static_cast<std::size_t>(last - ptr));
+  std::uint64_t factor = 0;
+  if (unit.empty() || unit == "s") {
+    factor = 1000;
+  } else if (unit == "ms") {
+    factor = 1;
+  } else if (unit == "m" || unit == "min") {
+    factor = 60'000;
+  } else if (unit == "h") {
+    factor = 3'600'000;
+  } else {
+    return std::nullopt;
+  }
+  constexpr std::uint64_t kMaxMs = 365ull * 24 * 3'600'000;  // a year is plenty
+  if (n > kMaxMs / factor) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(n * factor));
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  Endpoint e;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return std::nullopt;
+    }
+    e.host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    e.host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+    if (e.host.find(':') != std::string::npos) return std::nullopt;  // v6 needs brackets
+  }
+  if (e.host.empty() || port_text.empty()) return std::nullopt;
+  unsigned port = 0;
+  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port > 65535) {
+    return std::nullopt;
+  }
+  e.port = static_cast<std::uint16_t>(port);
+  return e;
+}
+
+unsigned ServerConfig::effective_threads() const noexcept {
+  if (threads != 0) return threads;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+storage::Options ServerConfig::engine_options() const {
+  storage::Options o;
+  o.max_key_bytes = max_key_bytes;
+  o.max_value_bytes = max_value_bytes;
+  o.txn_timeout = txn_timeout;
+  o.gc_policy = gc_policy;
+  o.max_active_txns = max_active_txns;
+  o.background_sweeper = true;
+  // Expired transactions must leave the active set soon after their deadline even when
+  // their connection is silent: sweep at least four times per age limit.
+  o.sweeper_period =
+      std::clamp(txn_timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  return o;
+}
+
+std::string ServerConfig::describe() const {
+  std::ostringstream s;
+  s << "listen=" << listen.to_string() << " threads=" << effective_threads()
+    << " txn-timeout=" << duration_string(txn_timeout) << " gc-policy=" << gc_policy_name(gc_policy)
+    << " max-connections=" << max_connections << " max-frame-bytes=" << max_frame_bytes
+    << " idle-timeout=" << duration_string(idle_timeout)
+    << " max-txns-per-connection=" << max_txns_per_connection << " log-level=" << log_level
+    << " metrics-listen=" << (metrics_listen ? metrics_listen->to_string() : std::string("off"))
+    << " enable-fault-injection=" << (enable_fault_injection ? "true" : "false")
+    << " shutdown-grace=" << duration_string(shutdown_grace)
+    << " max-output-bytes=" << max_output_bytes << " max-key-bytes=" << max_key_bytes
+    << " max-value-bytes=" << max_value_bytes << " max-active-txns=" << max_active_txns
+    << " summary-interval=" << duration_string(summary_interval);
+  return s.str();
+}
+
+ParseOutcome parse_command_line(int argc, const char* const* argv) {
+  ParseOutcome out;
+  ServerConfig& c = out.config;
+
+  CLI::App app{
+      "kovan-server: an in-memory MVCC transactional key-value server.\n"
+      "Speaks length-prefixed protobuf over TCP (docs/PROTOCOL.md). Every flag can also be\n"
+      "given as `key = value` in the --config file (TOML/INI); flags on the command line win.",
+      "kovan-server"};
+  app.option_defaults()->always_capture_default();
+  app.set_config("--config", "",
+                 "Read settings from this TOML/INI file (keys are the long flag names)")
+      ->type_name("FILE");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_version_flag("--version", "kovan-server 0.1.0");
+
+  std::string listen = c.listen.to_string();
+  std::string metrics_listen;
+  std::string txn_timeout = duration_string(c.txn_timeout);
+  std::string idle_timeout = duration_string(c.idle_timeout);
+  std::string shutdown_grace = duration_string(c.shutdown_grace);
+  std::string summary_interval = duration_string(c.summary_interval);
+  std::string gc_policy = gc_policy_name(c.gc_policy);
+  const auto duration_check = CLI::Validator(check_duration, "");
+  const auto endpoint_check = CLI::Validator(check_endpoint, "");
+  const auto size = CLI::AsSizeValue(false);
+
+  app.add_option("--listen", listen, "Address and port for clients (port 0: any free port)")
+      ->check(endpoint_check)
+      ->type_name("HOST:PORT");
+  app.add_option("--threads", c.threads,
+                 "Worker threads, one io_context each (0: one per hardware thread)")
+      ->check(CLI::Range(0u, 1024u))
+      ->type_name("N");
+  app.add_option("--txn-timeout", txn_timeout,
+                 "Age limit of interactive transactions; older ones are aborted (TXN_EXPIRED)")
+      ->check(duration_check)
+      ->type_name("DURATION");
+  app.add_option("--gc-policy", gc_policy,
+                 "Version GC: interval (bounded versions per key) or watermark (for comparison)")
+      ->check(CLI::IsMember({"interval", "watermark"}))
+      ->type_name("POLICY");
+  app.add_option("--max-connections", c.max_connections,
+                 "Open client connections; more are refused with RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1u, 1'000'000u))
+      ->type_name("N");
+  app.add_option("--max-frame-bytes", c.max_frame_bytes,
+                 "Largest request or response frame payload (accepts units: 4MiB, 64k)")
+      ->transform(size)
+      ->check(CLI::Range(std::uint32_t{64}, std::uint32_t{1u << 30}))
+      ->type_name("SIZE");
+  app.add_option("--idle-timeout", idle_timeout,
+                 "Close connections that send nothing for this long (0: never)")
+      ->check(duration_check)
+      ->type_name("DURATION");
+  app.add_option("--max-txns-per-connection", c.max_txns_per_connection,
+                 "Interactive transactions one connection may hold open")
+      ->check(CLI::Range(1u, 1'000'000u))
+      ->type_name("N");
+  app.add_option("--log-level", c.log_level, "Log level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->type_name("LEVEL");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "Serve Prometheus text at GET /metrics on this HOST:PORT (default: off)")
+      ->check(endpoint_check)
+      ->type_name("HOST:PORT");
+  app.add_flag("--enable-fault-injection", c.enable_fault_injection,
+               "Accept FAULT requests that stall a worker thread inside a reclaimer guard");
+  app.add_option("--shutdown-grace", shutdown_grace,
+                 "On SIGINT/SIGTERM, how long open connections are answered with UNAVAILABLE "
+                 "before they are closed")
+      ->check(duration_check)
+      ->type_name("DURATION");
+  app.add_option("--max-output-bytes", c.max_output_bytes,
+                 "Unsent response bytes per connection above which the server stops reading it")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{4096}, std::uint64_t{1} << 34))
+      ->type_name("SIZE");
+  app.add_option("--max-key-bytes", c.max_key_bytes, "Largest key (bytes)")
+      ->transform(size)
+      ->check(CLI::Range(1u, 1u << 20))
+      ->type_name("SIZE");
+  app.add_option("--max-value-bytes", c.max_value_bytes, "Largest value (bytes)")
+      ->transform(size)
+      ->check(CLI::Range(0u, 1u << 30))
+      ->type_name("SIZE");
+  app.add_option("--max-active-txns", c.max_active_txns,
+                 "Interactive transactions open in the whole server; more: RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1u, 10'000'000u))
+      ->type_name("N");
+  app.add_option("--summary-interval", summary_interval,
+                 "Period of the summary log line at info level (0: never)")
+      ->check(duration_check)
+      ->type_name("DURATION");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    out.action = ParseOutcome::Action::kExit;
+    out.exit_code = 0;
+    out.output = app.help();
+    return out;
+  } catch (const CLI::CallForAllHelp&) {
+    out.action = ParseOutcome::Action::kExit;
+    out.exit_code = 0;
+    out.output = app.help("", CLI::AppFormatMode::All);
+    return out;
+  } catch (const CLI::CallForVersion& e) {
+    out.action = ParseOutcome::Action::kExit;
+    out.exit_code = 0;
+    out.output = e.what();
+    out.output += "\n";
+    return out;
+  } catch (const CLI::ParseError& e) {
+    out.action = ParseOutcome::Action::kExit;
+    out.exit_code = 2;
+    out.output =
+        std::string("kovan-server: ") + e.what() + "\nRun with --help for the list of flags.\n";
+    return out;
+  }
+
+  // Every string below passed its check, so the conversions succeed.
+  c.listen = *parse_endpoint(listen);
+  if (!metrics_listen.empty()) c.metrics_listen = parse_endpoint(metrics_listen);
+  c.txn_timeout = *parse_duration(txn_timeout);
+  c.idle_timeout = *parse_duration(idle_timeout);
+  c.shutdown_grace = *parse_duration(shutdown_grace);
+  c.summary_interval = *parse_duration(summary_interval);
+  c.gc_policy =
+      gc_policy == "watermark" ? storage::GcPolicy::kWatermark : storage::GcPolicy::kInterval;
+
+  std::string problem;
+  if (c.txn_timeout.count() == 0) problem = "--txn-timeout must be above 0";
+  if (c.max_output_bytes < c.max_frame_bytes) {
+    // A single response may reach max-frame-bytes; it must fit under the backpressure limit
+    // or a connection would stop reading after every large response.
+    c.max_output_bytes = c.max_frame_bytes;
+  }
+  if (c.max_key_bytes + 64 > c.max_frame_bytes)
+    problem = "--max-key-bytes must be well below --max-frame-bytes";
+  if (!problem.empty()) {
+    out.action = ParseOutcome::Action::kExit;
+    out.exit_code = 2;
+    out.output = "kovan-server: " + problem + "\n";
+  }
+  return out;
+}
+
+}  // namespace kv::server

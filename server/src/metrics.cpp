@@ -1,0 +1,258 @@
+#include "server/metrics.hpp"
+
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace kv::server {
+
+namespace pb = proto::pb;
+
+OpKind op_kind(const pb::Request& request) noexcept {
+  switch (request.op_case()) {
+    case pb::Request::kPing:
+      return OpKind::kPing;
+    case pb::Request::kGet:
+      return OpKind::kGet;
+    case pb::Request::kPut:
+      return OpKind::kPut;
+    case pb::Request::kDel:
+      return OpKind::kDel;
+    case pb::Request::kDeleteRange:
+      return OpKind::kDeleteRange;
+    case pb::Request::kScan:
+      return OpKind::kScan;
+    case pb::Request::kTxn:
+      return OpKind::kTxn;
+    case pb::Request::kBegin:
+      return OpKind::kBegin;
+    case pb::Request::kCommit:
+      return OpKind::kCommit;
+    case pb::Request::kAbort:
+      return OpKind::kAbort;
+    case pb::Request::kStats:
+      return OpKind::kStats;
+    case pb::Request::kFault:
+      return OpKind::kFault;
+    case pb::Request::OP_NOT_SET:
+      return OpKind::kInvalid;
+  }
+  return OpKind::kInvalid;
+}
+
+const char* op_name(OpKind op) noexcept {
+  switch (op) {
+    case OpKind::kPing:
+      return "ping";
+    case OpKind::kGet:
+      return "get";
+    case OpKind::kPut:
+      return "put";
+    case OpKind::kDel:
+      return "delete";
+    case OpKind::kDeleteRange:
+      return "delete_range";
+    case OpKind::kScan:
+      return "scan";
+    case OpKind::kTxn:
+      return "txn";
+    case OpKind::kBegin:
+      return "begin";
+    case OpKind::kCommit:
+      return "commit";
+    case OpKind::kAbort:
+      return "abort";
+    case OpKind::kStats:
+      return "stats";
+    case OpKind::kFault:
+      return "fault";
+    case OpKind::kInvalid:
+      return "invalid";
+    case OpKind::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+void WorkerMetrics::record(OpKind op, pb::Status::Code code,
+                           std::chrono::nanoseconds latency) noexcept {
+  const auto o = static_cast<std::size_t>(op);
+  bump(requests_[o], 1);
+  const auto c = static_cast<std::size_t>(code);
+  if (c < kStatusCodes) bump(responses_[c], 1);
+  const auto ns = static_cast<std::uint64_t>(latency.count() < 0 ? 0 : latency.count());
+  const std::uint64_t us = ns / 1000;
+  std::size_t b = 0;
+  while (b < kLatencyBucketsUs.size() && us >= kLatencyBucketsUs[b]) ++b;
+  bump(buckets_[o][b], 1);
+  bump(latency_sum_ns_[o], ns);
+}
+
+std::uint64_t WorkerMetrics::total_requests() const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& r : requests_) n += r.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::uint64_t resident_memory_bytes() noexcept {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0;
+  unsigned long long resident = 0;
+  const int got = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  if (got != 2) return 0;
+  return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+namespace {
+
+void line(std::string& out, const char* name, const char* labels, double value) {
+  char buf[256];
+  const int n = labels != nullptr && labels[0] != '\0'
+                    ? std::snprintf(buf, sizeof buf, "%s{%s} %.17g\n", name, labels, value)
+                    : std::snprintf(buf, sizeof buf, "%s %.17g\n", name, value);
+  if (n > 0) out.append(buf, static_cast<std::size_t>(std::min<int>(n, sizeof buf - 1)));
+}
+
+void line(std::string& out, const char* name, const char* labels, std::uint64_t value) {
+  char buf[256];
+  const int n = labels != nullptr && labels[0] != '\0'
+                    ? std::snprintf(buf, sizeof buf, "%s{%s} %" PRIu64 "\n", name, labels, value)
+                    : std::snprintf(buf, sizeof buf, "%s %" PRIu64 "\n", name, value);
+  if (n > 0) out.append(buf, static_cast<std::size_t>(std::min<int>(n, sizeof buf - 1)));
+}
+
+void help(std::string& out, const char* name, const char* type, const char* text) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += text;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+}  // namespace
+
+std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
+                              const ServerCounters& counters, const storage::EngineStats& engine) {
+  std::string out;
+  out.reserve(16 * 1024);
+  char labels[128];
+
+  help(out, "kv_requests_total", "counter", "Requests served, by operation.");
+  for (std::size_t o = 0; o < kOpKinds; ++o) {
+    std::uint64_t n = 0;
+    for (const auto* w : workers) n += w->requests(static_cast<OpKind>(o));
+    std::snprintf(labels, sizeof labels, "op=\"%s\"", op_name(static_cast<OpKind>(o)));
+    line(out, "kv_requests_total", labels, n);
+  }
+  help(out, "kv_responses_total", "counter", "Responses sent, by status code.");
+  for (std::size_t c = 0; c < kStatusCodes; ++c) {
+    std::uint64_t n = 0;
+    for (const auto* w : workers) n += w->responses(static_cast<pb::Status::Code>(c));
+    std::snprintf(labels, sizeof labels, "code=\"%s\"",
+                  std::string(proto::code_name(static_cast<pb::Status::Code>(c))).c_str());
+    line(out, "kv_responses_total", labels, n);
+  }
+  help(out, "kv_request_duration_seconds", "histogram",
+       "Time from parsing a request to its response being queued, by operation.");
+  for (std::size_t o = 0; o < kOpKinds; ++o) {
+    const auto op = static_cast<OpKind>(o);
+    std::uint64_t cumulative = 0;
+    std::uint64_t sum_ns = 0;
+    for (const auto* w : workers) sum_ns += w->latency_sum_ns(op);
+    for (std::size_t b = 0; b < kLatencyBuckets; ++b) {
+      for (const auto* w : workers) cumulative += w->bucket(op, b);
+      if (b < kLatencyBucketsUs.size()) {
+        std::snprintf(labels, sizeof labels, "op=\"%s\",le=\"%.6f\"", op_name(op),
+                      static_cast<double>(kLatencyBucketsUs[b]) / 1e6);
+      } else {
+        std::snprintf(labels, sizeof labels, "op=\"%s\",le=\"+Inf\"", op_name(op));
+      }
+      line(out, "kv_request_duration_seconds_bucket", labels, cumulative);
+    }
+    std::snprintf(labels, sizeof labels, "op=\"%s\"", op_name(op));
+    line(out, "kv_request_duration_seconds_sum", labels, static_cast<double>(sum_ns) / 1e9);
+    line(out, "kv_request_duration_seconds_count", labels, cumulative);
+  }
+  std::uint64_t in = 0;
+  std::uint64_t sent = 0;
+  for (const auto* w : workers) {
+    in += w->bytes_in();
+    sent += w->bytes_out();
+  }
+  help(out, "kv_received_bytes_total", "counter", "Bytes read from client connections.");
+  line(out, "kv_received_bytes_total", nullptr, in);
+  help(out, "kv_sent_bytes_total", "counter", "Bytes written to client connections.");
+  line(out, "kv_sent_bytes_total", nullptr, sent);
+
+  const auto relaxed = [](const std::atomic<std::uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  help(out, "kv_connections", "gauge", "Open client connections.");
+  line(out, "kv_connections", nullptr, relaxed(counters.connections_open));
+  help(out, "kv_connections_accepted_total", "counter", "Client connections accepted.");
+  line(out, "kv_connections_accepted_total", nullptr, relaxed(counters.connections_accepted));
+  help(out, "kv_connections_refused_total", "counter",
+       "Connections refused over --max-connections.");
+  line(out, "kv_connections_refused_total", nullptr, relaxed(counters.connections_refused));
+  help(out, "kv_connections_idle_closed_total", "counter", "Connections closed by --idle-timeout.");
+  line(out, "kv_connections_idle_closed_total", nullptr, relaxed(counters.connections_idle_closed));
+  help(out, "kv_frames_rejected_total", "counter", "Frames rejected, by reason.");
+  line(out, "kv_frames_rejected_total", "reason=\"oversized\"", relaxed(counters.frames_oversized));
+  line(out, "kv_frames_rejected_total", "reason=\"unparsable\"",
+       relaxed(counters.frames_unparsable));
+  help(out, "kv_connection_txns", "gauge", "Interactive transactions held open by connections.");
+  line(out, "kv_connection_txns", nullptr, relaxed(counters.txns_open));
+  help(out, "kv_txns_aborted_by_disconnect_total", "counter",
+       "Interactive transactions aborted because their connection closed.");
+  line(out, "kv_txns_aborted_by_disconnect_total", nullptr,
+       relaxed(counters.txns_disconnect_aborted));
+
+  help(out, "kv_revision", "gauge", "Current visible store revision.");
+  line(out, "kv_revision", nullptr, engine.revision);
+  help(out, "kv_keys", "gauge", "Live keys.");
+  line(out, "kv_keys", nullptr, engine.keys);
+  help(out, "kv_index_nodes", "gauge", "Keys in the ordered index, including deleted ones.");
+  line(out, "kv_index_nodes", nullptr, engine.index_nodes);
+  help(out, "kv_versions", "gauge", "Versions reachable from the index.");
+  line(out, "kv_versions", nullptr, engine.live_versions);
+  help(out, "kv_store_bytes", "gauge", "Approximate bytes held by the index and versions.");
+  line(out, "kv_store_bytes", nullptr, engine.bytes);
+  help(out, "kv_active_txns", "gauge", "Interactive transactions open in the engine.");
+  line(out, "kv_active_txns", nullptr, engine.active_txns);
+  help(out, "kv_active_snapshots", "gauge", "Snapshots registered in the engine.");
+  line(out, "kv_active_snapshots", nullptr, engine.active_snapshots);
+  help(out, "kv_oldest_snapshot_age_seconds", "gauge", "Age of the oldest open transaction.");
+  line(out, "kv_oldest_snapshot_age_seconds", nullptr,
+       std::chrono::duration<double>(engine.oldest_snapshot_age).count());
+  help(out, "kv_versions_pruned_total", "counter", "Versions removed by GC.");
+  line(out, "kv_versions_pruned_total", nullptr, engine.versions_pruned);
+  help(out, "kv_commits_total", "counter", "Committed transactions, one-shot writes included.");
+  line(out, "kv_commits_total", nullptr, engine.commits);
+  help(out, "kv_aborts_total", "counter", "Aborted transactions, by cause.");
+  line(out, "kv_aborts_total", "cause=\"conflict\"", engine.aborts_conflict);
+  line(out, "kv_aborts_total", "cause=\"expired\"", engine.aborts_expired);
+  line(out, "kv_aborts_total", "cause=\"user\"", engine.aborts_user);
+  help(out, "kv_gc_sweeps_total", "counter", "Completed GC sweeps.");
+  line(out, "kv_gc_sweeps_total", nullptr, engine.gc_sweeps);
+  help(out, "kovan_retired_total", "counter", "Objects handed to the reclaimer.");
+  line(out, "kovan_retired_total", nullptr, engine.kovan_retired);
+  help(out, "kovan_reclaimed_total", "counter", "Objects freed by the reclaimer.");
+  line(out, "kovan_reclaimed_total", nullptr, engine.kovan_reclaimed);
+  help(out, "kovan_unreclaimed", "gauge", "Objects retired and not yet freed.");
+  line(out, "kovan_unreclaimed", nullptr,
+       engine.kovan_retired >= engine.kovan_reclaimed
+           ? engine.kovan_retired - engine.kovan_reclaimed
+           : 0);
+  help(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  line(out, "process_resident_memory_bytes", nullptr, resident_memory_bytes());
+  return out;
+}
+
+}  // namespace kv::server

@@ -1,0 +1,324 @@
+// One client connection: read frames, dispatch them, write the responses in order.
+//
+// The read side and the write side run concurrently (one read and one write in flight at
+// most). Responses to every complete frame of a read are appended to out_pending_ and
+// handed to the socket in one write; while a write is in flight, new responses collect in
+// out_pending_ and go out in the next write. Reading stops while the unsent output exceeds
+// --max-output-bytes and resumes when a write brings it below (backpressure), so a client
+// that sends without reading costs at most that much memory plus one frame.
+#include <spdlog/spdlog.h>
+
+#include "server_impl.hpp"
+
+namespace kv::server::detail {
+
+namespace pb = proto::pb;
+
+namespace {
+
+// How long a closing connection keeps reading (and discarding) after its last response,
+// so that unread input does not turn the close into a reset that destroys that response.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::size_t kDiscardBytes = 4096;
+// Arena and buffer sizes above which memory is given back after a batch / write.
+constexpr std::size_t kArenaResetBytes = 512 * 1024;
+constexpr std::size_t kKeepOutputCapacity = 1 << 20;
+
+bool quiet_error(const std::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::error::operation_aborted ||
+         ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
+
+}  // namespace
+
+Session::Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socket, bool counted)
+    : server_(server),
+      worker_(worker),
+      socket_(std::move(socket)),
+      timer_(worker.ctx),
+      reader_(server.config.max_frame_bytes),
+      txns_(server.counters),
+      counted_(counted) {}
+
+Session::~Session() { close(); }
+
+void Session::start() {
+  worker_.sessions.insert(this);
+  registered_ = true;
+  std::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    auto ep = socket_.remote_endpoint(ec);
+    if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    spdlog::debug("connection {} opened on worker {}", peer_, worker_.index);
+  }
+  last_activity_ = Clock::now();
+  if (server_.draining()) begin_drain();
+  arm_timer();
+  do_read();
+}
+
+void Session::refuse(std::string_view message) {
+  notice(pb::Status::RESOURCE_EXHAUSTED, message);
+  close_after_flush();
+}
+
+void Session::begin_drain() {
+  if (closed_ || drain_noticed_) return;
+  drain_noticed_ = true;
+  notice(pb::Status::UNAVAILABLE, "server shutting down");
+  flush();
+}
+
+void Session::notice(pb::Status::Code code, std::string_view message) {
+  pb::Response r;
+  r.set_id(0);
+  r.mutable_status()->set_code(code);
+  r.mutable_status()->set_message(std::string(message));
+  r.mutable_header()->set_revision(server_.engine.current_revision());
+  proto::append_message(out_pending_, r);
+}
+
+void Session::close_after_flush() {
+  close_after_write_ = true;
+  if (!writing_ && out_pending_.empty()) {
+    begin_linger();
+  } else {
+    flush();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading and processing
+// ---------------------------------------------------------------------------------------
+
+void Session::do_read() {
+  if (closed_ || reading_ || read_paused_ || close_after_write_) return;
+  std::span<char> space = reader_.prepare();
+  if (space.empty()) return;  // the reader failed; the session is closing
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(space.data(), space.size()),
+                          [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                            self->on_read(ec, n);
+                          });
+}
+
+void Session::on_read(const std::error_code& ec, std::size_t n) {
+  reading_ = false;
+  if (closed_) return;
+  if (lingering_) {  // input after our last response is read and dropped
+    if (ec) {
+      close();
+    } else {
+      do_discard();
+    }
+    return;
+  }
+  if (ec == asio::error::eof && (writing_ || !out_pending_.empty())) {
+    // The client half-closed after its last request: deliver the responses, then close.
+    spdlog::debug("connection {} half-closed by peer; flushing responses", peer_);
+    close_after_flush();
+    return;
+  }
+  if (ec) {
+    if (!quiet_error(ec)) spdlog::debug("connection {}: read failed: {}", peer_, ec.message());
+    if (ec != asio::error::operation_aborted) {
+      spdlog::debug("connection {} closed by peer ({} bytes unframed)", peer_, reader_.buffered());
+    }
+    close();
+    return;
+  }
+  reader_.commit(n);
+  worker_.metrics.add_bytes_in(n);
+  last_activity_ = Clock::now();
+  process();
+}
+
+void Session::process() {
+  google::protobuf::Arena& arena = *worker_.arena;
+  const std::size_t max_output = server_.config.max_output_bytes;
+  std::size_t since_reset = 0;
+  while (!closed_ && !close_after_write_) {
+    if (backlog() >= max_output) {
+      read_paused_ = true;
+      break;
+    }
+    const proto::FrameResult f = reader_.next();
+    if (f.status == proto::FrameStatus::kNeedMore) break;
+    if (f.status == proto::FrameStatus::kOversized) {
+      server_.counters.frames_oversized.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("connection {}: frame of {} bytes over --max-frame-bytes; closing", peer_,
+                    f.length);
+      worker_.metrics.record(OpKind::kInvalid, pb::Status::RESOURCE_EXHAUSTED,
+                             std::chrono::nanoseconds(0));
+      notice(pb::Status::RESOURCE_EXHAUSTED,
+             "frame length " + std::to_string(f.length) + " exceeds the limit of " +
+                 std::to_string(server_.config.max_frame_bytes) + " bytes; closing");
+      close_after_flush();
+      break;
+    }
+    handle_frame(f.payload);
+    since_reset += f.payload.size();
+    if (since_reset > kArenaResetBytes) {
+      arena.Reset();
+      since_reset = 0;
+    }
+  }
+  arena.Reset();
+  // After an unusually large frame, give the receive buffer back once it is empty.
+  if (reader_.buffered() == 0 && reader_.capacity() > proto::FrameReader::kMaxReadWindow) {
+    reader_.shrink();
+  }
+  flush();
+  if (!read_paused_) do_read();
+}
+
+void Session::handle_frame(std::string_view payload) {
+  google::protobuf::Arena& arena = *worker_.arena;
+  auto* request = google::protobuf::Arena::CreateMessage<pb::Request>(&arena);
+  auto* response = google::protobuf::Arena::CreateMessage<pb::Response>(&arena);
+  const auto t0 = Clock::now();
+  OpKind op = OpKind::kInvalid;
+  if (!proto::parse_request(payload, *request)) {
+    server_.counters.frames_unparsable.fetch_add(1, std::memory_order_relaxed);
+    server_.dispatcher.error(0, pb::Status::INVALID_ARGUMENT,
+                             "frame payload is not a valid Request message", *response);
+  } else if (server_.draining()) {
+    op = op_kind(*request);
+    server_.dispatcher.error(request->id(), pb::Status::UNAVAILABLE, "server shutting down",
+                             *response);
+  } else {
+    op = op_kind(*request);
+    server_.dispatcher.dispatch(*request, txns_, *response);
+  }
+  const std::size_t at = out_pending_.size();
+  proto::append_message(out_pending_, *response);
+  if (out_pending_.size() - at - proto::kFrameHeaderBytes > server_.config.max_frame_bytes) {
+    // Never send a frame the client may not accept: replace it with an error.
+    out_pending_.resize(at);
+    const std::uint64_t id = response->id();
+    response->Clear();
+    server_.dispatcher.error(id, pb::Status::RESOURCE_EXHAUSTED,
+                             "response would exceed --max-frame-bytes", *response);
+    proto::append_message(out_pending_, *response);
+  }
+  worker_.metrics.record(op, response->status().code(), Clock::now() - t0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------
+
+void Session::flush() {
+  if (closed_ || writing_ || out_pending_.empty()) return;
+  out_writing_.swap(out_pending_);  // out_pending_ takes the (empty) spent buffer
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(out_writing_),
+                    [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                      self->on_write(ec, n);
+                    });
+}
+
+void Session::on_write(const std::error_code& ec, std::size_t n) {
+  writing_ = false;
+  if (closed_) return;
+  if (ec) {
+    if (!quiet_error(ec)) spdlog::debug("connection {}: write failed: {}", peer_, ec.message());
+    close();
+    return;
+  }
+  worker_.metrics.add_bytes_out(n);
+  last_activity_ = Clock::now();
+  out_writing_.clear();
+  if (out_writing_.capacity() > kKeepOutputCapacity) std::string().swap(out_writing_);
+  if (!out_pending_.empty()) {
+    flush();
+  } else if (close_after_write_) {
+    begin_linger();
+    return;
+  }
+  if (read_paused_ && backlog() < server_.config.max_output_bytes) {
+    read_paused_ = false;
+    process();  // frames may be waiting in the buffer already; reads again when done
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Closing, timers
+// ---------------------------------------------------------------------------------------
+
+void Session::begin_linger() {
+  if (closed_ || lingering_) return;
+  lingering_ = true;
+  std::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  linger_deadline_ = Clock::now() + kLingerTime;
+  arm_timer();
+  do_discard();  // a read already in flight continues as a discarding read (on_read)
+}
+
+void Session::do_discard() {
+  if (closed_ || reading_) return;
+  if (!discard_) discard_ = std::make_unique<char[]>(kDiscardBytes);
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(discard_.get(), kDiscardBytes),
+                          [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                            self->on_read(ec, n);
+                          });
+}
+
+void Session::close() {
+  if (closed_) return;
+  closed_ = true;
+  std::error_code ignored;
+  timer_.cancel();
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  txns_.clear();  // aborts this connection's transactions now
+  if (registered_) {
+    worker_.sessions.erase(this);
+    registered_ = false;
+  }
+  spdlog::debug("connection {} closed", peer_);
+  server_.session_closed(counted_);
+}
+
+void Session::arm_timer() {
+  if (closed_) return;
+  Clock::time_point at = linger_deadline_;
+  const auto idle = server_.config.idle_timeout;
+  if (idle.count() > 0 && !lingering_) at = std::min(at, last_activity_ + idle);
+  if (at == Clock::time_point::max()) return;
+  timer_.expires_at(at);
+  timer_.async_wait([self = shared_from_this()](const std::error_code& ec) { self->on_timer(ec); });
+}
+
+void Session::on_timer(const std::error_code& ec) {
+  if (ec == asio::error::operation_aborted || closed_) return;
+  const auto now = Clock::now();
+  if (lingering_) {
+    if (now >= linger_deadline_) {
+      close();
+      return;
+    }
+  } else if (server_.config.idle_timeout.count() > 0 &&
+             now - last_activity_ >= server_.config.idle_timeout) {
+    server_.counters.connections_idle_closed.fetch_add(1, std::memory_order_relaxed);
+    if (writing_) {
+      // Nothing read or written for the whole period: the client stopped reading. Its
+      // output cannot be delivered, so there is no notice to send.
+      spdlog::debug("connection {}: no write progress for {} ms; closing", peer_,
+                    server_.config.idle_timeout.count());
+      close();
+      return;
+    }
+    spdlog::debug("connection {}: idle for {} ms; closing", peer_,
+                  server_.config.idle_timeout.count());
+    notice(pb::Status::UNAVAILABLE, "idle timeout");
+    close_after_flush();
+    return;
+  }
+  arm_timer();
+}
+
+}  // namespace kv::server::detail

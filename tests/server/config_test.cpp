@@ -1,0 +1,100 @@
+// Unit tests of flag and config parsing (server/config.hpp).
+#include "server/config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace kv::server {
+namespace {
+
+using namespace std::chrono_literals;
+
+ParseOutcome parse(const std::vector<const char*>& args) {
+  std::vector<const char*> argv;
+  argv.reserve(args.size() + 1);
+  argv.push_back("kovan-server");
+  for (const char* a : args) argv.push_back(a);
+  return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(Config, DefaultsMatchTheDocumentation) {
+  ParseOutcome o = parse({});
+  ASSERT_EQ(o.action, ParseOutcome::Action::kRun) << o.output;
+  EXPECT_EQ(o.config.listen.to_string(), "127.0.0.1:7379");
+  EXPECT_EQ(o.config.max_frame_bytes, 4u << 20);
+  EXPECT_EQ(o.config.txn_timeout, 5s);
+  EXPECT_EQ(o.config.gc_policy, storage::GcPolicy::kInterval);
+  EXPECT_FALSE(o.config.metrics_listen.has_value());
+  EXPECT_FALSE(o.config.enable_fault_injection);
+  EXPECT_GE(o.config.effective_threads(), 1u);
+}
+
+TEST(Config, FlagsAreApplied) {
+  ParseOutcome o = parse({"--listen", "[::1]:0", "--threads", "3", "--txn-timeout", "250ms",
+                          "--gc-policy", "watermark", "--max-frame-bytes", "1MiB", "--idle-timeout",
+                          "2m", "--metrics-listen", "0.0.0.0:9100", "--enable-fault-injection"});
+  ASSERT_EQ(o.action, ParseOutcome::Action::kRun) << o.output;
+  EXPECT_EQ(o.config.listen.host, "::1");
+  EXPECT_EQ(o.config.listen.port, 0);
+  EXPECT_EQ(o.config.threads, 3u);
+  EXPECT_EQ(o.config.txn_timeout, 250ms);
+  EXPECT_EQ(o.config.gc_policy, storage::GcPolicy::kWatermark);
+  EXPECT_EQ(o.config.max_frame_bytes, 1u << 20);
+  EXPECT_EQ(o.config.idle_timeout, 120s);
+  ASSERT_TRUE(o.config.metrics_listen.has_value());
+  EXPECT_EQ(o.config.metrics_listen->port, 9100);
+  EXPECT_TRUE(o.config.enable_fault_injection);
+  const storage::Options e = o.config.engine_options();
+  EXPECT_EQ(e.txn_timeout, 250ms);
+  EXPECT_EQ(e.gc_policy, storage::GcPolicy::kWatermark);
+  EXPECT_LE(e.sweeper_period, 250ms / 4);
+}
+
+TEST(Config, BadValuesExitTwo) {
+  for (auto args : std::vector<std::vector<const char*>>{{"--threads", "-1"},
+                                                         {"--listen", "1.2.3.4"},
+                                                         {"--listen", "h:70000"},
+                                                         {"--idle-timeout", "soon"},
+                                                         {"--txn-timeout", "0"},
+                                                         {"--bogus"},
+                                                         {"--max-frame-bytes", "2GiB"}}) {
+    ParseOutcome o = parse(args);
+    EXPECT_EQ(o.action, ParseOutcome::Action::kExit) << args[0];
+    EXPECT_EQ(o.exit_code, 2) << args[0];
+    EXPECT_FALSE(o.output.empty());
+  }
+}
+
+TEST(Config, HelpExitsZero) {
+  ParseOutcome o = parse({"--help"});
+  EXPECT_EQ(o.action, ParseOutcome::Action::kExit);
+  EXPECT_EQ(o.exit_code, 0);
+  EXPECT_NE(o.output.find("--max-txns-per-connection"), std::string::npos);
+}
+
+TEST(Config, DurationsAndEndpoints) {
+  EXPECT_EQ(parse_duration("250ms"), 250ms);
+  EXPECT_EQ(parse_duration("5"), 5s);
+  EXPECT_EQ(parse_duration("5s"), 5s);
+  EXPECT_EQ(parse_duration("2m"), 120s);
+  EXPECT_EQ(parse_duration("1h"), 3600s);
+  EXPECT_FALSE(parse_duration(""));
+  EXPECT_FALSE(parse_duration("s"));
+  EXPECT_FALSE(parse_duration("5x"));
+  EXPECT_FALSE(parse_duration("-5s"));
+  EXPECT_FALSE(parse_duration("99999999999999h"));
+  auto e = parse_endpoint("127.0.0.1:80");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->host, "127.0.0.1");
+  EXPECT_EQ(e->port, 80);
+  e = parse_endpoint("[::]:7379");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->host, "::");
+  EXPECT_EQ(e->to_string(), "[::]:7379");
+  EXPECT_FALSE(parse_endpoint("::1:80"));
+  EXPECT_FALSE(parse_endpoint("host:"));
+  EXPECT_FALSE(parse_endpoint(":80"));
+  EXPECT_FALSE(parse_endpoint("host:8o"));
+}
+
+}  // namespace
+}  // namespace kv::server
