@@ -45,7 +45,7 @@ run: build
 	@if [ -x $(BUILD)/server/kovan-server ]; then \
 	  exec $(BUILD)/server/kovan-server $(SERVER_ARGS); \
 	else \
-	  echo "kovan-server is not part of this build yet (see server/README.md); built modules are in $(BUILD)"; \
+	  echo "make run: $(BUILD)/server/kovan-server was not built; see the build output above"; \
 	  exit 1; \
 	fi
 
