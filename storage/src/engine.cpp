@@ -1,7 +1,7 @@
 // storage/src/engine.cpp — the MVCC engine: transactions, commit protocol, interval GC.
 // The design and the correctness arguments are in docs/STORAGE.md; this file refers to them.
 //
-// INVARIANTS (beyond index.hpp I1-I4 and snapshots.hpp C1-C2, S1)
+// INVARIANTS (beyond index.hpp I1-I6 and snapshots.hpp C1-C2, S1)
 // ------------------------------------------------------------------
 // E1. Commit order on one key: a committer locks the key (no-wait CAS on KeyNode::owner)
 //     before it takes its commit timestamp and installs before it unlocks, so versions of a
@@ -17,6 +17,13 @@
 // E5. Validation treats a lock held by kGcOwner as free: pruning never changes the commit
 //     timestamp of a head except by clearing a lone tombstone that every registered snapshot
 //     already sees as "absent" (so "newest commit_ts <= start_ts" keeps its answer).
+// E6. Index-node removal: only a pruner holding a key's commit lock (kGcOwner) removes its
+//     node, and only when the pruned chain is empty and the node fully linked; it then sets
+//     the owner to kDeadOwner (never changed again) before SkipList::remove marks and unlinks
+//     the node. A committer that meets kDeadOwner looks the key up again and inserts a
+//     fresh node (find_or_insert waits until the dead one is unlinked), so a write is never
+//     installed into a removed node. Validation treats kDeadOwner as free (the chain is empty,
+//     the key reads "absent"). Transactions keep keys, never KeyNode*, across calls.
 #include <algorithm>
 #include <condition_variable>
 #include <map>
@@ -33,9 +40,11 @@ namespace kv::storage::detail {
 
 namespace {
 
-constexpr std::uint64_t kGcOwner = 1;        // the pruners' lock id; txn ids start at 2
-constexpr int kMaxOneShotAttempts = 1000;    // then a one-shot write returns CONFLICT
-constexpr std::size_t kOneShotSlots = 1024;  // snapshot slots beyond max_active_txns
+constexpr std::uint64_t kGcOwner = 1;                    // the pruners' lock id; txn ids start at 2
+constexpr std::uint64_t kDeadOwner = ~std::uint64_t{0};  // node removed from the index (E6)
+constexpr int kSweepChunk = 256;                         // nodes visited per guard by the sweeper
+constexpr int kMaxOneShotAttempts = 1000;                // then a one-shot write returns CONFLICT
+constexpr std::size_t kOneShotSlots = 1024;              // snapshot slots beyond max_active_txns
 
 class SteadyClock final : public Clock {
  public:
@@ -77,8 +86,7 @@ struct TxnState {
   std::chrono::steady_clock::time_point started;
   // Buffered writes: a value, or nullopt for a delete.
   std::map<std::string, std::optional<std::string>, std::less<>> writes;
-  std::vector<KeyNode*> read_nodes;      // point reads of keys present in the index
-  std::vector<std::string> read_absent;  // point reads of keys absent from the index
+  std::vector<std::string> read_keys;  // point reads (keys, not nodes: E6)
   std::vector<RangeRead> ranges;
 };
 
@@ -100,7 +108,7 @@ class EngineImpl {
   ~EngineImpl() {
     stop_sweeper();
     // No other thread may touch the engine now (contract): free chains directly.
-    for (KeyNode* n = index_.first(); n != nullptr; n = SkipList::next(n)) {
+    for (KeyNode* n = index_.first_unprotected(); n != nullptr; n = SkipList::next_unprotected(n)) {
       Version* v = n->head.load_unprotected(std::memory_order_relaxed);
       while (v != nullptr) {
         Version* nx = v->next.load_unprotected(std::memory_order_relaxed);
@@ -182,16 +190,10 @@ class EngineImpl {
       kv.value = *w->second;
       return kv;
     }
-    KeyNode* n = index_.find(key);
-    if (t.track_reads) {
-      if (n != nullptr) {
-        t.read_nodes.push_back(n);
-      } else {
-        t.read_absent.emplace_back(key);
-      }
-    }
-    if (n == nullptr) return Status(StatusCode::kNotFound, "");
+    if (t.track_reads) t.read_keys.emplace_back(key);
     kovan::Guard g = kovan::pin();
+    const KeyNode* n = index_.find(key, g);
+    if (n == nullptr) return Status(StatusCode::kNotFound, "");
     const Version* v = visible_at(n, t.start_ts, g);
     if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
     KeyValue kv;
@@ -206,19 +208,17 @@ class EngineImpl {
     out.revision = t.start_ts;
     const bool collect = !opts.count_only;
     const std::size_t limit = collect ? opts.limit : 0;
-    std::optional<std::string> boundary;  // the first key not returned (limit hit)
     kovan::Guard g = kovan::pin();
 
     // Emits one key (from the snapshot or the write set); false stops the scan.
     auto emit = [&](std::string_view key, const Version* v,
                     const std::optional<std::string>* own) -> bool {
       if (own != nullptr ? !own->has_value() : (v == nullptr || v->tombstone)) return true;
+      ++out.count;  // every key of the range is counted, also past the limit
       if (limit != 0 && out.kvs.size() == limit) {
         out.more = true;
-        boundary.emplace(key);
-        return false;
+        return true;
       }
-      ++out.count;
       if (collect) {
         KeyValue kv;
         if (own != nullptr) {
@@ -233,7 +233,7 @@ class EngineImpl {
     };
 
     if (!opts.reverse) {
-      KeyNode* n = index_.lower_bound(start);
+      KeyNode* n = index_.lower_bound(start, g);
       auto w = t.writes.lower_bound(start);
       for (;;) {
         const bool n_ok = n != nullptr && in_upper(n->key, end, false);
@@ -241,22 +241,20 @@ class EngineImpl {
         if (!n_ok && !w_ok) break;
         bool go;
         if (w_ok && (!n_ok || w->first.compare(n->key) <= 0)) {
-          if (n_ok && w->first == n->key) n = SkipList::next(n);
+          if (n_ok && w->first == n->key) n = index_.next(n, g);
           go = emit(w->first, nullptr, &w->second);
           ++w;
         } else {
           go = emit(n->key, visible_at(n, t.start_ts, g), nullptr);
-          n = SkipList::next(n);
+          n = index_.next(n, g);
         }
         if (!go) break;
       }
-      if (t.track_reads) {
-        RangeRead r{std::string(start), std::string(end), false};
-        if (boundary) r = RangeRead{std::string(start), *boundary, true};
-        t.ranges.push_back(std::move(r));
-      }
+      // The count covers the whole range, so the whole range was read (also when a limit
+      // cut the returned keys).
+      if (t.track_reads) t.ranges.push_back(RangeRead{std::string(start), std::string(end), false});
     } else {
-      KeyNode* n = end.empty() ? index_.last() : index_.last_less(end);
+      KeyNode* n = end.empty() ? index_.last(g) : index_.last_less(end, g);
       auto w =
           end.empty() ? t.writes.rbegin() : std::make_reverse_iterator(t.writes.lower_bound(end));
       auto in_lower = [&](std::string_view k) { return k.compare(start) >= 0; };
@@ -266,20 +264,18 @@ class EngineImpl {
         if (!n_ok && !w_ok) break;
         bool go;
         if (w_ok && (!n_ok || w->first.compare(n->key) >= 0)) {
-          if (n_ok && w->first == n->key) n = index_.last_less(n->key);
+          if (n_ok && w->first == n->key) n = index_.last_less(n->key, g);
           go = emit(w->first, nullptr, &w->second);
           ++w;
         } else {
           go = emit(n->key, visible_at(n, t.start_ts, g), nullptr);
-          n = index_.last_less(n->key);
+          n = index_.last_less(n->key, g);
         }
         if (!go) break;
       }
-      if (t.track_reads) {
-        RangeRead r{std::string(start), std::string(end), false};
-        if (boundary) r.lo = *boundary;
-        t.ranges.push_back(std::move(r));
-      }
+      // The count covers the whole range, so the whole range was read (also when a limit
+      // cut the returned keys).
+      if (t.track_reads) t.ranges.push_back(RangeRead{std::string(start), std::string(end), false});
     }
     return out;
   }
@@ -297,17 +293,20 @@ class EngineImpl {
   }
 
   // ---------------------------------------------------------------- commit
+  enum class LockResult : std::uint8_t { kLocked, kBusy, kDead };
   // Try-locks n for `owner`; waits only for a pruner (bounded, E4), never for a committer.
-  static bool try_lock(KeyNode* n, std::uint64_t owner) noexcept {
+  // kDead: n was removed from the index (E6); look the key up again.
+  static LockResult try_lock(KeyNode* n, std::uint64_t owner) noexcept {
     for (;;) {
       std::uint64_t expected = 0;
       // acq_rel: acquire pairs with the previous owner's release unlock (we see its
       // installed versions); the lock is ordered before our clock RMW (validate()).
       if (n->owner.compare_exchange_strong(expected, owner, std::memory_order_acq_rel,
                                            std::memory_order_acquire)) {
-        return true;
+        return LockResult::kLocked;
       }
-      if (expected != kGcOwner) return false;
+      if (expected == kDeadOwner) return LockResult::kDead;
+      if (expected != kGcOwner) return LockResult::kBusy;
       std::this_thread::yield();
     }
   }
@@ -322,13 +321,12 @@ class EngineImpl {
   static bool unchanged(const KeyNode* n, const TxnState& t, const kovan::Guard& g) noexcept {
     // acquire: pairs with unlock()'s release, so an unlocked key shows its new version.
     const std::uint64_t o = n->owner.load(std::memory_order_acquire);
-    if (o != 0 && o != t.id && o != kGcOwner) return false;
+    if (o != 0 && o != t.id && o != kGcOwner && o != kDeadOwner) return false;
     const Version* v = n->head.load(g);
     return v == nullptr || v->commit_ts <= t.start_ts;
   }
 
-  bool validate(const TxnState& t, const std::vector<KeyNode*>& locked) {
-    kovan::Guard g = kovan::pin();
+  bool validate(const TxnState& t, const std::vector<KeyNode*>& locked, const kovan::Guard& g) {
     if (t.iso == Isolation::kSnapshot) {
       // First committer wins: no other commit on a written key since the snapshot.
       for (const KeyNode* n : locked) {
@@ -337,16 +335,16 @@ class EngineImpl {
       }
       return true;
     }
-    for (const KeyNode* n : t.read_nodes) {
-      if (!unchanged(n, t, g)) return false;
-    }
-    for (const std::string& k : t.read_absent) {
-      const KeyNode* n = index_.find(k);
+    // A key read that has no node now changed nothing since start_ts: a chain that gained a
+    // version after start_ts cannot be emptied (and its node removed) while t's snapshot is
+    // registered (docs/STORAGE.md, "Validation across removal").
+    for (const std::string& k : t.read_keys) {
+      const KeyNode* n = index_.find(k, g);
       if (n != nullptr && !unchanged(n, t, g)) return false;
     }
     for (const RangeRead& r : t.ranges) {
-      for (const KeyNode* n = index_.lower_bound(r.lo);
-           n != nullptr && in_upper(n->key, r.hi, r.hi_inclusive); n = SkipList::next(n)) {
+      for (const KeyNode* n = index_.lower_bound(r.lo, g);
+           n != nullptr && in_upper(n->key, r.hi, r.hi_inclusive); n = index_.next(n, g)) {
         if (!unchanged(n, t, g)) return false;
       }
     }
@@ -385,12 +383,22 @@ class EngineImpl {
       commits_.fetch_add(1, std::memory_order_relaxed);
       return t.start_ts;
     }
+    // One guard for the whole commit: `locked` holds KeyNode* until the pruning at the end.
+    kovan::Guard g = kovan::pin();
     std::vector<KeyNode*> locked;
     locked.reserve(t.writes.size());
     for (const auto& [key, value] : t.writes) {
-      bool inserted = false;
-      KeyNode* n = index_.find_or_insert(key, &inserted);
-      if (!try_lock(n, t.id)) {
+      KeyNode* n = nullptr;
+      LockResult lr = LockResult::kDead;
+      for (int tries = 0; lr == LockResult::kDead; ++tries) {
+        // E6: a removed node is replaced by a fresh one. Until its remover marks it (a few
+        // instructions after setting the dead owner), the lookup can still return it.
+        if (tries > 0) std::this_thread::yield();
+        bool inserted = false;
+        n = index_.find_or_insert(key, g, &inserted);
+        lr = try_lock(n, t.id);
+      }
+      if (lr == LockResult::kBusy) {
         // The message is built before abort_locked() clears the write set `key` lives in.
         Status conflict(StatusCode::kConflict,
                         "key '" + key + "' is being committed by another transaction");
@@ -401,7 +409,7 @@ class EngineImpl {
       locked.push_back(n);
     }
     const Revision ts = clock_.acquire();
-    if (!validate(t, locked)) {
+    if (!validate(t, locked, g)) {
       for (KeyNode* m : locked) unlock(m);
       clock_.finish(ts);  // abandoned: installs nothing
       abort_locked(t, AbortCause::kConflict);
@@ -411,7 +419,6 @@ class EngineImpl {
                         : "data read by the transaction changed after its snapshot");
     }
     {
-      kovan::Guard g = kovan::pin();
       std::size_t i = 0;
       for (const auto& [key, value] : t.writes) install(locked[i++], value, ts, g);
     }
@@ -428,12 +435,12 @@ class EngineImpl {
     GcView view;
     bool have_view = false;
     for (KeyNode* n : locked) {
-      if (!needs_prune(n)) continue;
+      if (!needs_prune(n, g)) continue;
       if (!have_view) {
         view = gc_view();
         have_view = true;
       }
-      prune_key(n, view);
+      prune_key(n, view, g);
     }
     return ts;
   }
@@ -441,8 +448,7 @@ class EngineImpl {
   void abort_locked(TxnState& t, AbortCause cause) {
     close_snapshot(t);
     t.writes.clear();
-    t.read_nodes.clear();
-    t.read_absent.clear();
+    t.read_keys.clear();
     t.ranges.clear();
     switch (cause) {
       case AbortCause::kConflict:
@@ -471,10 +477,11 @@ class EngineImpl {
     return v;
   }
 
-  static bool needs_prune(const KeyNode* n) {
-    kovan::Guard g = kovan::pin();
+  // More than one version, a tombstone head, or no version at all (a node left by a commit
+  // that installed nothing: a candidate for removal, E6).
+  static bool needs_prune(const KeyNode* n, const kovan::Guard& g) {
     const Version* h = n->head.load(g);
-    return h != nullptr && (h->tombstone || h->next.load(g) != nullptr);
+    return h == nullptr || h->tombstone || h->next.load(g) != nullptr;
   }
 
   void retire_run(Version* from, const Version* to, const kovan::Guard& g) {
@@ -493,17 +500,27 @@ class EngineImpl {
     versions_pruned_.fetch_add(count, std::memory_order_relaxed);
   }
 
-  // Prunes one chain if its lock is free (skips it otherwise: the holder prunes later).
-  void prune_key(KeyNode* n, const GcView& view) {
+  // Prunes one chain if its lock is free (skips it otherwise: the holder prunes later), and
+  // removes the key's index node if the chain is then empty (E6).
+  void prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g) {
     std::uint64_t expected = 0;
     // acquire: pairs with the last committer's release unlock (we see its versions).
     if (!n->owner.compare_exchange_strong(expected, kGcOwner, std::memory_order_acquire,
                                           std::memory_order_relaxed)) {
       return;
     }
-    {
-      kovan::Guard g = kovan::pin();
-      prune_chain(n, view, g);
+    prune_chain(n, view, g);
+    // acquire on fully_linked: pairs with the inserter's release store (the node is linked at
+    // every level, so remove() finds it at each). The head is ours to read (we hold the lock).
+    if (n->head.load_unprotected(std::memory_order_relaxed) == nullptr &&
+        n->fully_linked.load(std::memory_order_acquire)) {
+      // Permanently taken: try_lock() of a committer that already holds n now returns kDead
+      // and it inserts a fresh node. relaxed: the owner word is only ever CASed from 0, and
+      // this value is never replaced; no data is published through it.
+      n->owner.store(kDeadOwner, std::memory_order_relaxed);
+      index_.remove(n, g);
+      nodes_removed_.fetch_add(1, std::memory_order_relaxed);
+      return;
     }
     unlock(n);
   }
@@ -554,16 +571,29 @@ class EngineImpl {
     }
   }
 
+  // Visits every key; the guard is re-taken every kSweepChunk nodes (guards stay short,
+  // I1), resuming at the first key not yet visited.
   void sweep() {
     GcView view;
     bool have_view = false;
-    for (KeyNode* n = index_.first(); n != nullptr; n = SkipList::next(n)) {
-      if (!needs_prune(n)) continue;
-      if (!have_view) {
-        view = gc_view();
-        have_view = true;
+    std::string resume;
+    bool started = false;
+    for (;;) {
+      kovan::Guard g = kovan::pin();
+      KeyNode* n = started ? index_.lower_bound(resume, g) : index_.first(g);
+      started = true;
+      for (int budget = kSweepChunk; n != nullptr && budget > 0; --budget) {
+        if (needs_prune(n, g)) {
+          if (!have_view) {
+            view = gc_view();
+            have_view = true;
+          }
+          prune_key(n, view, g);
+        }
+        n = index_.next(n, g);  // also valid if n was just removed (it is still protected)
       }
-      prune_key(n, view);
+      if (n == nullptr) break;
+      resume = n->key;
     }
     gc_sweeps_.fetch_add(1, std::memory_order_relaxed);
     kovan::flush();
@@ -901,6 +931,7 @@ class EngineImpl {
     s.aborts_expired = aborts_expired_.load(std::memory_order_relaxed);
     s.aborts_user = aborts_user_.load(std::memory_order_relaxed);
     s.gc_sweeps = gc_sweeps_.load(std::memory_order_relaxed);
+    s.index_nodes_removed = nodes_removed_.load(std::memory_order_relaxed);
     const kovan::Stats ks = kovan::stats();
     s.kovan_retired = ks.retired;
     s.kovan_reclaimed = ks.reclaimed;
@@ -910,9 +941,9 @@ class EngineImpl {
   Revision current_revision() const noexcept { return clock_.visible(); }
 
   std::size_t version_count(std::string_view key) const {
-    const KeyNode* n = index_.find(key);
-    if (n == nullptr) return 0;
     kovan::Guard g = kovan::pin();
+    const KeyNode* n = index_.find(key, g);
+    if (n == nullptr) return 0;
     std::size_t c = 0;
     for (const Version* v = n->head.load(g); v != nullptr; v = v->next.load(g)) ++c;
     return c;
@@ -969,6 +1000,7 @@ class EngineImpl {
   std::atomic<std::uint64_t> aborts_expired_{0};
   std::atomic<std::uint64_t> aborts_user_{0};
   std::atomic<std::uint64_t> gc_sweeps_{0};
+  std::atomic<std::uint64_t> nodes_removed_{0};
 
   std::mutex sweeper_mu_;
   std::condition_variable sweeper_cv_;

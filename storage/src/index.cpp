@@ -1,24 +1,49 @@
-// storage/src/index.cpp — insert-only lock-free skip list (invariants in index.hpp).
-//
-// Memory orders: a node is initialized (key, tower) and then published by a release CAS
-// on its predecessor's link; every traversal loads links with acquire, pairing with that
-// CAS, so a reader that reaches a node sees its key and its lower links.
+// storage/src/index.cpp — the lazy concurrent skip list (invariants and memory-order pairs in
+// index.hpp; the safety argument for reclamation in docs/STORAGE.md).
 #include "index.hpp"
 
 #include <cstdint>
+#include <thread>
 
 namespace kv::storage::detail {
 
 namespace {
 bool key_less(std::string_view a, std::string_view b) noexcept { return a.compare(b) < 0; }
+
+// Locks the distinct predecessors preds[0..n) bottom-up. preds[l] has a key <= preds[l-1]'s,
+// so every thread takes link locks in decreasing key order (a removal takes its victim, the
+// largest key, first): no cycle, no deadlock.
+void lock_preds(KeyNode* const* preds, int n) noexcept {
+  KeyNode* prev = nullptr;
+  for (int l = 0; l < n; ++l) {
+    if (preds[l] != prev) preds[l]->lock();
+    prev = preds[l];
+  }
+}
+void unlock_preds(KeyNode* const* preds, int n) noexcept {
+  KeyNode* prev = nullptr;
+  for (int l = 0; l < n; ++l) {
+    if (preds[l] != prev) preds[l]->unlock();
+    prev = preds[l];
+  }
+}
+// Spin-wait step: pause, and yield now and then (a preempted lock holder needs the CPU).
+void cpu_relax(int* spins) noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+  if (++*spins % 64 == 0) std::this_thread::yield();
+}
 }  // namespace
 
-SkipList::SkipList() : head_(KeyNode::make("", KeyNode::kMaxHeight)) {}
+SkipList::SkipList() : head_(KeyNode::make("", KeyNode::kMaxHeight)) {
+  head_->fully_linked.store(true, std::memory_order_relaxed);  // published with the list
+}
 
 SkipList::~SkipList() {
   KeyNode* n = head_;
   while (n != nullptr) {
-    KeyNode* nx = n->next(0).load(std::memory_order_relaxed);
+    KeyNode* nx = next_unprotected(n);
     KeyNode::destroy(n);
     n = nx;
   }
@@ -40,107 +65,209 @@ int SkipList::random_height() noexcept {
   return h;
 }
 
-void SkipList::find_preds(std::string_view key, KeyNode** preds, KeyNode** succs) const noexcept {
+bool SkipList::step(const KeyNode* x, int level, KeyNode** out, const kovan::Guard& g) noexcept {
+  // acquire (kovan load): pairs with the release link store that published or unlinked.
+  KeyNode* nx = x->next(level).load(g);
+  // acquire: pairs with remove()'s release store of `marked`. Read after the link (I4): if x
+  // is still unmarked, nx was linked when it was read, so whatever later retires nx is
+  // preceded by a change that this load or the link load was coherence-ordered before.
+  if (x->marked.load(std::memory_order_acquire)) return false;
+  *out = nx;
+  return true;
+}
+
+int SkipList::find_preds(std::string_view key, KeyNode** preds, KeyNode** succs,
+                         const kovan::Guard& g) const noexcept {
+retry:
+  int found = -1;
   KeyNode* x = head_;
-  for (int level = KeyNode::kMaxHeight - 1; level >= 0; --level) {
-    // acquire: pairs with the release CAS that published each node (file comment).
-    KeyNode* nx = x->next(level).load(std::memory_order_acquire);
+  const int levels = top();
+  // Levels at or above the hint are taken as empty; insert/remove validation under the
+  // locks catches a node linked there meanwhile (the link is then not null) and retries.
+  for (int level = KeyNode::kMaxHeight - 1; level >= levels; --level) {
+    preds[level] = head_;
+    succs[level] = nullptr;
+  }
+  for (int level = levels - 1; level >= 0; --level) {
+    KeyNode* nx = nullptr;
+    if (!step(x, level, &nx, g)) goto retry;
     while (nx != nullptr && key_less(nx->key, key)) {
       x = nx;
-      nx = x->next(level).load(std::memory_order_acquire);
+      if (!step(x, level, &nx, g)) goto retry;
     }
+    if (found < 0 && nx != nullptr && nx->key == key) found = level;
     preds[level] = x;
     succs[level] = nx;
   }
+  return found;
 }
 
-KeyNode* SkipList::lower_bound(std::string_view key) const noexcept {
+KeyNode* SkipList::lower_bound(std::string_view key, const kovan::Guard& g) const noexcept {
+retry:
   KeyNode* x = head_;
   KeyNode* nx = nullptr;
-  for (int level = max_height_.load(std::memory_order_relaxed) - 1; level >= 0; --level) {
-    nx = x->next(level).load(std::memory_order_acquire);  // pairs: publishing CAS
+  for (int level = top() - 1; level >= 0; --level) {
+    if (!step(x, level, &nx, g)) goto retry;
     while (nx != nullptr && key_less(nx->key, key)) {
       x = nx;
-      nx = x->next(level).load(std::memory_order_acquire);  // pairs: publishing CAS
+      if (!step(x, level, &nx, g)) goto retry;
     }
   }
   return nx;
 }
 
-KeyNode* SkipList::find(std::string_view key) const noexcept {
-  KeyNode* n = lower_bound(key);
+KeyNode* SkipList::upper_bound(std::string_view key, const kovan::Guard& g) const noexcept {
+retry:
+  KeyNode* x = head_;
+  KeyNode* nx = nullptr;
+  for (int level = top() - 1; level >= 0; --level) {
+    if (!step(x, level, &nx, g)) goto retry;
+    while (nx != nullptr && !key_less(key, nx->key)) {
+      x = nx;
+      if (!step(x, level, &nx, g)) goto retry;
+    }
+  }
+  return nx;
+}
+
+KeyNode* SkipList::find(std::string_view key, const kovan::Guard& g) const noexcept {
+  KeyNode* n = lower_bound(key, g);
   return (n != nullptr && n->key == key) ? n : nullptr;
 }
 
-KeyNode* SkipList::last_less(std::string_view key) const noexcept {
+KeyNode* SkipList::last_less(std::string_view key, const kovan::Guard& g) const noexcept {
+retry:
   KeyNode* x = head_;
-  for (int level = max_height_.load(std::memory_order_relaxed) - 1; level >= 0; --level) {
-    KeyNode* nx = x->next(level).load(std::memory_order_acquire);  // pairs: publishing CAS
+  for (int level = top() - 1; level >= 0; --level) {
+    KeyNode* nx = nullptr;
+    if (!step(x, level, &nx, g)) goto retry;
     while (nx != nullptr && key_less(nx->key, key)) {
       x = nx;
-      nx = x->next(level).load(std::memory_order_acquire);  // pairs: publishing CAS
+      if (!step(x, level, &nx, g)) goto retry;
     }
   }
   return x == head_ ? nullptr : x;
 }
 
-KeyNode* SkipList::last() const noexcept {
+KeyNode* SkipList::last(const kovan::Guard& g) const noexcept {
+retry:
   KeyNode* x = head_;
-  for (int level = max_height_.load(std::memory_order_relaxed) - 1; level >= 0; --level) {
-    KeyNode* nx = x->next(level).load(std::memory_order_acquire);  // pairs: publishing CAS
+  for (int level = top() - 1; level >= 0; --level) {
+    KeyNode* nx = nullptr;
+    if (!step(x, level, &nx, g)) goto retry;
     while (nx != nullptr) {
       x = nx;
-      nx = x->next(level).load(std::memory_order_acquire);  // pairs: publishing CAS
+      if (!step(x, level, &nx, g)) goto retry;
     }
   }
   return x == head_ ? nullptr : x;
 }
 
-KeyNode* SkipList::find_or_insert(std::string_view key, bool* inserted) {
+KeyNode* SkipList::first(const kovan::Guard& g) const noexcept {
+  KeyNode* nx = nullptr;
+  (void)step(head_, 0, &nx, g);  // the head is never marked
+  return nx;
+}
+
+KeyNode* SkipList::next(const KeyNode* n, const kovan::Guard& g) const noexcept {
+  KeyNode* nx = nullptr;
+  if (step(n, 0, &nx, g)) return nx;
+  return upper_bound(n->key, g);  // n was removed: search again from the head
+}
+
+KeyNode* SkipList::find_or_insert(std::string_view key, const kovan::Guard& g, bool* inserted) {
   KeyNode* preds[KeyNode::kMaxHeight];
   KeyNode* succs[KeyNode::kMaxHeight];
-  KeyNode* node = nullptr;
-  int height = 0;
+  const int height = random_height();
+  KeyNode* node = nullptr;  // allocated outside the locks, once; published below
+  int spins = 0;
   for (;;) {
-    find_preds(key, preds, succs);
-    if (succs[0] != nullptr && succs[0]->key == key) {
-      if (node != nullptr) KeyNode::destroy(node);  // never published
-      *inserted = false;
-      return succs[0];
+    const int found = find_preds(key, preds, succs, g);
+    if (found >= 0) {
+      KeyNode* f = succs[found];
+      // acquire: pairs with remove()'s release store of `marked`.
+      if (!f->marked.load(std::memory_order_acquire)) {
+        // acquire: pairs with the inserter's release store; it holds its locks for a few
+        // stores only.
+        while (!f->fully_linked.load(std::memory_order_acquire)) cpu_relax(&spins);
+        if (node != nullptr) KeyNode::destroy(node);  // never published
+        *inserted = false;
+        return f;
+      }
+      cpu_relax(&spins);  // being removed (I2): wait until it is unlinked, then insert afresh
+      continue;
     }
-    if (node == nullptr) {
-      height = random_height();
-      node = KeyNode::make(key, height);
+    if (node == nullptr) node = KeyNode::make(key, height);
+    lock_preds(preds, height);
+    bool valid = true;
+    for (int l = 0; valid && l < height; ++l) {
+      // Under preds[l]'s lock: its links and its mark are stable. acquire on `marked`
+      // pairs with remove()'s release store (the lock already orders it for preds).
+      valid = !preds[l]->marked.load(std::memory_order_acquire) &&
+              (succs[l] == nullptr || !succs[l]->marked.load(std::memory_order_acquire)) &&
+              preds[l]->next(l).load_unprotected(std::memory_order_relaxed) == succs[l];
+    }
+    if (!valid) {
+      unlock_preds(preds, height);
+      continue;
     }
     for (int l = 0; l < height; ++l) node->next(l).store(succs[l], std::memory_order_relaxed);
-    KeyNode* expected = succs[0];
-    // release: publishes the node's key and tower (paired with the acquire loads of
-    // traversals); acquire on failure is not needed, we search again.
-    if (preds[0]->next(0).compare_exchange_strong(expected, node, std::memory_order_release,
-                                                  std::memory_order_relaxed)) {
+    int mh = max_height_.load(std::memory_order_relaxed);
+    while (mh < height &&
+           !max_height_.compare_exchange_weak(mh, height, std::memory_order_relaxed)) {
+    }
+    // Bottom-up: level 0 is the linearization point of the insertion. release: publishes the
+    // node's key, tower and flags (paired with the acquire link loads of traversals).
+    for (int l = 0; l < height; ++l) preds[l]->next(l).store(node, std::memory_order_release);
+    // release: pairs with the acquire loads in find_or_insert and in the engine's remover.
+    node->fully_linked.store(true, std::memory_order_release);
+    // The caller keeps `node`, which it did not get from a protected load: load a link
+    // through the guard now, which publishes an era at least the node's birth (I1). This
+    // happens before the node can be unlinked (that needs the locks released below and the
+    // commit lock the caller takes next), so the node's eventual retirer sees that era.
+    (void)preds[0]->next(0).load(g);
+    unlock_preds(preds, height);
+    size_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(node->footprint(), std::memory_order_relaxed);
+    *inserted = true;
+    return node;
+  }
+}
+
+void SkipList::remove(KeyNode* n, const kovan::Guard& g) noexcept {
+  KeyNode* preds[KeyNode::kMaxHeight];
+  KeyNode* succs[KeyNode::kMaxHeight];
+  const int height = n->height;
+  n->lock();  // the victim first: it has the largest key of the locks taken here
+  // release: pairs with the acquire loads in step() and in insert validation (I3, I4).
+  n->marked.store(true, std::memory_order_release);
+  int spins = 0;
+  for (;;) {
+    (void)find_preds(n->key, preds, succs, g);
+    lock_preds(preds, height);
+    bool valid = true;
+    for (int l = 0; valid && l < height; ++l) {
+      // acquire on `marked`: see find_or_insert (the lock orders it too).
+      valid = !preds[l]->marked.load(std::memory_order_acquire) &&
+              preds[l]->next(l).load_unprotected(std::memory_order_relaxed) == n;
+    }
+    if (valid) {
+      for (int l = height - 1; l >= 0; --l) {
+        // n's links are frozen (it is marked and locked); release: the successor was
+        // published before, this keeps the link stores ordered for readers (I4).
+        preds[l]->next(l).store(n->next(l).load_unprotected(std::memory_order_relaxed),
+                                std::memory_order_release);
+      }
+      unlock_preds(preds, height);
       break;
     }
+    unlock_preds(preds, height);
+    cpu_relax(&spins);  // a predecessor changed or is being removed itself: search again
   }
-  // Linked at level 0: the key is in the index. Raise the hint, then link the upper levels.
-  int mh = max_height_.load(std::memory_order_relaxed);
-  while (mh < height && !max_height_.compare_exchange_weak(mh, height, std::memory_order_relaxed)) {
-  }
-  for (int l = 1; l < height; ++l) {
-    for (;;) {
-      KeyNode* expected = succs[l];
-      // release: as above, the node's link at this level is set before it is reachable here.
-      if (preds[l]->next(l).compare_exchange_strong(expected, node, std::memory_order_release,
-                                                    std::memory_order_relaxed)) {
-        break;
-      }
-      find_preds(key, preds, succs);  // the node is not at level l yet: succs[l]->key > key
-      node->next(l).store(succs[l], std::memory_order_relaxed);
-    }
-  }
-  size_.fetch_add(1, std::memory_order_relaxed);
-  bytes_.fetch_add(node->footprint(), std::memory_order_relaxed);
-  *inserted = true;
-  return node;
+  n->unlock();
+  size_.fetch_sub(1, std::memory_order_relaxed);
+  bytes_.fetch_sub(n->footprint(), std::memory_order_relaxed);
+  kovan::retire(n);  // unlinked at every level: no new reader can reach it (I1)
 }
 
 }  // namespace kv::storage::detail

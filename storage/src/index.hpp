@@ -1,23 +1,53 @@
-// storage/src/index.hpp — the ordered index (an insert-only lock-free skip list) and the
-// per-key version chains hanging off it. Internal to the storage engine.
+// storage/src/index.hpp — the ordered index (a concurrent skip list of KeyNodes whose removed
+// nodes are reclaimed through kovan) and the per-key version chains hanging off it. Internal
+// to the storage engine.
+//
+// The skip list is an optimistic "lazy" skip list (Herlihy, Lev, Luchangco and Shavit, 2007):
+// readers take no locks; inserts and removals lock the few predecessor nodes they change
+// (short spin locks, ordered by key, never held across anything but pointer stores); a node
+// is first *marked* (logically removed) and then unlinked at every level under those locks.
 //
 // INVARIANTS
 // ----------
-// I1. Index nodes are never removed while the engine lives: a KeyNode*, once found, stays
-//     valid until the engine is destroyed (so transactions may keep KeyNode* in their read
-//     sets, and index traversal needs no reclaimer guard). A deleted key keeps its node; its
-//     chain shrinks to nothing once no snapshot can see it (see prune in engine.cpp).
+// I1. Every dereference of a KeyNode happens under a kovan::Guard, and every KeyNode pointer
+//     is obtained by a protected load (kovan::Atomic<KeyNode>::load) of a link — or, for a
+//     node the caller just inserted, is covered by a protected load made after its birth. A KeyNode
+//     is retired exactly once, by the thread that removed it (remove()), after it is unlinked at
+//     every level. KeyNode* never outlives the guard it was loaded under (transactions keep
+//     keys, not nodes, in their read sets).
 // I2. Every level-l list is sorted by key (byte-wise, unsigned) with no duplicates, and is a
-//     sublist of level l-1. A node becomes reachable at level 0 first (the linearization
-//     point of insertion), then at higher levels.
-// I3. A chain is ordered newest first by commit_ts, strictly decreasing. Only the holder of
-//     the key's commit lock (KeyNode::owner != 0) changes the chain: installers replace
-//     `head`, pruners rewrite `next` links below the head (and may clear a lone tombstone
-//     head). Every version's fields are immutable once published, except `next`.
-// I4. A version is reachable by readers only through `head`/`next` loads made with a kovan
-//     guard; unlinked versions are handed to kovan::retire after the link that reached them
-//     was overwritten, so a reader that already holds one can still follow its (intact)
-//     `next` links to the versions that remained.
+//     sublist of level l-1. A node is linked bottom-up, all levels under its predecessors'
+//     link locks, then flagged `fully_linked`. At most one node per key is linked at a time:
+//     an insert that meets a marked node of its key waits until that node is unlinked.
+// I3. `marked` is set once, under the node's own link lock, by the node's single remover,
+//     and only on a fully linked node. A marked node's links never change again (changing a
+//     node's links requires its lock and that it is unmarked), and an unmarked linked node
+//     points at every level to a node that is linked at that level (or null): unlinking a
+//     node rewrites its predecessor's link under the predecessor's lock.
+// I4. Readers step from x to x.next[l] only if x is unmarked after the load of the link
+//     (`step`); otherwise they restart from the head. So a node a reader reaches was linked
+//     when its pointer was read, and its retirement is preceded (happens-before) by a change
+//     the reader's read was coherence-ordered before — which, with kovan's fences, makes the
+//     retiring thread see the reader's era (docs/STORAGE.md, "Why readers are safe").
+// I5. A chain is ordered newest first by commit_ts, strictly decreasing. Only the holder of
+//     the key's commit lock (KeyNode::owner) changes the chain: installers replace `head`,
+//     pruners rewrite `next` links below the head (and may clear a lone tombstone head).
+//     Every version's fields are immutable once published, except `next`. A version's
+//     `next` always points to an older (earlier-born) version.
+// I6. A node is removed only by the holder of its commit lock, when its chain is empty and
+//     the node is fully linked; the remover then sets `owner` to kDeadOwner for good (so no
+//     transaction can lock it again) before marking it. The engine's owner protocol is in
+//     engine.cpp (E6).
+//
+// Memory orders (pairs):
+//  * link stores that publish a node or unlink one: release; every link load: acquire
+//    (kovan::Atomic::load), pairing with them, so a reader that reaches a node sees its key,
+//    its tower and its flags' initial values.
+//  * `marked` store: release; loads in `step` and in the insert/remove validation: acquire,
+//    pairing with it (validation under a predecessor's lock also gets it from the lock).
+//  * `fully_linked` store: release after the last link store; load: acquire, pairing with
+//    it, so a node found fully linked is linked at every level.
+//  * link lock: acquire on taking, release on giving back.
 #pragma once
 
 #include <kovan/kovan.hpp>
@@ -28,6 +58,8 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
 
 #include "storage/engine.hpp"
 
@@ -48,40 +80,53 @@ struct Version final : kovan::Node {
   std::size_t footprint() const noexcept { return sizeof(Version) + value.size(); }
 };
 
-// A key in the index. Allocated with its tower of `height` next-pointers right after it.
-class KeyNode {
+// A key in the index. Allocated with its tower of `height` links right after it; created
+// with make(), freed by kovan (retire) or, when no other thread can reach it, by destroy().
+class KeyNode final : public kovan::Node {
  public:
   static constexpr int kMaxHeight = 20;
+  using Link = kovan::Atomic<KeyNode>;
 
   static KeyNode* make(std::string_view key, int height) {
-    void* mem = ::operator new(sizeof(KeyNode) + static_cast<std::size_t>(height) * sizeof(Link));
-    KeyNode* n = ::new (mem) KeyNode(key, height);
-    for (int i = 0; i < height; ++i) ::new (n->tower() + i) Link(nullptr);
-    return n;
+    return new (height) KeyNode(key, height);
   }
-  // Only when no other thread can reach the node (engine destruction, or a node that lost
-  // the insertion race and was never published).
-  static void destroy(KeyNode* n) noexcept {
-    for (int i = 0; i < n->height; ++i) n->tower()[i].~Link();
-    n->~KeyNode();
-    ::operator delete(n);
-  }
+  // Only when no other thread can reach the node (engine destruction).
+  static void destroy(KeyNode* n) noexcept { delete n; }
 
-  std::atomic<KeyNode*>& next(int level) noexcept { return tower()[level]; }
-  const std::atomic<KeyNode*>& next(int level) const noexcept { return tower()[level]; }
+  // The tower is freed with the node (Link is trivially destructible).
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
+  static void operator delete(void* p, int /*height*/) noexcept { ::operator delete(p); }
+
+  Link& next(int level) noexcept { return tower()[level]; }
+  const Link& next(int level) const noexcept { return tower()[level]; }
 
   std::size_t footprint() const noexcept {
     return sizeof(KeyNode) + static_cast<std::size_t>(height) * sizeof(Link) + key.size();
   }
 
+  void lock() noexcept {
+    // acquire: pairs with unlock()'s release (we see the links written under the lock).
+    for (int spins = 1; link_lock_.exchange(true, std::memory_order_acquire); ++spins) {
+      // Held for a few link stores; yield now and then in case the holder was preempted.
+      if (spins % 64 == 0) std::this_thread::yield();
+    }
+  }
+  void unlock() noexcept { link_lock_.store(false, std::memory_order_release); }
+
   const std::string key;
   const int height;
-  kovan::Atomic<Version> head;          // newest installed version (or null)
-  std::atomic<std::uint64_t> owner{0};  // commit lock: 0 free, else the owner's id
+  kovan::Atomic<Version> head;            // newest installed version (or null)
+  std::atomic<std::uint64_t> owner{0};    // commit lock: 0 free, else the owner's id
+  std::atomic<bool> marked{false};        // logically removed (I3)
+  std::atomic<bool> fully_linked{false};  // linked at every level (I2)
 
  private:
-  using Link = std::atomic<KeyNode*>;
-  KeyNode(std::string_view k, int h) : key(k), height(h) {}
+  static void* operator new(std::size_t size, int height) {
+    return ::operator new(size + static_cast<std::size_t>(height) * sizeof(Link));
+  }
+  KeyNode(std::string_view k, int h) : key(k), height(h) {
+    for (int i = 0; i < h; ++i) ::new (tower() + i) Link();
+  }
   Link* tower() noexcept {
     return std::launder(reinterpret_cast<Link*>(reinterpret_cast<char*>(this) + sizeof(KeyNode)));
   }
@@ -89,40 +134,63 @@ class KeyNode {
     return std::launder(
         reinterpret_cast<const Link*>(reinterpret_cast<const char*>(this) + sizeof(KeyNode)));
   }
-};
-static_assert(sizeof(KeyNode) % alignof(std::atomic<KeyNode*>) == 0);
 
-// Insert-only concurrent skip list of KeyNodes. Lookups and traversals are lock-free and
-// wait-free apart from retries caused by concurrent inserts at the same position.
+  std::atomic<bool> link_lock_{false};
+};
+static_assert(sizeof(KeyNode) % alignof(KeyNode::Link) == 0);
+static_assert(std::is_trivially_destructible_v<KeyNode::Link>);
+
+// Concurrent skip list of KeyNodes. Every call that returns or takes a KeyNode* takes the
+// caller's guard; the pointer is valid while that guard lives. Reads are lock-free (a read
+// restarts from the head only when it stands on a node that a concurrent remove marked);
+// find_or_insert and remove take short per-node link locks.
 class SkipList {
  public:
   SkipList();
-  ~SkipList();  // destroys every node (not their chains: the engine does that first)
+  ~SkipList();  // destroys every linked node (not their chains: the engine does that first)
   SkipList(const SkipList&) = delete;
   SkipList& operator=(const SkipList&) = delete;
 
-  KeyNode* find(std::string_view key) const noexcept;         // exact match or null
-  KeyNode* lower_bound(std::string_view key) const noexcept;  // first key >= key
-  KeyNode* last_less(std::string_view key) const noexcept;    // last key < key, or null
-  KeyNode* last() const noexcept;
-  KeyNode* first() const noexcept { return next(head_); }
-  static KeyNode* next(const KeyNode* n) noexcept {
-    // acquire: pairs with the release CAS that linked the successor (its key and tower
-    // are initialized before it is published).
-    return n->next(0).load(std::memory_order_acquire);
-  }
-  // Returns the node for `key`, inserting it if absent. `inserted` tells which.
-  KeyNode* find_or_insert(std::string_view key, bool* inserted);
+  KeyNode* find(std::string_view key, const kovan::Guard& g) const noexcept;  // exact or null
+  KeyNode* lower_bound(std::string_view key, const kovan::Guard& g) const noexcept;  // >= key
+  KeyNode* upper_bound(std::string_view key, const kovan::Guard& g) const noexcept;  // > key
+  KeyNode* last_less(std::string_view key, const kovan::Guard& g) const noexcept;    // < key
+  KeyNode* last(const kovan::Guard& g) const noexcept;
+  KeyNode* first(const kovan::Guard& g) const noexcept;
+  // The node after n at level 0 (n reached under g). If n was removed meanwhile, the first
+  // node with a key greater than n's.
+  KeyNode* next(const KeyNode* n, const kovan::Guard& g) const noexcept;
+
+  // Returns the node for `key`, inserting it if absent. `inserted` tells which. The node may
+  // be removed by its commit-lock holder at any time after this returns (I6).
+  KeyNode* find_or_insert(std::string_view key, const kovan::Guard& g, bool* inserted);
+  // Unlinks n at every level and retires it. Precondition (I6): the caller holds n's
+  // commit lock, set it to the dead owner, n is fully linked and its chain is empty.
+  void remove(KeyNode* n, const kovan::Guard& g) noexcept;
+
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
 
+  // Exclusive access only (engine destruction): level-0 walk without guards.
+  KeyNode* first_unprotected() const noexcept {
+    return head_->next(0).load_unprotected(std::memory_order_acquire);
+  }
+  static KeyNode* next_unprotected(const KeyNode* n) noexcept {
+    return n->next(0).load_unprotected(std::memory_order_acquire);
+  }
+
  private:
-  // Fills preds/succs at every level: preds[l]->key < key <= succs[l]->key.
-  void find_preds(std::string_view key, KeyNode** preds, KeyNode** succs) const noexcept;
+  // preds[l]->key < key <= succs[l]->key at every level below `top`; returns the highest
+  // level at which succs[l] has exactly `key`, or -1.
+  int find_preds(std::string_view key, KeyNode** preds, KeyNode** succs,
+                 const kovan::Guard& g) const noexcept;
+  // Loads x.next[level] into *out; false if x was marked (the caller restarts): I4.
+  static bool step(const KeyNode* x, int level, KeyNode** out, const kovan::Guard& g) noexcept;
+  int top() const noexcept { return max_height_.load(std::memory_order_relaxed); }
   static int random_height() noexcept;
 
-  KeyNode* head_;                   // sentinel, key "" ordered before every key
-  std::atomic<int> max_height_{1};  // a hint: levels above it are empty
+  KeyNode* head_;                   // sentinel, key "" ordered before every key; never marked
+  std::atomic<int> max_height_{1};  // a hint: levels at or above it are empty
   std::atomic<std::size_t> size_{0};
   std::atomic<std::size_t> bytes_{0};
 };

@@ -109,6 +109,7 @@ TEST_P(ModelTest, RandomOpsMatchStdMap) {
       }
       if (so.reverse) std::reverse(want.begin(), want.end());
       const bool cut = so.limit != 0 && want.size() > so.limit;
+      EXPECT_EQ(r->count, want.size());  // the whole range, not capped by the limit
       if (cut) want.resize(so.limit);
       ASSERT_EQ(r->more, cut);
       ASSERT_EQ(r->kvs.size(), want.size());

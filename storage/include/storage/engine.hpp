@@ -255,7 +255,9 @@ struct CondTxnResult {
 
 struct EngineStats {
   std::uint64_t keys = 0;              // keys whose newest version is not a delete
-  std::uint64_t index_nodes = 0;       // keys in the ordered index (including deleted ones)
+  std::uint64_t index_nodes = 0;       // nodes in the ordered index: live keys, plus deleted keys
+                                       // whose tombstone a snapshot still needs, plus nodes left
+                                       // by commits that installed nothing (until the next sweep)
   std::uint64_t live_versions = 0;     // versions reachable from the index
   std::uint64_t bytes = 0;             // approx. bytes held by index nodes and live versions
   std::uint64_t active_txns = 0;       // interactive transactions begun and not finished
@@ -266,9 +268,10 @@ struct EngineStats {
   std::uint64_t commits = 0;  // transactions (incl. one-shot writes) that committed
   std::uint64_t aborts_conflict = 0;
   std::uint64_t aborts_expired = 0;
-  std::uint64_t aborts_user = 0;    // abort() calls and destroyed active handles
-  std::uint64_t gc_sweeps = 0;      // completed background/maintenance sweeps
-  std::uint64_t kovan_retired = 0;  // process-wide kovan counters
+  std::uint64_t aborts_user = 0;          // abort() calls and destroyed active handles
+  std::uint64_t gc_sweeps = 0;            // completed background/maintenance sweeps
+  std::uint64_t index_nodes_removed = 0;  // index nodes of dead keys unlinked and retired
+  std::uint64_t kovan_retired = 0;        // process-wide kovan counters
   std::uint64_t kovan_reclaimed = 0;
 };
 
