@@ -1,0 +1,223 @@
+// Kovan KV C++ client.
+//
+//   auto c = kv::client::Client::connect("127.0.0.1:7379");
+//   if (!c.ok()) { /* c.status().to_string() */ }
+//   kv::client::Client& client = *c.value();
+//   (void)client.put("k", "v");
+//   auto got = client.get("k");            // got.value().value == "v"
+//   auto r = client.transact([](kv::client::Transaction& t) -> kv::client::Status {
+//     auto v = t.get("counter");
+//     if (!v.ok() && !v.status().is_not_found()) return v.status();
+//     return t.put("counter", std::to_string((v.ok() ? std::stoll(v->value) : 0) + 1));
+//   });
+//
+// Connection model. A Client owns one TCP connection and one I/O thread that reads its
+// responses. Every call -- synchronous or asynchronous, from any thread -- is pipelined on
+// that connection: requests are written in the order they are submitted (concurrent
+// submitters combine their frames into one write) and the I/O thread pairs each response
+// with the oldest outstanding request (docs/PROTOCOL.md, section 2). A Client is therefore
+// safe for concurrent use without external synchronization, and many threads sharing one
+// Client share one connection rather than taking turns on it. Callers that want
+// independent connections (for example to spread load over the server's worker threads)
+// create several Clients.
+//
+// Failures. A lost connection (the server closed it, a read or write failed, or requests
+// were outstanding and nothing arrived for `request_timeout`) fails every call in flight
+// on it with UNAVAILABLE; writes among them report Status::outcome_unknown(). The next
+// call opens a new connection. The client never resends a request by itself; only
+// transact() re-runs a transaction, and only when the failed attempt certainly did not
+// commit (see TransactOptions).
+//
+// Transactions belong to the connection that began them (the server aborts them when it
+// closes): after a reconnect, a Transaction begun before it fails with UNAVAILABLE.
+//
+// Asynchronous calls (the *_async members) return as soon as the request is queued;
+// their callback runs exactly once with the result: on the I/O thread, or on the calling
+// thread before the call returns when no connection could be had (UNAVAILABLE, the request
+// was not sent). Callbacks still pending when the Client is destroyed run (with
+// UNAVAILABLE) during its destructor and must not use the Client. A callback must
+// not block and must not throw; it may submit further asynchronous calls but must not make
+// synchronous ones (those return INVALID_ARGUMENT on the I/O thread, since they would wait
+// for a response that only this thread can read). as_future() turns any of them into a
+// std::future.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "client/status.hpp"
+#include "client/types.hpp"
+
+namespace kv::client {
+
+namespace detail {
+class Connection;
+}
+
+struct ClientOptions {
+  // Upper bound on opening a TCP connection (name resolution excluded).
+  std::chrono::milliseconds connect_timeout{3000};
+  // While requests are outstanding, the longest the server may stay silent before the
+  // connection is declared lost (every call in flight then fails with UNAVAILABLE). Also
+  // bounds each blocking socket write. Zero disables it.
+  std::chrono::milliseconds request_timeout{10000};
+  bool tcp_nodelay = true;
+  // Largest response frame accepted (the server's --max-frame-bytes).
+  std::uint32_t max_frame_bytes = 4u << 20;
+};
+
+template <class T>
+using Callback = std::function<void(Result<T>)>;
+
+// Result type of calls that return nothing but a status.
+struct Done {};
+
+// Adapts an asynchronous call to a future:
+//   auto f = as_future<KeyValue>([&](Callback<KeyValue> cb) { client.get_async("k", cb); });
+template <class T, class Submit>
+[[nodiscard]] std::future<Result<T>> as_future(Submit&& submit) {
+  auto promise = std::make_shared<std::promise<Result<T>>>();
+  std::future<Result<T>> future = promise->get_future();
+  submit(Callback<T>([promise](Result<T> r) { promise->set_value(std::move(r)); }));
+  return future;
+}
+
+// An interactive transaction (docs/PROTOCOL.md 3.9). Obtained from Client::begin. Reads see
+// the transaction's snapshot plus its own writes; writes are buffered by the server until
+// commit(). Destroying an open transaction aborts it (without waiting for the answer).
+//
+// Thread safety: a Transaction is used by one thread at a time. It keeps its connection
+// alive; it does not need its Client to stay alive.
+class Transaction {
+ public:
+  Transaction() = default;
+  Transaction(Transaction&&) noexcept;
+  Transaction& operator=(Transaction&&) noexcept;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+
+  // NOT_FOUND when the key has no value visible to the transaction.
+  [[nodiscard]] Result<KeyValue> get(std::string_view key);
+  [[nodiscard]] Status put(std::string_view key, std::string_view value);
+  [[nodiscard]] Status del(std::string_view key);
+  [[nodiscard]] Result<ScanResult> scan(const Range& range, const ScanOptions& options = {});
+
+  // The commit revision. CONFLICT / TXN_EXPIRED: nothing was applied. UNAVAILABLE with
+  // outcome_unknown(): the connection was lost after the commit was sent.
+  [[nodiscard]] Result<std::uint64_t> commit();
+  // As commit(), answered through `done` on the I/O thread.
+  void commit_async(Callback<std::uint64_t> done);
+  [[nodiscard]] Status abort();
+
+  // False after commit/abort (whatever their outcome), after the server reported the
+  // transaction expired or unknown, and after its connection was lost.
+  [[nodiscard]] bool open() const noexcept { return open_; }
+  [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
+  [[nodiscard]] std::uint64_t snapshot_revision() const noexcept { return snapshot_; }
+  [[nodiscard]] Isolation isolation() const noexcept { return isolation_; }
+
+ private:
+  friend class Client;
+  Transaction(std::shared_ptr<detail::Connection> conn, std::uint64_t id, std::uint64_t snapshot,
+              Isolation isolation);
+  Status check_open() const;
+  void note(const Status& s);
+
+  std::shared_ptr<detail::Connection> conn_;
+  std::uint64_t id_ = 0;
+  std::uint64_t snapshot_ = 0;
+  Isolation isolation_ = Isolation::kSerializable;
+  bool open_ = false;
+};
+
+struct TransactOptions {
+  std::uint32_t max_attempts = 10;
+  Isolation isolation = Isolation::kSerializable;
+  // Exponential backoff between attempts, each wait drawn uniformly from
+  // [backoff/2, backoff]; backoff doubles from `initial_backoff` up to `max_backoff`.
+  std::chrono::microseconds initial_backoff{2000};
+  std::chrono::microseconds max_backoff{200000};
+  // Also re-run after UNAVAILABLE when the attempt certainly did not commit (the connection
+  // failed before the commit was sent). A commit whose outcome is unknown is never re-run.
+  bool retry_unavailable = true;
+};
+
+struct TransactResult {
+  Status status;               // OK, or the last attempt's failure
+  std::uint64_t revision = 0;  // commit revision when OK
+  std::uint32_t attempts = 0;  // attempts made (1 when the first one committed)
+  [[nodiscard]] bool ok() const noexcept { return status.ok(); }
+};
+
+class Client {
+ public:
+  // Opens a connection to "host:port" (host may be a name or an IPv4/IPv6 literal; IPv6 in
+  // brackets: "[::1]:7379").
+  [[nodiscard]] static Result<std::unique_ptr<Client>> connect(std::string_view address,
+                                                               ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  [[nodiscard]] const std::string& address() const noexcept;
+
+  // --- Synchronous one-shot operations (each its own atomic operation) -----------------
+  [[nodiscard]] Result<std::string> ping(std::string_view payload = {});
+  // NOT_FOUND when the key has no live value.
+  [[nodiscard]] Result<KeyValue> get(std::string_view key);
+  [[nodiscard]] Result<PutResult> put(std::string_view key, std::string_view value,
+                                      bool prev_kv = false);
+  // Deleting a missing key is OK with deleted == 0.
+  [[nodiscard]] Result<DeleteResult> del(std::string_view key, bool prev_kv = false);
+  [[nodiscard]] Result<DeleteRangeResult> delete_range(const Range& range, bool prev_kv = false);
+  [[nodiscard]] Result<ScanResult> scan(const Range& range, const ScanOptions& options = {});
+  // Conditional transaction: compares, then the success or the failure branch, atomically.
+  [[nodiscard]] Result<TxnResult> txn(const TxnRequest& request);
+  [[nodiscard]] Result<Stats> stats();
+  // Demonstration only (the server must run with --enable-fault-injection): parks the
+  // server thread serving this connection for `stall_ms`.
+  [[nodiscard]] Status fault(std::uint32_t stall_ms);
+
+  // --- Interactive transactions --------------------------------------------------------
+  [[nodiscard]] Result<Transaction> begin(Isolation isolation = Isolation::kSerializable);
+  // Runs fn in a fresh transaction and commits it (unless fn already committed or aborted
+  // it), re-running everything after CONFLICT or TXN_EXPIRED (and see
+  // TransactOptions::retry_unavailable) with jittered exponential backoff, at most
+  // max_attempts times. A non-OK status from fn aborts the attempt and, unless it is one
+  // of those retryable codes, is returned. fn may run several times: it must not have
+  // effects outside the transaction that cannot be repeated.
+  [[nodiscard]] TransactResult transact(const std::function<Status(Transaction&)>& fn,
+                                        const TransactOptions& options = {});
+
+  // --- Asynchronous, pipelined operations (see the file comment) -----------------------
+  void ping_async(std::string payload, Callback<std::string> done);
+  void get_async(std::string key, Callback<KeyValue> done);
+  void put_async(std::string key, std::string value, Callback<PutResult> done);
+  void del_async(std::string key, Callback<DeleteResult> done);
+  void delete_range_async(Range range, Callback<DeleteRangeResult> done);
+  void scan_async(Range range, ScanOptions options, Callback<ScanResult> done);
+  void txn_async(TxnRequest request, Callback<TxnResult> done);
+  void stats_async(Callback<Stats> done);
+  void fault_async(std::uint32_t stall_ms, Callback<Done> done);
+
+  // Requests sent on the current connection whose responses have not arrived yet.
+  [[nodiscard]] std::size_t in_flight() const;
+  // Connections opened so far (1 after connect; grows with each reconnect).
+  [[nodiscard]] std::uint64_t connections_opened() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+
+ public:
+  // Used by connect() (Impl is private, so no one else can call it).
+  explicit Client(std::unique_ptr<Impl> impl);
+};
+
+}  // namespace kv::client

@@ -1,0 +1,99 @@
+// Status values of the Kovan KV client.
+//
+// Every client call returns a Status (or a Result<T>, which carries one). Codes are the
+// server's wire codes (docs/PROTOCOL.md, section 4) with their meaning unchanged, plus the
+// client's own reasons expressed with the same codes:
+//   - UNAVAILABLE: the connection could not be opened, was lost, or stopped answering
+//     within the request timeout. The next call opens a new connection.
+//   - INVALID_ARGUMENT: a call the client refuses before sending (bad address, a finished
+//     transaction, a blocking call from a completion callback).
+//   - INTERNAL: the server sent something the protocol does not allow (a response that
+//     does not pair with the request, an unparsable frame).
+//
+// outcome_unknown(): set when a request that may change the store (put, del, delete_range,
+// txn, commit) had been handed to the connection and the connection was lost before its
+// answer arrived. The write may or may not have been applied; the client never retries
+// such a request by itself.
+//
+// Thread safety: Status and Result are plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace kv::client {
+
+// The wire codes of kovan.kv.v1.Status.Code, same values.
+enum class Code : std::uint8_t {
+  kOk = 0,
+  kNotFound = 1,
+  kConflict = 2,
+  kTxnExpired = 3,
+  kTxnNotFound = 4,
+  kInvalidArgument = 5,
+  kResourceExhausted = 6,
+  kUnavailable = 7,
+  kInternal = 8,
+};
+
+// "OK", "NOT_FOUND", ... (the names of docs/PROTOCOL.md).
+[[nodiscard]] std::string_view code_name(Code code) noexcept;
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string message, bool outcome_unknown = false)
+      : code_(code), outcome_unknown_(outcome_unknown), message_(std::move(message)) {}
+
+  [[nodiscard]] static Status Ok() { return {}; }
+
+  [[nodiscard]] bool ok() const noexcept { return code_ == Code::kOk; }
+  [[nodiscard]] Code code() const noexcept { return code_; }
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+  // True only for a write whose connection was lost while it was in flight.
+  [[nodiscard]] bool outcome_unknown() const noexcept { return outcome_unknown_; }
+
+  [[nodiscard]] bool is_not_found() const noexcept { return code_ == Code::kNotFound; }
+  // CONFLICT or TXN_EXPIRED: the transaction did not take effect; run it again from begin.
+  [[nodiscard]] bool is_retryable_txn() const noexcept {
+    return code_ == Code::kConflict || code_ == Code::kTxnExpired;
+  }
+
+  // "NOT_FOUND: message" (plus a note when the outcome is unknown); "OK" when ok.
+  [[nodiscard]] std::string to_string() const;
+
+ private:
+  Code code_ = Code::kOk;
+  bool outcome_unknown_ = false;
+  std::string message_;
+};
+
+// A value or the Status explaining why there is none. The value is default-constructed
+// when the status is not OK (a NOT_FOUND get carries an empty KeyValue).
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result() = default;
+  Result(Status status) : status_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
+
+  [[nodiscard]] bool ok() const noexcept { return status_.ok(); }
+  [[nodiscard]] const Status& status() const noexcept { return status_; }
+  [[nodiscard]] Code code() const noexcept { return status_.code(); }
+
+  // Meaningful when ok().
+  [[nodiscard]] const T& value() const& noexcept { return value_; }
+  [[nodiscard]] T& value() & noexcept { return value_; }
+  [[nodiscard]] T&& value() && noexcept { return std::move(value_); }
+  const T* operator->() const noexcept { return &value_; }
+  T* operator->() noexcept { return &value_; }
+  const T& operator*() const noexcept { return value_; }
+
+ private:
+  Status status_;
+  T value_{};
+};
+
+}  // namespace kv::client

@@ -1,0 +1,26 @@
+"""Python client of Kovan KV (see client.py and docs/CLIENT.md)."""
+
+from .client import (  # noqa: F401
+    SERIALIZABLE,
+    SNAPSHOT,
+    Client,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    KeyValue,
+    KvError,
+    NotFound,
+    ResourceExhausted,
+    ScanResult,
+    Transaction,
+    TxnExpired,
+    TxnNotFound,
+    TxnResult,
+    Unavailable,
+    compare,
+    op_delete,
+    op_delete_range,
+    op_get,
+    op_put,
+    op_scan,
+)

@@ -1,0 +1,483 @@
+"""A small synchronous client of Kovan KV, written from docs/PROTOCOL.md alone.
+
+Frames are a 4-byte big-endian length followed by one protobuf message (``Request`` from
+the client, ``Response`` from the server); the messages come from ``kv_pb2``, which the
+build generates from ``proto/kv.proto`` with ``protoc --python_out``.
+
+One ``Client`` holds one TCP connection and sends one request at a time; a lock makes it
+safe to share between threads (they take turns). Keys and values are ``bytes``; ``str``
+arguments are encoded as UTF-8.
+
+Errors are raised as ``KvError`` subclasses carrying the server's code and message. A lost
+connection raises ``Unavailable`` (``outcome_unknown`` is set when a write was in flight)
+and the next call reconnects; nothing is re-sent automatically except by ``transact``,
+which re-runs a whole transaction after ``Conflict`` or ``TxnExpired`` only.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, TypeVar, Union
+
+from . import kv_pb2 as pb
+
+Bytes = Union[bytes, str]
+T = TypeVar("T")
+
+SERIALIZABLE = pb.SERIALIZABLE
+SNAPSHOT = pb.SNAPSHOT
+
+_HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME = 4 << 20
+
+
+def _b(x: Bytes) -> bytes:
+    return x.encode("utf-8") if isinstance(x, str) else bytes(x)
+
+
+# --------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------
+
+
+class KvError(Exception):
+    """A non-OK status. ``code`` is the wire code name ("CONFLICT", ...)."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str = "", outcome_unknown: bool = False):
+        super().__init__(f"{self.code}: {message}" if message else self.code)
+        self.message = message
+        self.outcome_unknown = outcome_unknown
+
+
+class NotFound(KvError):
+    code = "NOT_FOUND"
+
+
+class Conflict(KvError):
+    code = "CONFLICT"
+
+
+class TxnExpired(KvError):
+    code = "TXN_EXPIRED"
+
+
+class TxnNotFound(KvError):
+    code = "TXN_NOT_FOUND"
+
+
+class InvalidArgument(KvError):
+    code = "INVALID_ARGUMENT"
+
+
+class ResourceExhausted(KvError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(KvError):
+    code = "UNAVAILABLE"
+
+
+class Internal(KvError):
+    code = "INTERNAL"
+
+
+_BY_CODE = {
+    pb.Status.NOT_FOUND: NotFound,
+    pb.Status.CONFLICT: Conflict,
+    pb.Status.TXN_EXPIRED: TxnExpired,
+    pb.Status.TXN_NOT_FOUND: TxnNotFound,
+    pb.Status.INVALID_ARGUMENT: InvalidArgument,
+    pb.Status.RESOURCE_EXHAUSTED: ResourceExhausted,
+    pb.Status.UNAVAILABLE: Unavailable,
+    pb.Status.INTERNAL: Internal,
+}
+
+
+def _raise_for(status) -> None:
+    if status.code != pb.Status.OK:
+        # Codes added by later servers are treated as INTERNAL (PROTOCOL.md, section 4).
+        raise _BY_CODE.get(status.code, Internal)(status.message)
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class KeyValue:
+    key: bytes
+    value: bytes
+    create_revision: int = 0
+    mod_revision: int = 0
+    version: int = 0
+
+    @staticmethod
+    def of(m) -> "KeyValue":
+        return KeyValue(m.key, m.value, m.create_revision, m.mod_revision, m.version)
+
+
+@dataclass
+class ScanResult:
+    kvs: List[KeyValue]
+    count: int
+    more: bool
+    revision: int
+
+
+@dataclass
+class TxnResult:
+    succeeded: bool
+    revision: int
+    # One entry per op of the branch that ran: a KeyValue or None for get, the previous
+    # KeyValue (or None) for put, the deleted count for delete / delete_range, a
+    # ScanResult for scan.
+    results: List[object] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------
+# Conditional transaction builders
+# --------------------------------------------------------------------------------------
+
+_CMP_OPS = {
+    "==": pb.Compare.EQUAL,
+    "!=": pb.Compare.NOT_EQUAL,
+    "<": pb.Compare.LESS,
+    ">": pb.Compare.GREATER,
+}
+
+
+def compare(key: Bytes, op: str, *, value: Optional[Bytes] = None, version: Optional[int] = None,
+            create_revision: Optional[int] = None, mod_revision: Optional[int] = None):
+    """A Compare: ``compare("k", "==", value=b"v")``, ``compare("k", "==", version=0)``."""
+    c = pb.Compare(key=_b(key), op=_CMP_OPS[op])
+    if value is not None:
+        c.value = _b(value)
+    elif version is not None:
+        c.version = version
+    elif create_revision is not None:
+        c.create_revision = create_revision
+    elif mod_revision is not None:
+        c.mod_revision = mod_revision
+    else:
+        raise ValueError("compare needs one of value, version, create_revision, mod_revision")
+    return c
+
+
+def op_get(key: Bytes):
+    return pb.TxnOp(get=pb.GetRequest(key=_b(key)))
+
+
+def op_put(key: Bytes, value: Bytes, prev_kv: bool = False):
+    return pb.TxnOp(put=pb.PutRequest(key=_b(key), value=_b(value), prev_kv=prev_kv))
+
+
+def op_delete(key: Bytes):
+    op = pb.TxnOp()
+    getattr(op, "del").key = _b(key)  # "del" is a Python keyword
+    return op
+
+
+def op_delete_range(start: Bytes, end: Bytes = b"", prefix: bool = False):
+    return pb.TxnOp(delete_range=pb.DeleteRangeRequest(start=_b(start), end=_b(end), prefix=prefix))
+
+
+def op_scan(start: Bytes = b"", end: Bytes = b"", prefix: bool = False, limit: int = 0):
+    return pb.TxnOp(scan=pb.ScanRequest(start=_b(start), end=_b(end), prefix=prefix, limit=limit))
+
+
+def _scan_result(m, revision: int) -> ScanResult:
+    return ScanResult([KeyValue.of(kv) for kv in m.kvs], m.count, m.more, revision)
+
+
+# --------------------------------------------------------------------------------------
+# Connection
+# --------------------------------------------------------------------------------------
+
+_MUTATING = {"put", "del", "delete_range", "txn", "commit"}
+
+
+class Client:
+    """A connection to one kovan-server. See the module docstring."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 7379, timeout: float = 5.0,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.max_frame_bytes = max_frame_bytes
+        self._lock = threading.Lock()
+        self._sock: Optional[socket.socket] = None
+        self._next_id = 1
+        self.generation = 0  # connections opened so far
+        with self._lock:
+            self._connect()
+
+    @classmethod
+    def from_address(cls, address: str, **kw) -> "Client":
+        host, _, port = address.rpartition(":")
+        return cls(host.strip("[]"), int(port), **kw)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as e:
+            raise Unavailable(f"cannot connect to {self.host}:{self.port}: {e}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self.generation += 1
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def _recv_exact(self, n: int) -> bytes:
+        assert self._sock is not None
+        chunks = []
+        while n > 0:
+            chunk = self._sock.recv(n)
+            if not chunk:
+                raise ConnectionError("connection closed by the server")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def _read_response(self):
+        length = _HEADER.unpack(self._recv_exact(4))[0]
+        if length > self.max_frame_bytes:
+            raise ConnectionError(f"response frame of {length} bytes exceeds the limit")
+        resp = pb.Response()
+        resp.ParseFromString(self._recv_exact(length))
+        return resp
+
+    def _call(self, req, op: str, generation: Optional[int] = None):
+        """Sends one request and returns its OK response (raises on a non-OK status).
+
+        ``generation``: the connection a transaction belongs to; if it has been replaced,
+        the transaction is gone and Unavailable is raised without sending."""
+        with self._lock:
+            if generation is not None and (self._sock is None or generation != self.generation):
+                raise Unavailable("the transaction's connection was lost")
+            if self._sock is None:
+                self._connect()
+            req.id = self._next_id
+            self._next_id += 1
+            payload = req.SerializeToString()
+            sent = False
+            try:
+                self._sock.sendall(_HEADER.pack(len(payload)) + payload)
+                sent = True
+                while True:
+                    resp = self._read_response()
+                    if resp.id == 0 and not resp.HasField("result"):
+                        # A connection notice (PROTOCOL.md 5): the server will close; the
+                        # answer to our request may still follow.
+                        self._notice = resp.status.message
+                        continue
+                    break
+            except (OSError, ConnectionError) as e:
+                self._drop()
+                unknown = sent and op in _MUTATING
+                raise Unavailable(f"connection lost: {e}", outcome_unknown=unknown) from None
+            if resp.id != req.id:
+                self._drop()
+                raise Internal(f"response id {resp.id} does not match request id {req.id}")
+        _raise_for(resp.status)
+        return resp
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- one-shot operations -------------------------------------------------------------
+
+    def ping(self, payload: Bytes = b"") -> bytes:
+        return self._call(pb.Request(ping=pb.PingRequest(payload=_b(payload))), "ping").ping.payload
+
+    def get(self, key: Bytes) -> Optional[KeyValue]:
+        """The key's KeyValue, or None when it has no live value."""
+        try:
+            resp = self._call(pb.Request(get=pb.GetRequest(key=_b(key))), "get")
+        except NotFound:
+            return None
+        return KeyValue.of(resp.get.kv)
+
+    def put(self, key: Bytes, value: Bytes, prev_kv: bool = False):
+        """Returns the commit revision, or (revision, previous KeyValue or None) with prev_kv."""
+        resp = self._call(pb.Request(put=pb.PutRequest(key=_b(key), value=_b(value),
+                                                       prev_kv=prev_kv)), "put")
+        if prev_kv:
+            prev = KeyValue.of(resp.put.prev_kv) if resp.put.HasField("prev_kv") else None
+            return resp.header.revision, prev
+        return resp.header.revision
+
+    def delete(self, key: Bytes) -> int:
+        """1 if a live key was deleted, 0 if there was none."""
+        req = pb.Request()
+        getattr(req, "del").key = _b(key)
+        return getattr(self._call(req, "del"), "del").deleted
+
+    def delete_range(self, start: Bytes = b"", end: Bytes = b"", prefix: bool = False) -> int:
+        req = pb.Request(delete_range=pb.DeleteRangeRequest(start=_b(start), end=_b(end),
+                                                            prefix=prefix))
+        return self._call(req, "delete_range").delete_range.deleted
+
+    def scan(self, start: Bytes = b"", end: Bytes = b"", prefix: bool = False, limit: int = 0,
+             keys_only: bool = False, count_only: bool = False, reverse: bool = False,
+             _txn_id: int = 0, _generation: Optional[int] = None) -> ScanResult:
+        req = pb.Request(scan=pb.ScanRequest(start=_b(start), end=_b(end), prefix=prefix,
+                                             limit=limit, keys_only=keys_only,
+                                             count_only=count_only, reverse=reverse,
+                                             txn_id=_txn_id))
+        resp = self._call(req, "scan", _generation)
+        return _scan_result(resp.scan, resp.header.revision)
+
+    def prefix(self, p: Bytes, limit: int = 0) -> ScanResult:
+        return self.scan(p, prefix=True, limit=limit)
+
+    def txn(self, compare: Sequence = (), success: Sequence = (), failure: Sequence = ()) -> TxnResult:
+        """Conditional transaction: built with compare(), op_get(), op_put(), ..."""
+        req = pb.Request(txn=pb.TxnRequest(compare=list(compare), success=list(success),
+                                           failure=list(failure)))
+        resp = self._call(req, "txn")
+        out = TxnResult(resp.txn.succeeded, resp.header.revision)
+        for r in resp.txn.results:
+            kind = r.WhichOneof("result")
+            if kind == "get":
+                out.results.append(KeyValue.of(r.get.kv) if r.get.HasField("kv") else None)
+            elif kind == "put":
+                out.results.append(KeyValue.of(r.put.prev_kv) if r.put.HasField("prev_kv") else None)
+            elif kind == "del":
+                out.results.append(getattr(r, "del").deleted)
+            elif kind == "delete_range":
+                out.results.append(r.delete_range.deleted)
+            elif kind == "scan":
+                out.results.append(_scan_result(r.scan, resp.header.revision))
+        return out
+
+    def stats(self) -> Dict[str, int]:
+        """Every counter of StatsResponse by field name (zero-valued ones included)."""
+        resp = self._call(pb.Request(stats=pb.StatsRequest()), "stats")
+        return {f.name: getattr(resp.stats, f.name) for f in resp.stats.DESCRIPTOR.fields}
+
+    # -- interactive transactions --------------------------------------------------------
+
+    def begin(self, isolation: int = SERIALIZABLE) -> "Transaction":
+        resp = self._call(pb.Request(begin=pb.BeginRequest(isolation=isolation)), "begin")
+        return Transaction(self, resp.begin.txn_id, resp.header.revision, self.generation)
+
+    def transact(self, fn: Callable[["Transaction"], T], isolation: int = SERIALIZABLE,
+                 max_attempts: int = 10, initial_backoff: float = 0.002,
+                 max_backoff: float = 0.2) -> T:
+        """Runs fn(txn) and commits, re-running it after Conflict or TxnExpired (jittered
+        exponential backoff, at most max_attempts times). Returns fn's result; the number of
+        attempts of the last call is in ``self.last_attempts``."""
+        backoff = initial_backoff
+        for attempt in range(1, max_attempts + 1):
+            self.last_attempts = attempt
+            txn = self.begin(isolation)
+            try:
+                result = fn(txn)
+                if txn.open:
+                    txn.commit()
+                return result
+            except (Conflict, TxnExpired):
+                txn._abort_quietly()
+                if attempt == max_attempts:
+                    raise
+            except BaseException:
+                txn._abort_quietly()
+                raise
+            time.sleep(random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, max_backoff)
+        raise AssertionError("unreachable")
+
+
+class Transaction:
+    """An interactive transaction; use it as a context manager to abort it on the way out
+    when it is still open."""
+
+    def __init__(self, client: Client, txn_id: int, snapshot_revision: int, generation: int):
+        self.client, self.id, self.snapshot_revision = client, txn_id, snapshot_revision
+        self._generation = generation
+        self.open = True
+
+    def _call(self, req, op: str):
+        if not self.open:
+            raise InvalidArgument("the transaction is finished")
+        try:
+            return self.client._call(req, op, self._generation)
+        except (TxnExpired, TxnNotFound, Unavailable, Conflict):
+            self.open = False
+            raise
+
+    def get(self, key: Bytes) -> Optional[KeyValue]:
+        try:
+            resp = self._call(pb.Request(get=pb.GetRequest(key=_b(key), txn_id=self.id)), "get")
+        except NotFound:
+            return None
+        return KeyValue.of(resp.get.kv)
+
+    def put(self, key: Bytes, value: Bytes) -> None:
+        self._call(pb.Request(put=pb.PutRequest(key=_b(key), value=_b(value), txn_id=self.id)), "tput")
+
+    def delete(self, key: Bytes) -> None:
+        req = pb.Request()
+        d = getattr(req, "del")
+        d.key = _b(key)
+        d.txn_id = self.id
+        self._call(req, "tdel")
+
+    def scan(self, start: Bytes = b"", end: Bytes = b"", prefix: bool = False, limit: int = 0) -> ScanResult:
+        if not self.open:
+            raise InvalidArgument("the transaction is finished")
+        try:
+            return self.client.scan(start, end, prefix, limit, _txn_id=self.id,
+                                    _generation=self._generation)
+        except (TxnExpired, TxnNotFound, Unavailable):
+            self.open = False
+            raise
+
+    def commit(self) -> int:
+        """The commit revision. Conflict / TxnExpired: nothing was applied."""
+        if not self.open:
+            raise InvalidArgument("the transaction is finished")
+        self.open = False
+        return self.client._call(pb.Request(commit=pb.CommitRequest(txn_id=self.id)), "commit",
+                                 self._generation).commit.revision
+
+    def abort(self) -> None:
+        if not self.open:
+            raise InvalidArgument("the transaction is finished")
+        self.open = False
+        self.client._call(pb.Request(abort=pb.AbortRequest(txn_id=self.id)), "abort",
+                          self._generation)
+
+    def _abort_quietly(self) -> None:
+        if self.open:
+            try:
+                self.abort()
+            except KvError:
+                pass
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._abort_quietly()

@@ -1,0 +1,661 @@
+#include "cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <istream>
+#include <ostream>
+#include <sstream>
+
+namespace kv::cli {
+
+namespace {
+
+using client::Code;
+using client::KeyValue;
+using client::Status;
+
+constexpr std::string_view kHelp =
+    "Commands (words with blanks in quotes: put k \"a value\"):\n"
+    "  get KEY                    read a key\n"
+    "  put KEY VALUE              write a key\n"
+    "  del KEY                    delete a key\n"
+    "  range START [END] [--limit N] [--prefix]\n"
+    "                             keys in [START, END) (no END: no upper bound),\n"
+    "                             or with --prefix the keys starting with START\n"
+    "  begin [serializable|snapshot]\n"
+    "                             start a transaction: get/put/del/range then run in it\n"
+    "  commit                     commit the open transaction\n"
+    "  abort                      abort the open transaction\n"
+    "  stats                      server counters\n"
+    "  ping                       round trip to the server\n"
+    "  help                       this text\n"
+    "  quit                       leave (an open transaction is aborted)\n";
+
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64(std::string_view in) {
+  std::string out;
+  std::size_t i = 0;
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(in[k]); };
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
+    out += kBase64[(v >> 18) & 63];
+    out += kBase64[(v >> 12) & 63];
+    out += kBase64[(v >> 6) & 63];
+    out += kBase64[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    const unsigned v = byte(i) << 16;
+    out += kBase64[(v >> 18) & 63];
+    out += kBase64[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const unsigned v = (byte(i) << 16) | (byte(i + 1) << 8);
+    out += kBase64[(v >> 18) & 63];
+    out += kBase64[(v >> 12) & 63];
+    out += kBase64[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    for (std::size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates, and code points past U+10FFFF are not UTF-8.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// `"name":` followed by the bytes as a JSON string, or `"name_base64":"..."` when they are
+// not UTF-8.
+void json_bytes_field(std::string& out, std::string_view name, std::string_view bytes) {
+  std::string s;
+  if (json_string(bytes, s)) {
+    out += '"';
+    out += name;
+    out += "\":";
+    out += s;
+  } else {
+    out += '"';
+    out += name;
+    out += "_base64\":\"";
+    out += base64(bytes);
+    out += '"';
+  }
+}
+
+std::string json_kv(const KeyValue& kv, bool with_value = true) {
+  std::string out = "{";
+  json_bytes_field(out, "key", kv.key);
+  if (with_value) {
+    out += ',';
+    json_bytes_field(out, "value", kv.value);
+  }
+  out += ",\"create_revision\":" + std::to_string(kv.create_revision);
+  out += ",\"mod_revision\":" + std::to_string(kv.mod_revision);
+  out += ",\"version\":" + std::to_string(kv.version) + "}";
+  return out;
+}
+
+std::string json_error(const Status& s) {
+  std::string msg;
+  if (!json_string(s.message(), msg)) msg = "\"\"";
+  return std::string("{\"ok\":false,\"error\":\"") + std::string(client::code_name(s.code())) +
+         "\",\"message\":" + msg + (s.outcome_unknown() ? ",\"outcome_unknown\":true" : "") + "}";
+}
+
+int code_exit(const Status& s) {
+  if (s.ok()) return kExitOk;
+  if (s.is_not_found()) return kExitNotFound;
+  return kExitError;
+}
+
+int report_error(const Status& s, bool json, std::ostream& out, std::ostream& err) {
+  if (json) {
+    out << json_error(s) << '\n';
+  } else {
+    err << "(error) " << s.to_string() << '\n';
+  }
+  return code_exit(s);
+}
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+  if (text.empty() || text.size() > 19) return false;
+  std::uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::string_view shell_help() { return kHelp; }
+
+bool json_string(std::string_view bytes, std::string& out) {
+  if (!valid_utf8(bytes)) return false;
+  std::string s = "\"";
+  for (char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"':
+        s += "\\\"";
+        break;
+      case '\\':
+        s += "\\\\";
+        break;
+      case '\n':
+        s += "\\n";
+        break;
+      case '\r':
+        s += "\\r";
+        break;
+      case '\t':
+        s += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          s += buf;
+        } else {
+          s += ch;
+        }
+    }
+  }
+  s += '"';
+  out = std::move(s);
+  return true;
+}
+
+bool tokenize(std::string_view line, std::vector<std::string>& words, std::string& error) {
+  words.clear();
+  std::string word;
+  bool in_word = false;
+  std::size_t i = 0;
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (i < line.size()) {
+    const char c = line[i];
+    if (blank(c)) {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      ++i;
+    } else if (c == '\'') {
+      in_word = true;
+      const auto close = line.find('\'', i + 1);
+      if (close == std::string_view::npos) {
+        error = "unterminated single quote";
+        return false;
+      }
+      word.append(line.substr(i + 1, close - i - 1));
+      i = close + 1;
+    } else if (c == '"') {
+      in_word = true;
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        const char d = line[i];
+        if (d == '"') {
+          closed = true;
+          ++i;
+          break;
+        }
+        if (d == '\\' && i + 1 < line.size()) {
+          const char e = line[i + 1];
+          i += 2;
+          switch (e) {
+            case 'n':
+              word += '\n';
+              break;
+            case 't':
+              word += '\t';
+              break;
+            case 'r':
+              word += '\r';
+              break;
+            case '0':
+              word += '\0';
+              break;
+            case 'x': {
+              const int hi = i < line.size() ? hex_digit(line[i]) : -1;
+              const int lo = i + 1 < line.size() ? hex_digit(line[i + 1]) : -1;
+              if (hi < 0 || lo < 0) {
+                error = "\\x needs two hex digits";
+                return false;
+              }
+              word += static_cast<char>(hi * 16 + lo);
+              i += 2;
+              break;
+            }
+            default:
+              word += e;  // \" \\ and any other character stand for themselves
+          }
+          continue;
+        }
+        word += d;
+        ++i;
+      }
+      if (!closed) {
+        error = "unterminated double quote";
+        return false;
+      }
+    } else if (c == '\\') {
+      if (i + 1 >= line.size()) {
+        error = "dangling backslash";
+        return false;
+      }
+      in_word = true;
+      word += line[i + 1];
+      i += 2;
+    } else {
+      in_word = true;
+      word += c;
+      ++i;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  return true;
+}
+
+bool parse_shell_command(const std::vector<std::string>& words, Command& out, std::string& error) {
+  out = Command{};
+  if (words.empty()) return true;
+  const std::string& name = words[0];
+  const std::size_t argc = words.size() - 1;
+  auto want = [&](std::size_t n, std::string_view usage) {
+    if (argc != n) {
+      error = "usage: " + std::string(usage);
+      return false;
+    }
+    return true;
+  };
+  using K = Command::Kind;
+  if (name == "get") {
+    out.kind = K::kGet;
+    if (!want(1, "get KEY")) return false;
+    out.key = words[1];
+  } else if (name == "put" || name == "set") {
+    out.kind = K::kPut;
+    if (!want(2, "put KEY VALUE")) return false;
+    out.key = words[1];
+    out.value = words[2];
+  } else if (name == "del" || name == "delete") {
+    out.kind = K::kDel;
+    if (!want(1, "del KEY")) return false;
+    out.key = words[1];
+  } else if (name == "range" || name == "scan") {
+    out.kind = K::kRange;
+    std::vector<std::string> positional;
+    for (std::size_t i = 1; i < words.size(); ++i) {
+      const std::string& w = words[i];
+      if (w == "--prefix") {
+        out.prefix = true;
+      } else if (w == "--limit") {
+        if (i + 1 >= words.size() || !parse_u64(words[i + 1], out.limit)) {
+          error = "--limit needs a non-negative number";
+          return false;
+        }
+        ++i;
+      } else if (w.rfind("--limit=", 0) == 0) {
+        if (!parse_u64(std::string_view(w).substr(8), out.limit)) {
+          error = "--limit needs a non-negative number";
+          return false;
+        }
+      } else {
+        positional.push_back(w);
+      }
+    }
+    if (positional.empty() || positional.size() > 2 || (out.prefix && positional.size() != 1)) {
+      error = "usage: range START [END] [--limit N] | range PREFIX --prefix [--limit N]";
+      return false;
+    }
+    out.key = positional[0];
+    if (positional.size() == 2) out.value = positional[1];
+  } else if (name == "begin") {
+    out.kind = K::kBegin;
+    if (argc > 1) {
+      error = "usage: begin [serializable|snapshot]";
+      return false;
+    }
+    if (argc == 1) {
+      if (words[1] == "serializable") {
+        out.isolation = client::Isolation::kSerializable;
+      } else if (words[1] == "snapshot") {
+        out.isolation = client::Isolation::kSnapshot;
+      } else {
+        error = "usage: begin [serializable|snapshot]";
+        return false;
+      }
+    }
+  } else if (name == "commit") {
+    out.kind = K::kCommit;
+    if (!want(0, "commit")) return false;
+  } else if (name == "abort" || name == "rollback") {
+    out.kind = K::kAbort;
+    if (!want(0, "abort")) return false;
+  } else if (name == "stats") {
+    out.kind = K::kStats;
+    if (!want(0, "stats")) return false;
+  } else if (name == "ping") {
+    out.kind = K::kPing;
+    if (!want(0, "ping")) return false;
+  } else if (name == "help" || name == "?") {
+    out.kind = K::kHelp;
+  } else if (name == "quit" || name == "exit") {
+    out.kind = K::kQuit;
+  } else {
+    error = "unknown command '" + name + "' (try help)";
+    return false;
+  }
+  return true;
+}
+
+ParseOutcome parse_command_line(int argc, const char* const* argv) {
+  ParseOutcome outcome;
+  Options& o = outcome.options;
+  CLI::App app{
+      "kovan-cli: command-line client of Kovan KV.\n"
+      "With a command, runs it and exits (0 ok, 1 not found, 2 usage, 3 server or connection\n"
+      "error); without one, starts an interactive shell (type help)."};
+  app.add_option("--addr", o.addr, "Server address host:port")->capture_default_str();
+  app.add_flag("--json", o.json, "Print results as JSON (one object per command)");
+  app.add_option("--timeout", o.timeout_ms, "Connect and request timeout in milliseconds")
+      ->capture_default_str();
+  app.require_subcommand(0, 1);
+
+  Command& c = o.command;
+  auto* get = app.add_subcommand("get", "Read a key");
+  get->add_option("key", c.key, "Key")->required();
+  auto* put = app.add_subcommand("put", "Write a key");
+  put->add_option("key", c.key, "Key")->required();
+  put->add_option("value", c.value, "Value")->required();
+  auto* del = app.add_subcommand("del", "Delete a key (exit 1 when it did not exist)");
+  del->add_option("key", c.key, "Key")->required();
+  auto* range = app.add_subcommand("range", "List keys in [START, END), or with a prefix");
+  range->add_option("start", c.key, "First key (the prefix with --prefix)")->required();
+  range->add_option("end", c.value, "End key, exclusive (omit: no upper bound)");
+  range->add_option("--limit", c.limit, "At most N keys (0: all)");
+  range->add_flag("--prefix", c.prefix, "Keys starting with START");
+  auto* stats = app.add_subcommand("stats", "Server counters");
+  auto* ping = app.add_subcommand("ping", "Round trip to the server");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out;
+    std::ostringstream err;
+    const int rc = app.exit(e, out, err);
+    outcome.exit = true;
+    outcome.code = rc == 0 ? kExitOk : kExitUsage;
+    outcome.output = out.str() + err.str();
+    return outcome;
+  }
+  using K = Command::Kind;
+  if (get->parsed()) c.kind = K::kGet;
+  if (put->parsed()) c.kind = K::kPut;
+  if (del->parsed()) c.kind = K::kDel;
+  if (range->parsed()) c.kind = K::kRange;
+  if (stats->parsed()) c.kind = K::kStats;
+  if (ping->parsed()) c.kind = K::kPing;
+  if (c.kind == K::kRange && c.prefix && !c.value.empty()) {
+    outcome.exit = true;
+    outcome.code = kExitUsage;
+    outcome.output = "range --prefix takes one key (the prefix), not an end\n";
+  }
+  return outcome;
+}
+
+int execute(client::Client& client, const Command& command, bool json,
+            std::optional<client::Transaction>* txn, std::ostream& out, std::ostream& err) {
+  using K = Command::Kind;
+  client::Transaction* t = (txn != nullptr && txn->has_value()) ? &txn->value() : nullptr;
+  // A transaction the server has finished (expired, connection lost) leaves the slot.
+  auto settle = [&] {
+    if (t != nullptr && !t->open()) {
+      txn->reset();
+      if (!json) err << "(transaction ended)\n";
+    }
+  };
+  switch (command.kind) {
+    case K::kNone:
+    case K::kQuit:
+      return kExitOk;
+    case K::kHelp:
+      out << kHelp;
+      return kExitOk;
+    case K::kGet: {
+      auto r = t != nullptr ? t->get(command.key) : client.get(command.key);
+      settle();
+      if (!r.ok()) {
+        if (r.status().is_not_found()) {
+          if (json) {
+            out << "{\"ok\":false,\"error\":\"NOT_FOUND\",\"found\":false}\n";
+          } else if (txn != nullptr) {
+            out << "(not found)\n";
+          } else {
+            err << "(not found)\n";
+          }
+          return kExitNotFound;
+        }
+        return report_error(r.status(), json, out, err);
+      }
+      if (json) {
+        out << "{\"ok\":true,\"found\":true,\"kv\":" << json_kv(r.value()) << "}\n";
+      } else {
+        out << r->value << '\n';
+      }
+      return kExitOk;
+    }
+    case K::kPut: {
+      if (t != nullptr) {
+        Status s = t->put(command.key, command.value);
+        settle();
+        if (!s.ok()) return report_error(s, json, out, err);
+        out << (json ? "{\"ok\":true}" : "OK") << '\n';
+        return kExitOk;
+      }
+      auto r = client.put(command.key, command.value);
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true,\"revision\":" << r->revision << "}\n";
+      } else {
+        out << "OK (revision " << r->revision << ")\n";
+      }
+      return kExitOk;
+    }
+    case K::kDel: {
+      if (t != nullptr) {
+        Status s = t->del(command.key);
+        settle();
+        if (!s.ok()) return report_error(s, json, out, err);
+        out << (json ? "{\"ok\":true}" : "OK") << '\n';
+        return kExitOk;
+      }
+      auto r = client.del(command.key);
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true,\"deleted\":" << r->deleted << ",\"revision\":" << r->revision
+            << "}\n";
+      } else {
+        out << (r->deleted != 0 ? "deleted\n" : "(not found)\n");
+      }
+      return r->deleted != 0 ? kExitOk : kExitNotFound;
+    }
+    case K::kRange: {
+      const client::Range range = command.prefix
+                                      ? client::Range::with_prefix(command.key)
+                                      : client::Range::between(command.key, command.value);
+      client::ScanOptions opts;
+      opts.limit = command.limit;
+      auto r = t != nullptr ? t->scan(range, opts) : client.scan(range, opts);
+      settle();
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true,\"revision\":" << r->revision << ",\"count\":" << r->count
+            << ",\"more\":" << (r->more ? "true" : "false") << ",\"kvs\":[";
+        for (std::size_t i = 0; i < r->kvs.size(); ++i) {
+          out << (i == 0 ? "" : ",") << json_kv(r->kvs[i]);
+        }
+        out << "]}\n";
+      } else {
+        for (const KeyValue& kv : r->kvs) out << kv.key << '\t' << kv.value << '\n';
+        if (r->more) {
+          (txn != nullptr ? out : err)
+              << "(" << r->kvs.size() << " of " << r->count << " keys shown)\n";
+        }
+      }
+      return kExitOk;
+    }
+    case K::kStats: {
+      auto r = client.stats();
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true";
+        for (const auto& [name, v] : r->counters) out << ",\"" << name << "\":" << v;
+        out << "}\n";
+      } else {
+        for (const auto& [name, v] : r->counters) out << name << ' ' << v << '\n';
+      }
+      return kExitOk;
+    }
+    case K::kPing: {
+      const auto start = std::chrono::steady_clock::now();
+      auto r = client.ping("kovan-cli");
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true,\"latency_us\":" << us << "}\n";
+      } else {
+        out << "PONG (" << us << " us)\n";
+      }
+      return kExitOk;
+    }
+    case K::kBegin: {
+      if (txn == nullptr)
+        return report_error(Status(Code::kInvalidArgument, "begin is a shell command"), json, out,
+                            err);
+      if (t != nullptr) {
+        return report_error(
+            Status(Code::kInvalidArgument, "a transaction is already open (commit or abort it)"),
+            json, out, err);
+      }
+      auto r = client.begin(command.isolation);
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      txn->emplace(std::move(r).value());
+      const client::Transaction& nt = txn->value();
+      const char* iso =
+          nt.isolation() == client::Isolation::kSnapshot ? "snapshot" : "serializable";
+      if (json) {
+        out << "{\"ok\":true,\"txn_id\":" << nt.id()
+            << ",\"snapshot_revision\":" << nt.snapshot_revision() << ",\"isolation\":\"" << iso
+            << "\"}\n";
+      } else {
+        out << "BEGIN " << iso << " (txn " << nt.id() << ", snapshot revision "
+            << nt.snapshot_revision() << ")\n";
+      }
+      return kExitOk;
+    }
+    case K::kCommit:
+    case K::kAbort: {
+      if (t == nullptr) {
+        return report_error(Status(Code::kInvalidArgument, "no open transaction (begin first)"),
+                            json, out, err);
+      }
+      if (command.kind == K::kCommit) {
+        auto r = t->commit();
+        txn->reset();
+        if (!r.ok()) return report_error(r.status(), json, out, err);
+        if (json) {
+          out << "{\"ok\":true,\"revision\":" << r.value() << "}\n";
+        } else {
+          out << "COMMITTED (revision " << r.value() << ")\n";
+        }
+        return kExitOk;
+      }
+      Status s = t->abort();
+      txn->reset();
+      if (!s.ok()) return report_error(s, json, out, err);
+      out << (json ? "{\"ok\":true}" : "ABORTED") << '\n';
+      return kExitOk;
+    }
+  }
+  return kExitOk;
+}
+
+int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::ostream& err,
+              bool interactive, bool json) {
+  std::optional<client::Transaction> txn;
+  std::string line;
+  for (;;) {
+    if (interactive) {
+      out << (txn ? "kovan(txn " + std::to_string(txn->id()) + ")> " : std::string("kovan> "))
+          << std::flush;
+    }
+    if (!std::getline(in, line)) break;
+    std::vector<std::string> words;
+    std::string error;
+    Command command;
+    if (!tokenize(line, words, error) || !parse_shell_command(words, command, error)) {
+      if (json) {
+        std::string msg;
+        if (!json_string(error, msg)) msg = "\"\"";
+        out << "{\"ok\":false,\"error\":\"USAGE\",\"message\":" << msg << "}\n";
+      } else {
+        err << "(error) " << error << '\n';
+      }
+      continue;
+    }
+    if (command.kind == Command::Kind::kQuit) break;
+    (void)execute(client, command, json, &txn, out, err);
+    out << std::flush;
+  }
+  if (txn && txn->open() && interactive) err << "(open transaction aborted)\n";
+  return kExitOk;
+}
+
+}  // namespace kv::cli

@@ -1,0 +1,37 @@
+// kovan-cli: one-shot commands and an interactive shell over the Kovan KV client.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "cli.hpp"
+
+int main(int argc, char** argv) {
+  using namespace kv::cli;
+  ParseOutcome parsed = parse_command_line(argc, argv);
+  if (parsed.exit) {
+    (parsed.code == kExitOk ? std::cout : std::cerr) << parsed.output;
+    return parsed.code;
+  }
+  const Options& o = parsed.options;
+  kv::client::ClientOptions copts;
+  copts.connect_timeout = std::chrono::milliseconds(o.timeout_ms);
+  copts.request_timeout = std::chrono::milliseconds(o.timeout_ms);
+  auto connected = kv::client::Client::connect(o.addr, copts);
+  if (!connected.ok()) {
+    if (o.json) {
+      std::cout << "{\"ok\":false,\"error\":\"" << kv::client::code_name(connected.code())
+                << "\",\"message\":\"cannot connect to the server\"}\n";
+    }
+    std::cerr << "kovan-cli: " << connected.status().to_string() << '\n';
+    return connected.code() == kv::client::Code::kInvalidArgument ? kExitUsage : kExitError;
+  }
+  kv::client::Client& client = *connected.value();
+  if (o.command.kind == Command::Kind::kNone) {
+    const bool interactive = ::isatty(STDIN_FILENO) != 0;
+    if (interactive) {
+      std::cout << "kovan-cli connected to " << o.addr << " (type help)\n";
+    }
+    return run_shell(client, std::cin, std::cout, std::cerr, interactive, o.json);
+  }
+  return execute(client, o.command, o.json, nullptr, std::cout, std::cerr);
+}

@@ -1,0 +1,356 @@
+#include "connection.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "proto/codec.hpp"
+#include "proto/frame.hpp"
+
+namespace kv::client::detail {
+
+namespace {
+
+thread_local bool t_on_io_thread = false;
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+Status unavailable(std::string message, bool unknown = false) {
+  return Status(Code::kUnavailable, std::move(message), unknown);
+}
+
+// Non-blocking connect bounded by `timeout`, then back to blocking mode.
+int connect_one(const addrinfo* ai, std::chrono::milliseconds timeout, std::string& error) {
+  const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+  if (fd < 0) {
+    error = "socket: " + errno_text(errno);
+    return -1;
+  }
+  const int flags = ::fcntl(fd, F_GETFL, 0);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+  if (rc != 0 && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    const int ms = timeout.count() > 0 ? static_cast<int>(timeout.count()) : -1;
+    do {
+      rc = ::poll(&p, 1, ms);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+      error = "connect timed out";
+      ::close(fd);
+      return -1;
+    }
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    if (rc < 0 || soerr != 0) {
+      error = "connect: " + errno_text(rc < 0 ? errno : soerr);
+      ::close(fd);
+      return -1;
+    }
+  } else if (rc != 0) {
+    error = "connect: " + errno_text(errno);
+    ::close(fd);
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, flags);
+  return fd;
+}
+
+}  // namespace
+
+bool on_io_thread() noexcept { return t_on_io_thread; }
+
+Result<Endpoint> parse_address(std::string_view address) {
+  Endpoint ep;
+  std::string_view host;
+  std::string_view port;
+  if (!address.empty() && address.front() == '[') {
+    const auto close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return Status(Code::kInvalidArgument, "address must be host:port or [v6]:port");
+    }
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+  } else {
+    const auto colon = address.rfind(':');
+    if (colon == std::string_view::npos) {
+      return Status(Code::kInvalidArgument, "address must be host:port");
+    }
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  if (host.empty() || port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoul(std::string(port)) > 65535) {
+    return Status(Code::kInvalidArgument, "address must be host:port with a port 0-65535");
+  }
+  ep.host = std::string(host);
+  ep.port = std::string(port);
+  return ep;
+}
+
+struct Connection::Core {
+  struct Pending {
+    std::uint64_t id;
+    bool mutating;
+    Completion done;
+  };
+
+  Core(int socket_fd, const ClientOptions& opts)
+      : fd(socket_fd), options(opts), reader(opts.max_frame_bytes) {}
+  ~Core() { ::close(fd); }
+
+  const int fd;
+  const ClientOptions options;
+  proto::FrameReader reader;  // I/O thread only
+
+  mutable std::mutex mu;
+  std::deque<Pending> pending;  // guarded by mu
+  std::string out;              // guarded by mu: frames not yet handed to write
+  bool writing = false;         // guarded by mu
+  bool broken = false;          // guarded by mu
+  std::uint64_t next_id = 1;    // guarded by mu
+  Status notice;                // guarded by mu: the server's id-0 notice, if any
+  std::chrono::steady_clock::time_point last_progress;  // guarded by mu
+  std::atomic<bool> draining{false};                    // the server announced a close
+  std::atomic<bool> stopping{false};                    // the owner is going away
+
+  void submit(pb::Request& request, bool mutating, Completion done) {
+    std::unique_lock lock(mu);
+    if (broken) {
+      lock.unlock();
+      done(unavailable(notice.ok() ? "connection lost (request not sent)"
+                                   : "connection closed by the server: " + notice.message()),
+           nullptr);
+      return;
+    }
+    request.set_id(next_id++);
+    if (pending.empty()) last_progress = std::chrono::steady_clock::now();
+    pending.push_back(Pending{request.id(), mutating, std::move(done)});
+    proto::append_message(out, request);
+    if (writing) return;  // the thread already writing sends this frame with its batch
+    writing = true;
+    std::string batch;
+    while (!out.empty() && !broken) {
+      batch.swap(out);
+      lock.unlock();
+      const bool written = write_all(batch);
+      batch.clear();
+      lock.lock();
+      if (!written) {
+        broken = true;
+        // Wake the I/O thread, which fails everything pending (this request included).
+        ::shutdown(fd, SHUT_RDWR);
+      }
+    }
+    out.clear();
+    writing = false;
+  }
+
+  bool write_all(std::string_view bytes) const {
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;  // includes EAGAIN: SO_SNDTIMEO (request_timeout) elapsed
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  // Completes every pending request with UNAVAILABLE and refuses new ones.
+  void fail_all(const std::string& reason) {
+    std::deque<Pending> lost;
+    {
+      std::lock_guard lock(mu);
+      broken = true;
+      lost.swap(pending);
+    }
+    ::shutdown(fd, SHUT_RDWR);
+    for (auto& p : lost) {
+      p.done(
+          unavailable(reason + (p.mutating ? " (the write may or may not have been applied)" : ""),
+                      p.mutating),
+          nullptr);
+    }
+  }
+
+  // Handles one response frame; false when the stream broke the protocol.
+  bool deliver(std::string_view payload, std::string& error) {
+    pb::Response response;
+    if (!response.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      error = "protocol error: unparsable response frame";
+      return false;
+    }
+    Completion done;
+    {
+      std::lock_guard lock(mu);
+      last_progress = std::chrono::steady_clock::now();
+      if (response.id() == 0) {
+        // A connection notice (we never send unparsable frames, so no request owns it).
+        notice = Status(static_cast<Code>(std::min<int>(response.status().code(), 8)),
+                        response.status().message());
+        draining.store(true, std::memory_order_relaxed);
+        return true;
+      }
+      if (pending.empty() || pending.front().id != response.id()) {
+        error = "protocol error: response id " + std::to_string(response.id()) +
+                " does not match the oldest request";
+        return false;
+      }
+      done = std::move(pending.front().done);
+      pending.pop_front();
+    }
+    done(Status(), &response);
+    return true;
+  }
+
+  // The I/O thread's loop: read, split frames, complete requests; on any failure, fail
+  // what is pending and exit.
+  void run() {
+    t_on_io_thread = true;
+    const auto timeout = options.request_timeout;
+    std::string reason = "connection closed by the server";
+    for (;;) {
+      int wait_ms = 200;
+      if (timeout.count() > 0) {
+        std::lock_guard lock(mu);
+        if (!pending.empty()) {
+          const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+              last_progress + timeout - std::chrono::steady_clock::now());
+          if (left.count() <= 0) {
+            reason = "no response within the request timeout (" + std::to_string(timeout.count()) +
+                     " ms)";
+            break;
+          }
+          wait_ms = static_cast<int>(std::min<std::int64_t>(left.count() + 1, wait_ms));
+        }
+      }
+      if (stopping.load(std::memory_order_relaxed)) {
+        reason = "client closed";
+        break;
+      }
+      pollfd p{fd, POLLIN, 0};
+      const int rc = ::poll(&p, 1, wait_ms);
+      if (rc < 0 && errno != EINTR) {
+        reason = "poll: " + errno_text(errno);
+        break;
+      }
+      if (rc <= 0) continue;
+      const std::span<char> space = reader.prepare();
+      const ssize_t n = ::recv(fd, space.data(), space.size(), 0);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) {
+        if (n < 0) reason = "connection lost: " + errno_text(errno);
+        break;
+      }
+      reader.commit(static_cast<std::size_t>(n));
+      bool ok = true;
+      for (;;) {
+        const proto::FrameResult f = reader.next();
+        if (f.status == proto::FrameStatus::kComplete) {
+          if (!deliver(f.payload, reason)) {
+            ok = false;
+            break;
+          }
+          continue;
+        }
+        if (f.status == proto::FrameStatus::kOversized) {
+          reason = "protocol error: response frame of " + std::to_string(f.length) +
+                   " bytes exceeds the limit";
+          ok = false;
+        }
+        break;
+      }
+      if (!ok) break;
+    }
+    {
+      std::lock_guard lock(mu);
+      if (!notice.ok() && reason == "connection closed by the server") {
+        reason = "connection closed by the server: " + notice.message();
+      }
+    }
+    if (stopping.load(std::memory_order_relaxed)) reason = "client closed";
+    fail_all(reason);
+  }
+};
+
+Result<std::shared_ptr<Connection>> Connection::open(const Endpoint& endpoint,
+                                                     const ClientOptions& options) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  const int gai = ::getaddrinfo(endpoint.host.c_str(), endpoint.port.c_str(), &hints, &list);
+  if (gai != 0) {
+    return unavailable("cannot resolve " + endpoint.host + ": " + ::gai_strerror(gai));
+  }
+  std::string error = "no address";
+  int fd = -1;
+  for (const addrinfo* ai = list; ai != nullptr && fd < 0; ai = ai->ai_next) {
+    fd = connect_one(ai, options.connect_timeout, error);
+  }
+  ::freeaddrinfo(list);
+  if (fd < 0) {
+    return unavailable("cannot connect to " + endpoint.host + ":" + endpoint.port + ": " + error);
+  }
+  if (options.tcp_nodelay) {
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  if (options.request_timeout.count() > 0) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(options.request_timeout.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((options.request_timeout.count() % 1000) * 1000);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  auto core = std::make_shared<Core>(fd, options);
+  // The thread shares ownership of the core, so that a Connection destroyed on its own
+  // I/O thread (by a callback dropping the last reference) can detach it safely.
+  std::thread thread([core] { core->run(); });
+  return std::make_shared<Connection>(PassKey{}, std::move(core), std::move(thread));
+}
+
+Connection::Connection(PassKey /*key*/, std::shared_ptr<Core> core, std::thread thread)
+    : core_(std::move(core)), thread_(std::move(thread)) {}
+
+Connection::~Connection() {
+  core_->stopping.store(true, std::memory_order_relaxed);
+  ::shutdown(core_->fd, SHUT_RDWR);
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    thread_.detach();
+  } else if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void Connection::submit(pb::Request& request, bool mutating, Completion done) {
+  core_->submit(request, mutating, std::move(done));
+}
+
+bool Connection::usable() const {
+  if (core_->draining.load(std::memory_order_relaxed)) return false;
+  std::lock_guard lock(core_->mu);
+  return !core_->broken;
+}
+
+std::size_t Connection::in_flight() const {
+  std::lock_guard lock(core_->mu);
+  return core_->pending.size();
+}
+
+}  // namespace kv::client::detail

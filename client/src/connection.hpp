@@ -1,0 +1,83 @@
+// One pipelined client connection: a blocking TCP socket, a FIFO of outstanding requests
+// and an I/O thread that reads responses and completes requests in order.
+//
+// Invariants (all under Core::mu):
+//   - `pending` holds one entry per request whose frame has been appended to the output,
+//     in the order the frames were appended; the server answers in that order, so the
+//     front entry is the one the next non-notice response belongs to.
+//   - A request's frame is appended to `out` in the same critical section that pushes its
+//     pending entry, so the byte order on the socket equals the FIFO order.
+//   - At most one thread (`writing` == true) writes to the socket at a time; it drains
+//     `out` in batches, releasing the lock while it writes.
+//   - Once `broken` is set no entry is added; the I/O thread then completes every entry
+//     still pending with UNAVAILABLE, exactly once, and exits.
+// Every completion runs exactly once: with the response, or with a transport failure.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "client/client.hpp"
+#include "proto/kv.pb.h"
+
+namespace kv::client::detail {
+
+namespace pb = ::kovan::kv::v1;
+
+struct Endpoint {
+  std::string host;
+  std::string port;
+};
+
+// Splits "host:port" / "[v6]:port". INVALID_ARGUMENT when malformed.
+[[nodiscard]] Result<Endpoint> parse_address(std::string_view address);
+
+// `status` is OK and `response` non-null when the response arrived; otherwise `status`
+// says why it never will (UNAVAILABLE, outcome_unknown for writes) and `response` is null.
+using Completion = std::function<void(Status status, pb::Response* response)>;
+
+// True on the I/O thread of any connection (where blocking calls are refused).
+[[nodiscard]] bool on_io_thread() noexcept;
+
+class Connection {
+ public:
+  struct Core;
+  // Only open() can make the key.
+  class PassKey {
+    friend class Connection;
+    PassKey() = default;
+  };
+  Connection(PassKey key, std::shared_ptr<Core> core, std::thread thread);
+
+  [[nodiscard]] static Result<std::shared_ptr<Connection>> open(const Endpoint& endpoint,
+                                                                const ClientOptions& options);
+  // Stops the I/O thread (joining it, or detaching it when called on that thread) and
+  // fails the requests still outstanding with UNAVAILABLE.
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Assigns the request id, queues the frame and writes it (or leaves it to the thread
+  // already writing). `mutating`: the request may change the store, so its loss makes
+  // the outcome unknown. When the connection is already lost, `done` runs before submit
+  // returns, with UNAVAILABLE (the request was not sent).
+  void submit(pb::Request& request, bool mutating, Completion done);
+
+  // False once the connection is lost or the server announced it will close it: new work
+  // should go to a new connection.
+  [[nodiscard]] bool usable() const;
+  [[nodiscard]] std::size_t in_flight() const;
+
+ private:
+  std::shared_ptr<Core> core_;
+  std::thread thread_;
+};
+
+}  // namespace kv::client::detail

@@ -1,0 +1,52 @@
+// Translation between the client's value types and the messages of proto/kv.proto. Pure:
+// no I/O, unit-tested on its own.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "client/status.hpp"
+#include "client/types.hpp"
+#include "proto/kv.pb.h"
+
+namespace kv::client::detail {
+
+namespace pb = ::kovan::kv::v1;
+
+// --- Requests (the id is assigned by the connection) --------------------------------------
+void encode_ping(pb::Request& r, std::string_view payload);
+void encode_get(pb::Request& r, std::string_view key, std::uint64_t txn_id);
+void encode_put(pb::Request& r, std::string_view key, std::string_view value, bool prev_kv,
+                std::uint64_t txn_id);
+void encode_del(pb::Request& r, std::string_view key, bool prev_kv, std::uint64_t txn_id);
+void encode_delete_range(pb::Request& r, const Range& range, bool prev_kv);
+void encode_scan(pb::Request& r, const Range& range, const ScanOptions& options,
+                 std::uint64_t txn_id);
+void encode_txn(pb::Request& r, const TxnRequest& request);
+void encode_begin(pb::Request& r, Isolation isolation);
+void encode_commit(pb::Request& r, std::uint64_t txn_id);
+void encode_abort(pb::Request& r, std::uint64_t txn_id);
+void encode_stats(pb::Request& r);
+void encode_fault(pb::Request& r, std::uint32_t stall_ms);
+
+// --- Responses ------------------------------------------------------------------------------
+// The response's status as a client Status (unknown codes become INTERNAL).
+[[nodiscard]] Status status_of(const pb::Response& r);
+[[nodiscard]] KeyValue kv_of(const pb::KeyValue& kv);
+
+// Each returns the response's status when it is not OK, or INTERNAL when the result
+// member does not match the operation.
+[[nodiscard]] Result<std::string> decode_ping(const pb::Response& r);
+[[nodiscard]] Result<KeyValue> decode_get(const pb::Response& r);
+[[nodiscard]] Result<PutResult> decode_put(const pb::Response& r);
+[[nodiscard]] Result<DeleteResult> decode_del(const pb::Response& r);
+[[nodiscard]] Result<DeleteRangeResult> decode_delete_range(const pb::Response& r);
+[[nodiscard]] Result<ScanResult> decode_scan(const pb::Response& r);
+[[nodiscard]] Result<TxnResult> decode_txn(const pb::Response& r);
+// txn_id and the snapshot revision.
+[[nodiscard]] Result<std::pair<std::uint64_t, std::uint64_t>> decode_begin(const pb::Response& r);
+[[nodiscard]] Result<std::uint64_t> decode_commit(const pb::Response& r);
+[[nodiscard]] Status decode_empty(const pb::Response& r, pb::Response::ResultCase expected);
+[[nodiscard]] Result<Stats> decode_stats(const pb::Response& r);
+
+}  // namespace kv::client::detail

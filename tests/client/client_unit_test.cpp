@@ -1,0 +1,299 @@
+// Client pieces that need no server: request encoding (checked against the worked example
+// of docs/PROTOCOL.md byte by byte), response decoding, address parsing, and kovan-cli's
+// command-line parser, shell tokenizer and shell command parser.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "cli.hpp"
+#include "connection.hpp"
+#include "convert.hpp"
+#include "proto/codec.hpp"
+
+namespace kv::client {
+namespace {
+
+namespace pb = detail::pb;
+
+std::string hex(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    if (!out.empty()) out += ' ';
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+std::string framed(const pb::Request& r) {
+  std::string out;
+  proto::append_message(out, r);
+  return out;
+}
+
+TEST(Encode, MatchesTheProtocolDocumentsWorkedExample) {
+  pb::Request put;
+  put.set_id(1);
+  detail::encode_put(put, "k", "v", false, 0);
+  EXPECT_EQ(hex(framed(put)), "00 00 00 0a 08 01 62 06 0a 01 6b 12 01 76");
+
+  pb::Request get;
+  get.set_id(2);
+  detail::encode_get(get, "k", 0);
+  EXPECT_EQ(hex(framed(get)), "00 00 00 07 08 02 5a 03 0a 01 6b");
+}
+
+TEST(Encode, TransactionalOpsCarryTheTxnId) {
+  pb::Request r;
+  detail::encode_scan(r, Range::with_prefix("p"), ScanOptions{.limit = 7, .reverse = true}, 42);
+  ASSERT_TRUE(r.has_scan());
+  EXPECT_EQ(r.scan().start(), "p");
+  EXPECT_TRUE(r.scan().prefix());
+  EXPECT_TRUE(r.scan().end().empty());
+  EXPECT_EQ(r.scan().limit(), 7u);
+  EXPECT_TRUE(r.scan().reverse());
+  EXPECT_EQ(r.scan().txn_id(), 42u);
+
+  pb::Request b;
+  detail::encode_begin(b, Isolation::kSnapshot);
+  EXPECT_EQ(b.begin().isolation(), pb::SNAPSHOT);
+  pb::Request c;
+  detail::encode_commit(c, 9);
+  EXPECT_EQ(c.commit().txn_id(), 9u);
+}
+
+TEST(Encode, ConditionalTransaction) {
+  TxnRequest t;
+  t.compare = {Compare::missing("a"), Compare::value_of("b", Compare::Op::kGreater, "x"),
+               Compare::mod_revision("c", Compare::Op::kLess, 5)};
+  t.success = {TxnOp::put("a", "1"), TxnOp::delete_range(Range::between("m", "n"))};
+  t.failure = {TxnOp::get("a"), TxnOp::scan_range(Range::all(), ScanOptions{.count_only = true})};
+  pb::Request r;
+  detail::encode_txn(r, t);
+  const pb::TxnRequest& m = r.txn();
+  ASSERT_EQ(m.compare_size(), 3);
+  EXPECT_EQ(m.compare(0).target_case(), pb::Compare::kVersion);
+  EXPECT_EQ(m.compare(0).version(), 0u);
+  EXPECT_EQ(m.compare(1).op(), pb::Compare::GREATER);
+  EXPECT_EQ(m.compare(1).value(), "x");
+  EXPECT_EQ(m.compare(2).mod_revision(), 5u);
+  ASSERT_EQ(m.success_size(), 2);
+  EXPECT_EQ(m.success(0).put().value(), "1");
+  EXPECT_EQ(m.success(1).delete_range().end(), "n");
+  ASSERT_EQ(m.failure_size(), 2);
+  EXPECT_EQ(m.failure(0).get().key(), "a");
+  EXPECT_TRUE(m.failure(1).scan().count_only());
+  EXPECT_TRUE(proto::validate_request(r, proto::RequestLimits{}).ok());
+}
+
+TEST(Decode, GetFoundAndNotFound) {
+  pb::Response r;
+  r.set_id(2);
+  r.mutable_header()->set_revision(2);
+  auto* kv = r.mutable_get()->mutable_kv();
+  kv->set_key("k");
+  kv->set_value("v");
+  kv->set_create_revision(2);
+  kv->set_mod_revision(2);
+  kv->set_version(1);
+  auto got = detail::decode_get(r);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got.value(), (KeyValue{"k", "v", 2, 2, 1}));
+
+  pb::Response nf;
+  nf.mutable_status()->set_code(pb::Status::NOT_FOUND);
+  nf.mutable_get();
+  EXPECT_EQ(detail::decode_get(nf).code(), Code::kNotFound);
+}
+
+TEST(Decode, ErrorsKeepCodeAndMessage) {
+  pb::Response r;
+  r.mutable_status()->set_code(pb::Status::CONFLICT);
+  r.mutable_status()->set_message("lost the race");
+  auto c = detail::decode_commit(r);
+  EXPECT_EQ(c.code(), Code::kConflict);
+  EXPECT_EQ(c.status().message(), "lost the race");
+  EXPECT_TRUE(c.status().is_retryable_txn());
+  EXPECT_EQ(c.status().to_string(), "CONFLICT: lost the race");
+
+  pb::Response unknown;
+  unknown.mutable_status()->set_code(static_cast<pb::Status::Code>(42));
+  EXPECT_EQ(detail::status_of(unknown).code(), Code::kInternal);  // PROTOCOL.md section 4
+}
+
+TEST(Decode, MismatchedResultIsAProtocolError) {
+  pb::Response r;
+  r.mutable_put();
+  EXPECT_EQ(detail::decode_get(r).code(), Code::kInternal);
+}
+
+TEST(Decode, TxnResults) {
+  pb::Response r;
+  r.mutable_header()->set_revision(9);
+  auto* t = r.mutable_txn();
+  t->set_succeeded(true);
+  auto* g = t->add_results();
+  g->set_code(pb::Status::NOT_FOUND);
+  g->mutable_get();
+  auto* s = t->add_results();
+  s->mutable_scan()->set_count(3);
+  s->mutable_scan()->add_kvs()->set_key("a");
+  auto* d = t->add_results();
+  d->mutable_del()->set_deleted(1);
+  auto out = detail::decode_txn(r);
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(out->succeeded);
+  EXPECT_EQ(out->revision, 9u);
+  ASSERT_EQ(out->results.size(), 3u);
+  EXPECT_FALSE(out->results[0].found);
+  EXPECT_EQ(out->results[1].kind, TxnOp::Kind::kScan);
+  EXPECT_EQ(out->results[1].count, 3u);
+  EXPECT_EQ(out->results[1].kvs.at(0).key, "a");
+  EXPECT_EQ(out->results[2].deleted, 1u);
+}
+
+TEST(Decode, StatsByFieldName) {
+  pb::Response r;
+  r.mutable_stats()->set_keys(5);
+  r.mutable_stats()->set_commits(7);
+  auto s = detail::decode_stats(r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->get("keys"), 5u);
+  EXPECT_EQ(s->get("commits"), 7u);
+  EXPECT_EQ(s->get("revision"), 0u);  // zero-valued counters are listed too
+  EXPECT_EQ(s->counters.size(),
+            static_cast<std::size_t>(pb::StatsResponse::descriptor()->field_count()));
+}
+
+TEST(Address, Parsing) {
+  auto a = detail::parse_address("localhost:7379");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->host, "localhost");
+  EXPECT_EQ(a->port, "7379");
+  auto v6 = detail::parse_address("[::1]:80");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  for (const char* bad : {"", "host", ":80", "host:", "host:65536", "host:8x", "[::1]80"}) {
+    EXPECT_EQ(detail::parse_address(bad).code(), Code::kInvalidArgument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace kv::client
+
+namespace kv::cli {
+namespace {
+
+std::vector<std::string> words(std::string_view line) {
+  std::vector<std::string> out;
+  std::string error;
+  EXPECT_TRUE(tokenize(line, out, error)) << error;
+  return out;
+}
+
+TEST(Tokenize, QuotesAndEscapes) {
+  EXPECT_EQ(words("  put  k   v "), (std::vector<std::string>{"put", "k", "v"}));
+  EXPECT_EQ(words("put k \"a value\""), (std::vector<std::string>{"put", "k", "a value"}));
+  EXPECT_EQ(words("put k 'it''s'"), (std::vector<std::string>{"put", "k", "its"}));
+  EXPECT_EQ(words(R"(put "k \"q\"" "a\tb\x41")"),
+            (std::vector<std::string>{"put", "k \"q\"", "a\tbA"}));
+  EXPECT_EQ(words(R"(put a\ b '')"), (std::vector<std::string>{"put", "a b", ""}));
+  EXPECT_TRUE(words("").empty());
+
+  std::vector<std::string> out;
+  std::string error;
+  EXPECT_FALSE(tokenize("put k \"open", out, error));
+  EXPECT_FALSE(tokenize("put k 'open", out, error));
+  EXPECT_FALSE(tokenize("put k \\", out, error));
+  EXPECT_FALSE(tokenize(R"(put k "\x4")", out, error));
+}
+
+TEST(ShellCommand, ParsesEveryCommand) {
+  Command c;
+  std::string error;
+  ASSERT_TRUE(parse_shell_command(words("put k 'v w'"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kPut);
+  EXPECT_EQ(c.value, "v w");
+  ASSERT_TRUE(parse_shell_command(words("range a z --limit 3"), c, error));
+  EXPECT_EQ(c.kind, Command::Kind::kRange);
+  EXPECT_EQ(c.key, "a");
+  EXPECT_EQ(c.value, "z");
+  EXPECT_EQ(c.limit, 3u);
+  ASSERT_TRUE(parse_shell_command(words("range user/ --prefix"), c, error));
+  EXPECT_TRUE(c.prefix);
+  ASSERT_TRUE(parse_shell_command(words("begin snapshot"), c, error));
+  EXPECT_EQ(c.kind, Command::Kind::kBegin);
+  EXPECT_EQ(c.isolation, client::Isolation::kSnapshot);
+  ASSERT_TRUE(parse_shell_command(words("begin"), c, error));
+  EXPECT_EQ(c.isolation, client::Isolation::kSerializable);
+  for (const char* ok : {"get k", "del k", "commit", "abort", "stats", "ping", "help", "quit"}) {
+    EXPECT_TRUE(parse_shell_command(words(ok), c, error)) << ok << ": " << error;
+  }
+  for (const char* bad : {"get", "get a b", "put k", "range", "range a b --prefix",
+                          "range a --limit x", "begin repeatable", "commit now", "frobnicate"}) {
+    EXPECT_FALSE(parse_shell_command(words(bad), c, error)) << bad;
+    EXPECT_FALSE(error.empty());
+  }
+}
+
+ParseOutcome parse(const std::vector<std::string>& args) {
+  std::vector<std::string> all{"kovan-cli"};
+  for (const auto& a : args) all.push_back(a);
+  std::vector<const char*> argv;
+  for (const auto& a : all) argv.push_back(a.c_str());
+  return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(CommandLine, OneShotCommandsAndOptions) {
+  auto p = parse({"--addr", "10.0.0.1:9", "--json", "put", "k", "v"});
+  ASSERT_FALSE(p.exit) << p.output;
+  EXPECT_EQ(p.options.addr, "10.0.0.1:9");
+  EXPECT_TRUE(p.options.json);
+  EXPECT_EQ(p.options.command.kind, Command::Kind::kPut);
+  EXPECT_EQ(p.options.command.value, "v");
+
+  auto r = parse({"range", "a", "--limit", "5", "--prefix"});
+  ASSERT_FALSE(r.exit) << r.output;
+  EXPECT_EQ(r.options.command.kind, Command::Kind::kRange);
+  EXPECT_EQ(r.options.command.limit, 5u);
+  EXPECT_TRUE(r.options.command.prefix);
+  EXPECT_EQ(r.options.addr, "127.0.0.1:7379");
+
+  auto shell = parse({});
+  EXPECT_FALSE(shell.exit);
+  EXPECT_EQ(shell.options.command.kind, Command::Kind::kNone);
+}
+
+TEST(CommandLine, UsageErrorsExitWithTwo) {
+  for (const auto& args : std::vector<std::vector<std::string>>{{"get"},
+                                                                {"put", "k"},
+                                                                {"bogus"},
+                                                                {"get", "a", "b"},
+                                                                {"--nope"},
+                                                                {"range", "a", "b", "--prefix"},
+                                                                {"range", "a", "--limit", "x"}}) {
+    auto p = parse(args);
+    EXPECT_TRUE(p.exit);
+    EXPECT_EQ(p.code, kExitUsage) << p.output;
+  }
+  auto help = parse({"--help"});
+  EXPECT_TRUE(help.exit);
+  EXPECT_EQ(help.code, kExitOk);
+  EXPECT_NE(help.output.find("range"), std::string::npos);
+}
+
+TEST(Json, Strings) {
+  std::string out;
+  ASSERT_TRUE(json_string("a\"b\\c\n\x01", out));
+  EXPECT_EQ(out, R"("a\"b\\c\n\u0001")");
+  ASSERT_TRUE(json_string("h\xc3\xa9", out));  // UTF-8 passes through
+  EXPECT_EQ(out, "\"h\xc3\xa9\"");
+  EXPECT_FALSE(json_string("\xff", out));
+  EXPECT_FALSE(json_string("\xc3", out));      // truncated sequence
+  EXPECT_FALSE(json_string("\xc0\xaf", out));  // overlong
+}
+
+}  // namespace
+}  // namespace kv::cli
