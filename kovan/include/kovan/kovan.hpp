@@ -32,8 +32,8 @@
 // THE MEMORY BOUND
 // ----------------
 // Let n be the number of threads, s <= 2n the reservation slots, B the largest batch (at
-// most max(R, s + 1) nodes with R = kRetireBatch), M the number of nodes alive (allocated,
-// not yet retired) when a thread stalls, and F the number of allocations per era (at most
+// most max(R, s + 1) nodes with R = kRetireBatch), M the number of nodes not yet freed
+// (alive, or retired and waiting) when a thread stalls, and F the number of allocations per era (at most
 // n * kEraFrequency). A thread that stalls while pinned can hold back only batches with a
 // node born at or before its era, and at most M + F such nodes are ever retired after the
 // stall, each in one batch, so:
