@@ -71,7 +71,9 @@ struct Batch {
 // A counter written only by its record's owner: relaxed load + store, no locked instruction.
 struct OwnerCounter {
   std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t d) noexcept { v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  void add(std::uint64_t d) noexcept {
+    v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
   std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
 };
 
@@ -129,9 +131,8 @@ ThreadRec* register_thread() noexcept {
       std::size_t hwm = g_hwm.load(std::memory_order_relaxed);
       // release: pairs with the acquire loads of g_hwm in scans, so a scanner that covers
       // index i sees the record's initialised slots.
-      while (hwm < i + 1 &&
-             !g_hwm.compare_exchange_weak(hwm, i + 1, std::memory_order_release,
-                                          std::memory_order_relaxed)) {
+      while (hwm < i + 1 && !g_hwm.compare_exchange_weak(hwm, i + 1, std::memory_order_release,
+                                                         std::memory_order_relaxed)) {
       }
       tl_rec = &r;
       (void)&tl_exit;  // odr-use: registers the thread-exit destructor
@@ -248,7 +249,6 @@ void append(ThreadRec* me, Node* n) noexcept {
 // Padding nodes added by flush(); not counted as retired or reclaimed.
 struct Dummy final : Node {};
 void delete_dummy(Node* n) noexcept { delete static_cast<Dummy*>(n); }
-
 
 // A chain of nodes linked by batch_next, ending with nullptr.
 struct Chain {

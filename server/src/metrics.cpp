@@ -218,7 +218,8 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
   line(out, "kv_revision", nullptr, engine.revision);
   help(out, "kv_keys", "gauge", "Live keys.");
   line(out, "kv_keys", nullptr, engine.keys);
-  help(out, "kv_index_nodes", "gauge", "Keys in the ordered index, live keys plus deleted keys a snapshot still needs.");
+  help(out, "kv_index_nodes", "gauge",
+       "Keys in the ordered index, live keys plus deleted keys a snapshot still needs.");
   line(out, "kv_index_nodes", nullptr, engine.index_nodes);
   help(out, "kv_versions", "gauge", "Versions reachable from the index.");
   line(out, "kv_versions", nullptr, engine.live_versions);

@@ -88,7 +88,10 @@ StallRun run_writers(bool reader_pinned) {
   reader.join();
   r.stalled_object_intact = intact.load();
   kovan::flush();
-  { kovan::Guard g = kovan::pin(); delete cell.exchange(nullptr, g); }
+  {
+    kovan::Guard g = kovan::pin();
+    delete cell.exchange(nullptr, g);
+  }
   return r;
 }
 
@@ -106,9 +109,11 @@ TEST(Bound, StalledReaderHoldsABoundedNumberOfObjects) {
   // A plateau: 4x the retirements does not mean 4x the unreclaimed objects.
   EXPECT_LT(r.after_4x, 2 * r.after_1x + 2 * threads * kovan::kRetireBatch);
   EXPECT_TRUE(r.stalled_object_intact);
-  std::printf("stalled reader: unreclaimed after 1x = %llu, after 4x = %llu, bound = %llu, retired = %llu\n",
-              static_cast<unsigned long long>(r.after_1x), static_cast<unsigned long long>(r.after_4x),
-              static_cast<unsigned long long>(bound), static_cast<unsigned long long>(r.retired));
+  std::printf(
+      "stalled reader: unreclaimed after 1x = %llu, after 4x = %llu, bound = %llu, retired = "
+      "%llu\n",
+      static_cast<unsigned long long>(r.after_1x), static_cast<unsigned long long>(r.after_4x),
+      static_cast<unsigned long long>(bound), static_cast<unsigned long long>(r.retired));
 }
 
 TEST(Bound, IdleThreadHoldsNearlyNothing) {
@@ -118,7 +123,8 @@ TEST(Bound, IdleThreadHoldsNearlyNothing) {
   EXPECT_LE(r.after_4x, 2 * threads * kovan::kRetireBatch);
   EXPECT_TRUE(r.stalled_object_intact);
   std::printf("idle reader: unreclaimed after 4x = %llu (retired %llu)\n",
-              static_cast<unsigned long long>(r.after_4x), static_cast<unsigned long long>(r.retired));
+              static_cast<unsigned long long>(r.after_4x),
+              static_cast<unsigned long long>(r.retired));
 }
 
 // Many live objects (M large): the stalled reader pins one of 4,096 cells while writers

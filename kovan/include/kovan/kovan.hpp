@@ -33,10 +33,10 @@
 // ----------------
 // Let n be the number of threads, s <= 2n the reservation slots, B the largest batch (at
 // most max(R, s + 1) nodes with R = kRetireBatch), M the number of nodes not yet freed
-// (alive, or retired and waiting) when a thread stalls, and F the number of allocations per era (at most
-// n * kEraFrequency). A thread that stalls while pinned can hold back only batches with a
-// node born at or before its era, and at most M + F such nodes are ever retired after the
-// stall, each in one batch, so:
+// (alive, or retired and waiting) when a thread stalls, and F the number of allocations per era (at
+// most n * kEraFrequency). A thread that stalls while pinned can hold back only batches with a node
+// born at or before its era, and at most M + F such nodes are ever retired after the stall, each in
+// one batch, so:
 //
 //        unreclaimed nodes held by one stalled thread  <=  (M + F) * B
 //
@@ -208,8 +208,7 @@ class Atomic {
   }
   void store(T* p, std::memory_order o = std::memory_order_release) noexcept { p_.store(p, o); }
   // Returns the previous pointer; the caller unlinked it and may retire it.
-  T* exchange(T* p, const Guard& /*g*/,
-              std::memory_order o = std::memory_order_acq_rel) noexcept {
+  T* exchange(T* p, const Guard& /*g*/, std::memory_order o = std::memory_order_acq_rel) noexcept {
     return static_cast<T*>(p_.exchange(p, o));
   }
   // On failure `expected` is reloaded through the guard, so it is safe to dereference.
@@ -230,8 +229,7 @@ class Atomic {
 
  private:
   static constexpr std::memory_order failure_order(std::memory_order o) noexcept {
-    return o == std::memory_order_seq_cst ? std::memory_order_seq_cst
-                                          : std::memory_order_acquire;
+    return o == std::memory_order_seq_cst ? std::memory_order_seq_cst : std::memory_order_acquire;
   }
   std::atomic<Node*> p_;
 };
@@ -250,12 +248,12 @@ void retire(T* p) noexcept {
 void flush() noexcept;
 
 struct Stats {
-  std::uint64_t retired;      // nodes passed to retire()
-  std::uint64_t reclaimed;    // nodes deleted
-  std::uint64_t era;          // the global era
-  std::uint64_t slow_loads;   // loads that took the helped slow path
-  std::uint64_t helps;        // help attempts made by era advancers
-  std::uint64_t threads;      // thread slots ever used (high-water mark)
+  std::uint64_t retired;     // nodes passed to retire()
+  std::uint64_t reclaimed;   // nodes deleted
+  std::uint64_t era;         // the global era
+  std::uint64_t slow_loads;  // loads that took the helped slow path
+  std::uint64_t helps;       // help attempts made by era advancers
+  std::uint64_t threads;     // thread slots ever used (high-water mark)
   std::uint64_t unreclaimed() const noexcept { return retired - reclaimed; }
 };
 // Process-wide counters. Exact once every thread has joined or flushed; a snapshot otherwise.
