@@ -36,7 +36,9 @@ void cpu_relax(int* spins) noexcept {
 }
 }  // namespace
 
-SkipList::SkipList() : head_(KeyNode::make("", KeyNode::kMaxHeight)) {
+SkipList::SkipList()
+    : buckets_(std::make_unique<Bucket[]>(kHashBuckets)),
+      head_(KeyNode::make("", KeyNode::kMaxHeight)) {
   head_->fully_linked.store(true, std::memory_order_relaxed);  // published with the list
 }
 
@@ -131,8 +133,53 @@ retry:
 }
 
 KeyNode* SkipList::find(std::string_view key, const kovan::Guard& g) const noexcept {
-  KeyNode* n = lower_bound(key, g);
-  return (n != nullptr && n->key == key) ? n : nullptr;
+  // Fast path: the hash chain (I7). Any doubt falls through to the skip list.
+  const std::uint64_t h = std::hash<std::string_view>{}(key);
+  KeyNode* n = bucket_of(h).head.load(g);  // acquire: pairs with hash_insert's release
+  while (n != nullptr) {
+    if (n->hash == h && n->key == key) {
+      // acquire on both flags: pair with remove()'s and find_or_insert's release stores.
+      if (!n->marked.load(std::memory_order_acquire) &&
+          n->fully_linked.load(std::memory_order_acquire)) {
+        return n;
+      }
+      break;
+    }
+    KeyNode* nx = n->hash_next.load(g);
+    // As step() (I4): n must still be unmarked after its link was read.
+    if (n->marked.load(std::memory_order_acquire)) break;
+    n = nx;
+  }
+  KeyNode* f = lower_bound(key, g);
+  return (f != nullptr && f->key == key) ? f : nullptr;
+}
+
+void SkipList::lock_bucket(Bucket& b) noexcept {
+  // acquire: pairs with the release in the unlock below (writers of one bucket in turn).
+  for (int spins = 0; b.lock.exchange(true, std::memory_order_acquire);) cpu_relax(&spins);
+}
+
+void SkipList::hash_insert(KeyNode* n) noexcept {
+  Bucket& b = bucket_of(n->hash);
+  lock_bucket(b);
+  n->hash_next.store(b.head.load_unprotected(std::memory_order_relaxed), std::memory_order_relaxed);
+  // release: publishes n's fields to readers that load the bucket head (acquire).
+  b.head.store(n, std::memory_order_release);
+  b.lock.store(false, std::memory_order_release);
+}
+
+void SkipList::hash_erase(KeyNode* n) noexcept {
+  Bucket& b = bucket_of(n->hash);
+  lock_bucket(b);
+  kovan::Atomic<KeyNode>* link = &b.head;
+  for (KeyNode* x = link->load_unprotected(std::memory_order_relaxed); x != n;
+       x = link->load_unprotected(std::memory_order_relaxed)) {
+    link = &x->hash_next;  // n is in this chain (I7); the lock keeps the chain still
+  }
+  // release: the successor was published before; readers that load this link (acquire)
+  // see it. n's own hash_next is left as it is, for readers standing on n.
+  link->store(n->hash_next.load_unprotected(std::memory_order_relaxed), std::memory_order_release);
+  b.lock.store(false, std::memory_order_release);
 }
 
 KeyNode* SkipList::last_less(std::string_view key, const kovan::Guard& g) const noexcept {
@@ -219,6 +266,9 @@ KeyNode* SkipList::find_or_insert(std::string_view key, const kovan::Guard& g, b
     // Bottom-up: level 0 is the linearization point of the insertion. release: publishes the
     // node's key, tower and flags (paired with the acquire link loads of traversals).
     for (int l = 0; l < height; ++l) preds[l]->next(l).store(node, std::memory_order_release);
+    // Into the hash table before fully_linked: nobody removes a node that is not fully
+    // linked, so remove()'s hash_erase always finds it there (I7).
+    hash_insert(node);
     // release: pairs with the acquire loads in find_or_insert and in the engine's remover.
     node->fully_linked.store(true, std::memory_order_release);
     // The caller keeps `node`, which it did not get from a protected load: load a link
@@ -265,6 +315,7 @@ void SkipList::remove(KeyNode* n, const kovan::Guard& g) noexcept {
     cpu_relax(&spins);  // a predecessor changed or is being removed itself: search again
   }
   n->unlock();
+  hash_erase(n);  // marked, so readers of the table no longer return it (I7)
   size_.fetch_sub(1, std::memory_order_relaxed);
   bytes_.fetch_sub(n->footprint(), std::memory_order_relaxed);
   kovan::retire(n);  // unlinked at every level: no new reader can reach it (I1)

@@ -38,6 +38,15 @@
 //     the node is fully linked; the remover then sets `owner` to kDeadOwner for good (so no
 //     transaction can lock it again) before marking it. The engine's owner protocol is in
 //     engine.cpp (E6).
+// I7. The hash table (find()'s fast path) holds exactly the nodes that are inserted and not
+//     yet removed: a node joins its bucket's chain before it is flagged fully_linked (so
+//     before anyone can remove it) and leaves it in remove(), after it is marked and before
+//     it is retired. A node's hash_next changes only while it is in a chain, under its
+//     bucket's lock. Readers walk a chain like a level of the skip list (I4): they step from
+//     n to n.hash_next only if n is unmarked after the load, else they fall back to the skip
+//     list; and they return a node only if it is unmarked and fully linked. So the table is a
+//     hint: a miss or a doubt is answered by the skip list, and a hit is the node the skip
+//     list would have returned at that moment.
 //
 // Memory orders (pairs):
 //  * link stores that publish a node or unlink one: release; every link load: acquire
@@ -55,6 +64,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
@@ -88,14 +100,16 @@ class KeyNode final : public kovan::Node {
   using Link = kovan::Atomic<KeyNode>;
 
   static KeyNode* make(std::string_view key, int height) {
-    return new (height) KeyNode(key, height);
+    return new (height, key.size()) KeyNode(key, height);
   }
   // Only when no other thread can reach the node (engine destruction).
   static void destroy(KeyNode* n) noexcept { delete n; }
 
   // The tower is freed with the node (Link is trivially destructible).
   static void operator delete(void* p) noexcept { ::operator delete(p); }
-  static void operator delete(void* p, int /*height*/) noexcept { ::operator delete(p); }
+  static void operator delete(void* p, int /*height*/, std::size_t /*key_bytes*/) noexcept {
+    ::operator delete(p);
+  }
 
   Link& next(int level) noexcept { return tower()[level]; }
   const Link& next(int level) const noexcept { return tower()[level]; }
@@ -113,19 +127,32 @@ class KeyNode final : public kovan::Node {
   }
   void unlock() noexcept { link_lock_.store(false, std::memory_order_release); }
 
-  const std::string key;
+  // The key's bytes live in the same allocation, after the tower: a comparison while
+  // searching touches the node's own memory, not a separate string buffer.
+  const std::string_view key;
   const int height;
+  // Point-lookup hash chain (SkipList's hash table, I6). `hash` is the key's hash.
+  const std::uint64_t hash;
+  kovan::Atomic<KeyNode> hash_next;
   kovan::Atomic<Version> head;            // newest installed version (or null)
   std::atomic<std::uint64_t> owner{0};    // commit lock: 0 free, else the owner's id
   std::atomic<bool> marked{false};        // logically removed (I3)
   std::atomic<bool> fully_linked{false};  // linked at every level (I2)
 
  private:
-  static void* operator new(std::size_t size, int height) {
-    return ::operator new(size + static_cast<std::size_t>(height) * sizeof(Link));
+  static void* operator new(std::size_t size, int height, std::size_t key_bytes) {
+    return ::operator new(size + static_cast<std::size_t>(height) * sizeof(Link) + key_bytes);
   }
-  KeyNode(std::string_view k, int h) : key(k), height(h) {
+  KeyNode(std::string_view k, int h)
+      : key(copy_key(k, h)), height(h), hash(std::hash<std::string_view>{}(k)) {
     for (int i = 0; i < h; ++i) ::new (tower() + i) Link();
+  }
+  // Copies the key's bytes behind the tower of height h and returns a view of them.
+  std::string_view copy_key(std::string_view k, int h) noexcept {
+    char* dst = reinterpret_cast<char*>(this) + sizeof(KeyNode) +
+                static_cast<std::size_t>(h) * sizeof(Link);
+    if (!k.empty()) std::memcpy(dst, k.data(), k.size());
+    return {dst, k.size()};
   }
   Link* tower() noexcept {
     return std::launder(reinterpret_cast<Link*>(reinterpret_cast<char*>(this) + sizeof(KeyNode)));
@@ -188,6 +215,21 @@ class SkipList {
   static bool step(const KeyNode* x, int level, KeyNode** out, const kovan::Guard& g) noexcept;
   int top() const noexcept { return max_height_.load(std::memory_order_relaxed); }
   static int random_height() noexcept;
+
+  // The hash table that speeds up find() (I6): a bucket's chain links KeyNodes through
+  // hash_next; writers of a bucket take its lock, readers take none.
+  struct Bucket {
+    kovan::Atomic<KeyNode> head;
+    std::atomic<bool> lock{false};
+  };
+  static constexpr std::size_t kHashBuckets = std::size_t{1} << 18;
+  Bucket& bucket_of(std::uint64_t hash) const noexcept {
+    return buckets_[hash & (kHashBuckets - 1)];
+  }
+  void hash_insert(KeyNode* n) noexcept;
+  void hash_erase(KeyNode* n) noexcept;
+  static void lock_bucket(Bucket& b) noexcept;
+  std::unique_ptr<Bucket[]> buckets_;
 
   KeyNode* head_;                   // sentinel, key "" ordered before every key; never marked
   std::atomic<int> max_height_{1};  // a hint: levels at or above it are empty
