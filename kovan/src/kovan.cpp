@@ -49,66 +49,21 @@ struct Access {
 namespace {
 
 using A = Access;
-
-// Slot list values. nullptr (the zero value, so static records start inactive) means
-// INACTIVE; kEmpty ends an active list.
-Node* empty_list() noexcept { return reinterpret_cast<Node*>(std::uintptr_t{1}); }
-bool is_list_node(Node* l) noexcept { return l != nullptr && l != empty_list(); }
 constexpr std::uint64_t kPending = ~std::uint64_t{0};  // result.lo while a request is open
-
-struct Slot {
-  std::atomic<Node*> list{nullptr};  // nullptr = INACTIVE
-  std::atomic<std::uint64_t> era{0};
-};
-
-struct Batch {
-  Node* first = nullptr;  // newest node; the chain runs first -> ... -> refs via batch_next
-  Node* refs = nullptr;   // counting node (the oldest)
-  std::uint64_t min_birth = 0;
-  std::uint32_t count = 0;
-};
-
-// A counter written only by its record's owner: relaxed load + store, no locked instruction.
-struct OwnerCounter {
-  std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t d) noexcept {
-    v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
-  }
-  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
-};
 
 }  // namespace
 
-struct alignas(128) ThreadRec {
-  // Shared: read by every retirer, written by the owner, by attachers (list) and helpers (era).
-  Slot main;
-  Slot helper;
-  // Slow path words, on their own line: {src, tag} and {pointer or kPending, tag}.
-  alignas(64) DWord request{0, 0};
-  DWord result{0, 0};
-  std::atomic<bool> in_use{false};
-  // Counters (owner-written; summed by stats()).
-  OwnerCounter retired, reclaimed, slow_loads, helps;
-  // Owner-only state.
-  alignas(64) std::uint32_t depth = 0;
-  std::uint64_t pub_era = 0;  // the era this thread last published itself (I1)
-  std::uint64_t tag = 0;      // last request tag (I5)
-  std::uint32_t since_try = 0;
-  bool in_help = false;
-  bool in_attach = false;
-  Batch batch;
-};
+alignas(128) std::atomic<std::uint64_t> g_era{1};
+thread_local constinit ThreadRec* tl_rec = nullptr;
 
 namespace {
 
-alignas(128) std::atomic<std::uint64_t> g_era{1};
 alignas(128) std::atomic<std::uint64_t> g_slow_counter{0};
 alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
 alignas(128) std::atomic<std::size_t> g_hwm{0};
 alignas(128) std::atomic<Node*> g_orphans{nullptr};
 ThreadRec g_recs[kMaxThreads];
 
-thread_local ThreadRec* tl_rec = nullptr;
 thread_local std::uint32_t tl_allocs = 0;
 
 void release_thread(ThreadRec* me) noexcept;
@@ -120,7 +75,7 @@ struct ThreadExit {
 };
 thread_local ThreadExit tl_exit;
 
-ThreadRec* register_thread() noexcept {
+ThreadRec* claim_record() noexcept {
   for (std::size_t i = 0; i < kMaxThreads; ++i) {
     ThreadRec& r = g_recs[i];
     bool expected = false;
@@ -146,7 +101,7 @@ ThreadRec* register_thread() noexcept {
 
 inline ThreadRec* self() noexcept {
   ThreadRec* r = tl_rec;
-  return r != nullptr ? r : register_thread();
+  return r != nullptr ? r : claim_record();
 }
 
 // Raises `era` to at least `target` with a read-modify-write that always writes (even when
@@ -165,7 +120,7 @@ void delete_dummy(Node* n) noexcept;
 void push_orphans(Node* first, Node* last) noexcept;
 
 // Walks a detached slot list, releasing one reference per node (I3).
-void traverse(ThreadRec* me, Node* l) noexcept {
+void walk(ThreadRec* me, Node* l) noexcept {
   while (is_list_node(l)) {
     // Read both links before the decrement: once it is done, another thread may free l.
     Node* next = A::slot_next(l).load(std::memory_order_relaxed);
@@ -459,7 +414,7 @@ void maybe_attach(ThreadRec* me) noexcept {
 void release_thread(ThreadRec* me) noexcept {
   if (me->depth != 0) {  // a guard outlived its thread: let it go now
     me->depth = 0;
-    traverse(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
+    walk(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
   }
   Batch& b = me->batch;
   if (b.first != nullptr) {
@@ -504,7 +459,7 @@ void help(ThreadRec* me, ThreadRec& r) noexcept {
       if (!(dwload(&r.result) == pending)) break;
     }
   }
-  traverse(me, me->helper.list.exchange(nullptr, std::memory_order_acq_rel));
+  walk(me, me->helper.list.exchange(nullptr, std::memory_order_acq_rel));
   // release: our reads of src happen-before a finisher that reads helpers_active == 0.
   g_helpers_active.fetch_sub(1, std::memory_order_release);
   me->in_help = false;
@@ -567,47 +522,27 @@ std::uint64_t on_allocate() noexcept {
   return g_era.load(std::memory_order_acquire);
 }
 
-ThreadRec* enter() noexcept {
-  ThreadRec* me = self();
-  if (me->depth++ == 0) {
-    const std::uint64_t e = g_era.load(std::memory_order_acquire);
-    me->main.era.store(e, std::memory_order_relaxed);
-    me->pub_era = e;
-    me->main.list.store(empty_list(), std::memory_order_relaxed);
-    // Fence X (pin): pairs with Y; the era and the activation above are ordered before
-    // every pointer read under this guard.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-  return me;
-}
+ThreadRec* register_thread() noexcept { return claim_record(); }
+void traverse(ThreadRec* me, Node* l) noexcept { walk(me, l); }
 
-void leave(ThreadRec* me) noexcept {
-  if (--me->depth == 0) {
-    // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
-    // orders our reads under the guard before a retirer that sees the slot INACTIVE.
-    traverse(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
-  }
-}
-
-Node* protect(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order) noexcept {
-  if (order == std::memory_order_relaxed || order == std::memory_order_consume) {
-    order = std::memory_order_acquire;
-  }
-  std::uint64_t s = me->pub_era;
+Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order,
+                   std::uint64_t s) noexcept {
 #ifdef KOVAN_TEST_HOOKS
   const int tries = test::fast_path_tries.load(std::memory_order_relaxed);
+  if (tries == 0) return slow_path(me, src, order);
 #else
   constexpr int tries = kFastPathTries;
 #endif
-  for (int i = 0; i < tries; ++i) {
+  // The inlined first try (detail::protect) failed: the era moved since we published.
+  for (int i = 1; i < tries; ++i) {
+    s = raise(me->main.era, g_era.load(std::memory_order_acquire));
+    me->pub_era = s;
+    // Fence X: pairs with Y.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     Node* p = src.load(order);
     // p was built before it was published to src, so its birth <= g (clock coherence).
     const std::uint64_t g = g_era.load(std::memory_order_acquire);
     if (g <= s) return p;
-    s = raise(me->main.era, g);
-    me->pub_era = s;
-    // Fence X: pairs with Y.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   return slow_path(me, src, order);
 }

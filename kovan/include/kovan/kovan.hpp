@@ -102,6 +102,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "kovan/detail/runtime.hpp"  // ThreadRec and the inlined fast paths
+
 namespace kovan {
 
 // Library limits (documented in docs/RECLAIMER.md).
@@ -113,15 +115,10 @@ inline constexpr int kFastPathTries = 16;            // protected-load tries bef
 struct Node;
 
 namespace detail {
-struct ThreadRec;
 struct Access;  // the runtime's view of Node's private header
 // Called by Node's constructor; counts allocations and advances the era when due.
 std::uint64_t on_allocate() noexcept;
 void retire_node(Node* n, void (*deleter)(Node*)) noexcept;
-ThreadRec* enter() noexcept;  // pin the calling thread (nests)
-void leave(ThreadRec* rec) noexcept;
-// The wait-free protected load.
-Node* protect(ThreadRec* rec, const std::atomic<Node*>& src, std::memory_order order) noexcept;
 }  // namespace detail
 
 // Intrusive header. A type managed by kovan derives publicly from Node; its birth era is

@@ -1,0 +1,119 @@
+// kovan/detail/runtime.hpp — the per-thread record and the fast paths of pin, unpin and
+// the protected load, inlined into callers. Everything else is in kovan/src/kovan.cpp,
+// whose header comment states the invariants (I1-I6) and the fence pairs (X, Y, F) that
+// the comments below refer to. Not part of the public API.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "kovan/detail/dwcas.hpp"
+#include "kovan/detail/test_hooks.hpp"
+
+namespace kovan {
+struct Node;
+}  // namespace kovan
+
+namespace kovan::detail {
+
+// Slot list values: nullptr (the zero value, so static records start inactive) means
+// INACTIVE; empty_list() ends an active list.
+inline Node* empty_list() noexcept { return reinterpret_cast<Node*>(std::uintptr_t{1}); }
+inline bool is_list_node(Node* l) noexcept { return l != nullptr && l != empty_list(); }
+
+struct Slot {
+  std::atomic<Node*> list{nullptr};  // nullptr = INACTIVE
+  std::atomic<std::uint64_t> era{0};
+};
+
+struct Batch {
+  Node* first = nullptr;  // newest node; the chain runs first -> ... -> refs via batch_next
+  Node* refs = nullptr;   // counting node (the oldest)
+  std::uint64_t min_birth = 0;
+  std::uint32_t count = 0;
+};
+
+// A counter written only by its record's owner: relaxed load + store, no locked instruction.
+struct OwnerCounter {
+  std::atomic<std::uint64_t> v{0};
+  void add(std::uint64_t d) noexcept {
+    v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+struct alignas(128) ThreadRec {
+  // Shared: read by every retirer, written by the owner, by attachers (list) and helpers (era).
+  Slot main;
+  Slot helper;
+  // Slow path words, on their own line: {src, tag} and {pointer or kPending, tag}.
+  alignas(64) DWord request{0, 0};
+  DWord result{0, 0};
+  std::atomic<bool> in_use{false};
+  // Counters (owner-written; summed by stats()).
+  OwnerCounter retired, reclaimed, slow_loads, helps;
+  // Owner-only state.
+  alignas(64) std::uint32_t depth = 0;
+  std::uint64_t pub_era = 0;  // the era this thread last published itself (I1)
+  std::uint64_t tag = 0;      // last request tag (I5)
+  std::uint32_t since_try = 0;
+  bool in_help = false;
+  bool in_attach = false;
+  Batch batch;
+};
+
+extern std::atomic<std::uint64_t> g_era;
+// The calling thread's record, or null before its first use of kovan. constinit: no
+// dynamic initialisation, so reading it needs no TLS wrapper call.
+extern thread_local constinit ThreadRec* tl_rec;
+
+ThreadRec* register_thread() noexcept;
+void traverse(ThreadRec* me, Node* l) noexcept;
+Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order,
+                   std::uint64_t s) noexcept;
+
+inline ThreadRec* enter() noexcept {
+  ThreadRec* me = tl_rec;
+  if (me == nullptr) me = register_thread();
+  if (me->depth++ == 0) {
+    const std::uint64_t e = g_era.load(std::memory_order_acquire);
+    me->main.era.store(e, std::memory_order_relaxed);
+    me->pub_era = e;
+    me->main.list.store(empty_list(), std::memory_order_relaxed);
+    // Fence X (pin): pairs with Y; the era and the activation above are ordered before
+    // every pointer read under this guard.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  return me;
+}
+
+inline void leave(ThreadRec* me) noexcept {
+  if (--me->depth == 0) {
+    // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
+    // orders our reads under the guard before a retirer that sees the slot INACTIVE.
+    Node* l = me->main.list.exchange(nullptr, std::memory_order_acq_rel);
+    if (is_list_node(l)) traverse(me, l);
+  }
+}
+
+// The first try of a protected load, inlined; the rest of the fast path and the helped
+// slow path are in protect_slow.
+inline Node* protect(ThreadRec* me, const std::atomic<Node*>& src,
+                     std::memory_order order) noexcept {
+  if (order == std::memory_order_relaxed || order == std::memory_order_consume) {
+    order = std::memory_order_acquire;
+  }
+  const std::uint64_t s = me->pub_era;
+#ifdef KOVAN_TEST_HOOKS
+  if (test::fast_path_tries.load(std::memory_order_relaxed) == 0) {
+    return protect_slow(me, src, order, s);
+  }
+#endif
+  Node* p = src.load(order);
+  // p was built before it was published to src, so its birth <= g (clock coherence).
+  const std::uint64_t g = g_era.load(std::memory_order_acquire);
+  if (g <= s) return p;
+  return protect_slow(me, src, order, s);
+}
+
+}  // namespace kovan::detail
