@@ -144,7 +144,9 @@ TEST_P(Stress, CowHashMapReadHeavy) {
 }
 
 std::string ThreadsName(const ::testing::TestParamInfo<int>& p) {
-  return "t" + std::to_string(p.param);
+  std::string name = std::to_string(p.param);
+  name.insert(name.begin(), 't');
+  return name;
 }
 INSTANTIATE_TEST_SUITE_P(Threads, Stress, ::testing::Values(1, 2, 4, 8, 16), ThreadsName);
 
