@@ -132,8 +132,7 @@ retry:
   return nx;
 }
 
-KeyNode* SkipList::find(std::string_view key, const kovan::Guard& g) const noexcept {
-  // Fast path: the hash chain (I7). Any doubt falls through to the skip list.
+KeyNode* SkipList::hash_find(std::string_view key, const kovan::Guard& g) const noexcept {
   const std::uint64_t h = std::hash<std::string_view>{}(key);
   KeyNode* n = bucket_of(h).head.load(g);  // acquire: pairs with hash_insert's release
   while (n != nullptr) {
@@ -143,13 +142,19 @@ KeyNode* SkipList::find(std::string_view key, const kovan::Guard& g) const noexc
           n->fully_linked.load(std::memory_order_acquire)) {
         return n;
       }
-      break;
+      return nullptr;
     }
     KeyNode* nx = n->hash_next.load(g);
     // As step() (I4): n must still be unmarked after its link was read.
-    if (n->marked.load(std::memory_order_acquire)) break;
+    if (n->marked.load(std::memory_order_acquire)) return nullptr;
     n = nx;
   }
+  return nullptr;
+}
+
+KeyNode* SkipList::find(std::string_view key, const kovan::Guard& g) const noexcept {
+  // Fast path: the hash chain (I7). A miss or any doubt falls through to the skip list.
+  if (KeyNode* n = hash_find(key, g)) return n;
   KeyNode* f = lower_bound(key, g);
   return (f != nullptr && f->key == key) ? f : nullptr;
 }
@@ -226,6 +231,12 @@ KeyNode* SkipList::find_or_insert(std::string_view key, const kovan::Guard& g, b
   KeyNode* preds[KeyNode::kMaxHeight];
   KeyNode* succs[KeyNode::kMaxHeight];
   const int height = random_height();
+  // An existing key (the common case for updates) is found through the hash table (I7),
+  // exactly as the search below would find it: unmarked and fully linked.
+  if (KeyNode* f = hash_find(key, g)) {
+    *inserted = false;
+    return f;
+  }
   KeyNode* node = nullptr;  // allocated outside the locks, once; published below
   int spins = 0;
   for (;;) {

@@ -226,6 +226,8 @@ class SkipList {
   Bucket& bucket_of(std::uint64_t hash) const noexcept {
     return buckets_[hash & (kHashBuckets - 1)];
   }
+  // The node of `key` if the hash table has it unmarked and fully linked; else null.
+  KeyNode* hash_find(std::string_view key, const kovan::Guard& g) const noexcept;
   void hash_insert(KeyNode* n) noexcept;
   void hash_erase(KeyNode* n) noexcept;
   static void lock_bucket(Bucket& b) noexcept;
