@@ -53,7 +53,7 @@ test: build
 	@cd $(BUILD) && ctest $(CTEST_FLAGS) -j $(JOBS) -L '$(TEST_LABELS)'
 
 test-slow: build
-	@cd $(BUILD) && ctest $(CTEST_FLAGS) -L slow
+	@cd $(BUILD) && ctest --output-on-failure --no-tests=ignore -L slow
 
 bench: build
 	@bash scripts/run-bench.sh $(BUILD)
