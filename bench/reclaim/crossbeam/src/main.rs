@@ -32,6 +32,8 @@ const DEAD: u32 = 0xDEAD;
 // when the thread exits; a drop that runs after this thread's counter is gone (crossbeam's
 // own thread-exit work) goes straight to the total.
 static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+// The readers' sums, so that their reads are not optimized away.
+static SINK: AtomicU64 = AtomicU64::new(0);
 
 struct DropCount(Cell<u64>);
 
@@ -200,7 +202,8 @@ fn run_timed(c: &Config, cell: &Atomic<Node>) -> Totals {
                     }
                     ops += 1;
                 }
-                std::hint::black_box(sink);
+                // Keeps the reads observable (std::hint::black_box needs Rust 1.66).
+                SINK.fetch_add(sink, Ordering::Relaxed);
                 (ops, errors)
             }));
         }
