@@ -13,6 +13,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # reclaimer baselines for the side-by-side benchmarks
   liburcu-dev libxenium-dev libcds-dev
+  # crossbeam-epoch's crates as an offline cargo registry, for the single-cell comparison
+  # (bench/scripts/compare-crossbeam.sh; it needs cargo too, and is skipped without it)
+  librust-crossbeam-epoch-dev
   # python client and its tests
   python3 python3-protobuf
   # benchmarks: plots and peers

@@ -5,6 +5,8 @@
 #   BENCH_SECONDS   seconds per reclaimer run (default 0.25)
 #   BENCH_REPEAT    repetitions of the reclaimer matrix (default 3; medians are reported)
 #   BENCH_OUT       where CSVs and PNGs go (default docs/img)
+#   XBEAM_SECONDS, XBEAM_REPEAT, XBEAM_STALL_OPS
+#                   the crossbeam-epoch comparison (bench/scripts/compare-crossbeam.sh)
 # The defaults take about five minutes on a 2-core machine. docs/BENCHMARKS.md explains
 # every file written.
 set -euo pipefail
@@ -76,6 +78,14 @@ log_load "reclaimer stall time series"
   --ts-ds stack,map --ts-mix write --ts-threads 2 --ts-retired 10000000 --ts-seconds 10 \
   --sample-ms 50
 log_load "reclaimer stall time series done"
+
+# ---------------------------------------------------------------------------------------
+# Reclaimer: kovan versus crossbeam-epoch on one shared cell (skipped, with a message, when
+# cargo or Debian's crossbeam-epoch crates are missing). XBEAM_* variables: see the script.
+# ---------------------------------------------------------------------------------------
+log_load "kovan vs crossbeam-epoch, single cell"
+BENCH_OUT=$OUT bash bench/scripts/compare-crossbeam.sh "$BUILD"
+log_load "kovan vs crossbeam-epoch done"
 
 if command -v gnuplot >/dev/null; then
   gnuplot -e "dir='$OUT'" scripts/plot-reclaim.gp
