@@ -464,7 +464,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   CLI::App app{
       "kovan-cli: command-line client of Kovan KV.\n"
       "With a command, runs it and exits (0 ok, 1 not found, 2 usage, 3 server or connection\n"
-      "error); without one, starts an interactive shell (type help)."};
+      "error); without one, starts a shell reading commands from stdin (type help), which,\n"
+      "reading a script, exits with the code of the first command that failed."};
   app.add_option("--addr", o.addr, "Server address host:port")->capture_default_str();
   auto* json = app.add_flag("--json", o.json, "Print results as JSON (one object per command)");
   app.add_flag("--raw", o.raw,
@@ -485,7 +486,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
             }
             return {};
           },
-          "MS"));
+          ""))
+      ->type_name("MS");
   app.require_subcommand(0, 1);
 
   Command& c = o.command;
@@ -507,7 +509,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
             return parse_u64(v, n) ? std::string()
                                    : "--limit needs a number from 0 to 18446744073709551615";
           },
-          "N"));
+          ""))
+      ->type_name("N");
   range->add_flag("--prefix", c.prefix, "Keys starting with START");
   auto* stats = app.add_subcommand("stats", "Server counters");
   auto* ping = app.add_subcommand("ping", "Round trip to the server");
