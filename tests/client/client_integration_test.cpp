@@ -621,14 +621,14 @@ TEST(ClientFailure, FrameNotCompletelyWrittenIsReportedNotApplied) {
   std::promise<Status> first;
   std::promise<Status> huge;
   std::promise<Status> behind;
-  // The calling thread writes its frame; the write of the 32 MiB frame, which no socket
+  // The calling thread writes its frame; the write of the 16 MiB frame, which no socket
   // buffer can hold, blocks and then fails (send timeout or the I/O thread's request
   // timeout, whichever comes first). A request submitted while that write is blocked is
   // queued behind it on the same connection and never written.
   Client& client = *c.value();
   client.put_async("first", "1", [&](Result<client::PutResult> r) { first.set_value(r.status()); });
   std::thread writer([&] {
-    client.put_async("huge", std::string(32u << 20, 'x'),
+    client.put_async("huge", std::string(16u << 20, 'x'),
                      [&](Result<client::PutResult> r) { huge.set_value(r.status()); });
   });
   // Both frames are pending once the writer has queued "huge" (and is writing it).
