@@ -319,6 +319,7 @@ TEST(Escape, ControlBytesTabNewlineBackslashAndInvalidUtf8) {
   EXPECT_EQ(escape_bytes("h\xc3\xa9 \xe2\x82\xac"), "h\xc3\xa9 \xe2\x82\xac");  // UTF-8 text
   EXPECT_EQ(escape_bytes("\xc2\x9b"), "\\xc2\\x9b");                            // C1 control
   EXPECT_EQ(escape_bytes("\xff\xc3"), "\\xff\\xc3");  // not UTF-8, truncated sequence
+  EXPECT_EQ(escape_bytes("a\xc2"), "a\\xc2");         // a sequence cut off by the end
   EXPECT_EQ(escape_bytes("\xc0\xaf"), "\\xc0\\xaf");  // overlong
   // The escaped form read back through the shell's double quotes gives the bytes again.
   const std::string original("\x1b[2J\t\n\\\xff\xc3\xa9\x01z");

@@ -227,7 +227,7 @@ std::string escape_bytes(std::string_view bytes) {
       n = 4;
     }
     const std::string_view seq = n != 0 && i + n <= bytes.size() ? bytes.substr(i, n) : "";
-    const bool c1 = n == 2 && c == 0xC2 && static_cast<unsigned char>(bytes[i + 1]) < 0xA0;
+    const bool c1 = seq.size() == 2 && c == 0xC2 && static_cast<unsigned char>(seq[1]) < 0xA0;
     if (!seq.empty() && !c1 && valid_utf8(seq)) {
       out += seq;
       i += n;
