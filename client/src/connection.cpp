@@ -107,6 +107,7 @@ struct Connection::Core {
     std::uint64_t id;
     bool mutating;
     Completion done;
+    std::uint64_t frame_end;  // stream offset just past this request's frame
   };
 
   Core(int socket_fd, const ClientOptions& opts)
@@ -118,12 +119,16 @@ struct Connection::Core {
   proto::FrameReader reader;  // I/O thread only
 
   mutable std::mutex mu;
-  std::deque<Pending> pending;  // guarded by mu
-  std::string out;              // guarded by mu: frames not yet handed to write
-  bool writing = false;         // guarded by mu
-  bool broken = false;          // guarded by mu
-  std::uint64_t next_id = 1;    // guarded by mu
-  Status notice;                // guarded by mu: the server's id-0 notice, if any
+  std::condition_variable write_done;  // signalled (under mu) when `writing` turns false
+  std::deque<Pending> pending;         // guarded by mu
+  std::string out;                     // guarded by mu: frames not yet handed to write
+  bool writing = false;                // guarded by mu
+  bool broken = false;                 // guarded by mu
+  std::uint64_t next_id = 1;           // guarded by mu
+  std::uint64_t queued_bytes = 0;      // guarded by mu: stream bytes appended to `out` so far
+  std::uint64_t sent_bytes = 0;        // guarded by mu: stream bytes the kernel accepted
+  Status notice;                       // guarded by mu: the server's id-0 notice, if any
+  std::uint64_t notice_front = 0;      // guarded by mu: the oldest request when it came
   std::chrono::steady_clock::time_point last_progress;  // guarded by mu
   std::atomic<bool> draining{false};                    // the server announced a close
   std::atomic<bool> stopping{false};                    // the owner is going away
@@ -132,60 +137,103 @@ struct Connection::Core {
     std::unique_lock lock(mu);
     if (broken) {
       lock.unlock();
-      done(unavailable(notice.ok() ? "connection lost (request not sent)"
-                                   : "connection closed by the server: " + notice.message()),
+      done(unavailable(notice.ok() ? "connection lost (request not sent: not applied)"
+                                   : "connection closed by the server: " + notice.message() +
+                                         " (request not sent: not applied)"),
            nullptr);
       return;
     }
     request.set_id(next_id++);
+    const std::size_t size = request.ByteSizeLong();
+    if (size > options.max_frame_bytes) {
+      // The server would refuse the frame from its header and close the connection (and
+      // every transaction on it); refuse it here instead, before anything is sent.
+      lock.unlock();
+      done(Status(Code::kResourceExhausted,
+                  "request of " + std::to_string(size) + " bytes exceeds the frame limit of " +
+                      std::to_string(options.max_frame_bytes) +
+                      " bytes (ClientOptions::max_frame_bytes); not sent: not applied"),
+           nullptr);
+      return;
+    }
     if (pending.empty()) last_progress = std::chrono::steady_clock::now();
-    pending.push_back(Pending{request.id(), mutating, std::move(done)});
+    const std::size_t before = out.size();
     proto::append_message(out, request);
+    queued_bytes += out.size() - before;
+    pending.push_back(Pending{request.id(), mutating, std::move(done), queued_bytes});
     if (writing) return;  // the thread already writing sends this frame with its batch
     writing = true;
     std::string batch;
     while (!out.empty() && !broken) {
       batch.swap(out);
       lock.unlock();
-      const bool written = write_all(batch);
-      batch.clear();
+      const std::size_t written = write_all(batch);
       lock.lock();
-      if (!written) {
+      sent_bytes += written;
+      if (written != batch.size()) {
         broken = true;
         // Wake the I/O thread, which fails everything pending (this request included).
         ::shutdown(fd, SHUT_RDWR);
       }
+      batch.clear();
     }
-    out.clear();
+    out.clear();  // frames never written: their requests fail as not applied
     writing = false;
+    write_done.notify_all();
   }
 
-  bool write_all(std::string_view bytes) const {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  // Bytes of `bytes` the kernel accepted: all of them, or fewer when a send failed.
+  std::size_t write_all(std::string_view bytes) const {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return false;  // includes EAGAIN: SO_SNDTIMEO (request_timeout) elapsed
+        return done;  // includes EAGAIN: SO_SNDTIMEO (request_timeout) elapsed
       }
-      bytes.remove_prefix(static_cast<std::size_t>(n));
+      done += static_cast<std::size_t>(n);
     }
-    return true;
+    return done;
   }
 
-  // Completes every pending request with UNAVAILABLE and refuses new ones.
+  // Completes every pending request with a failure and refuses new ones. What each
+  // failure says about the request:
+  //   - after a notice, the server executes nothing that it has not answered before the
+  //     notice (PROTOCOL.md 5): not applied. The oldest request when the notice came is
+  //     the one the notice is about (a frame over the limit) and takes its code;
+  //   - a frame not completely written cannot have been executed: not applied;
+  //   - a write sent completely whose answer never came: outcome unknown.
   void fail_all(const std::string& reason) {
     std::deque<Pending> lost;
+    std::uint64_t sent = 0;
+    Status why;
+    std::uint64_t blamed = 0;
     {
-      std::lock_guard lock(mu);
+      std::unique_lock lock(mu);
       broken = true;
+      // A writer blocked in send() returns once the socket is shut down; wait for it, so
+      // that sent_bytes counts every byte the kernel accepted.
+      ::shutdown(fd, SHUT_RDWR);
+      write_done.wait(lock, [this] { return !writing; });
       lost.swap(pending);
+      sent = sent_bytes;
+      why = notice;
+      blamed = notice_front;
     }
-    ::shutdown(fd, SHUT_RDWR);
     for (auto& p : lost) {
-      p.done(
-          unavailable(reason + (p.mutating ? " (the write may or may not have been applied)" : ""),
-                      p.mutating),
-          nullptr);
+      Status s;
+      if (!why.ok()) {
+        s = Status(p.id == blamed ? why.code() : Code::kUnavailable,
+                   "connection closed by the server: " + why.message() +
+                       " (request not executed: not applied)");
+      } else if (p.frame_end > sent) {
+        s = unavailable(reason + " (request not sent completely: not applied)");
+      } else {
+        s = unavailable(
+            reason + (p.mutating ? " (the write may or may not have been applied)" : ""),
+            p.mutating);
+      }
+      p.done(std::move(s), nullptr);
     }
   }
 
@@ -200,14 +248,21 @@ struct Connection::Core {
     {
       std::lock_guard lock(mu);
       last_progress = std::chrono::steady_clock::now();
-      if (response.id() == 0) {
-        // A connection notice (we never send unparsable frames, so no request owns it).
+      // An id-0 INVALID_ARGUMENT answers an unparsable frame in its place in the order
+      // (PROTOCOL.md 5; this client never sends one, but the pairing stays right); any
+      // other id-0 response is a connection notice, which no request owns.
+      const bool unparsable_answer =
+          response.id() == 0 && response.status().code() == pb::Status::INVALID_ARGUMENT;
+      if (response.id() == 0 && !unparsable_answer) {
         notice = Status(static_cast<Code>(std::min<int>(response.status().code(), 8)),
                         response.status().message());
+        // Every request answered before the notice has been delivered: the oldest one
+        // still waiting is the one a frame-size notice is about.
+        notice_front = pending.empty() ? 0 : pending.front().id;
         draining.store(true, std::memory_order_relaxed);
         return true;
       }
-      if (pending.empty() || pending.front().id != response.id()) {
+      if (pending.empty() || (!unparsable_answer && pending.front().id != response.id())) {
         error = "protocol error: response id " + std::to_string(response.id()) +
                 " does not match the oldest request";
         return false;

@@ -10,7 +10,16 @@
 //   - At most one thread (`writing` == true) writes to the socket at a time; it drains
 //     `out` in batches, releasing the lock while it writes.
 //   - Once `broken` is set no entry is added; the I/O thread then completes every entry
-//     still pending with UNAVAILABLE, exactly once, and exits.
+//     still pending with a failure, exactly once, and exits.
+//   - `queued_bytes` counts the bytes appended to the output since the connection opened
+//     and `sent_bytes` those the kernel accepted (sent_bytes <= queued_bytes); each entry
+//     records the offset just past its frame. An entry whose offset is above `sent_bytes`
+//     when the connection fails was never completely written, so the server cannot have
+//     executed it: it fails as not applied. The I/O thread waits for a writer blocked in
+//     send() (woken by shutting the socket down) before it reads `sent_bytes`.
+//   - After a notice (an id-0 response other than INVALID_ARGUMENT) the server executes no
+//     request it has not answered before the notice, so entries still pending when the
+//     connection then fails are not applied either.
 // Every completion runs exactly once: with the response, or with a transport failure.
 #pragma once
 
@@ -67,7 +76,8 @@ class Connection {
   // Assigns the request id, queues the frame and writes it (or leaves it to the thread
   // already writing). `mutating`: the request may change the store, so its loss makes
   // the outcome unknown. When the connection is already lost, `done` runs before submit
-  // returns, with UNAVAILABLE (the request was not sent).
+  // returns, with UNAVAILABLE (the request was not sent); so it does, with
+  // RESOURCE_EXHAUSTED, when the frame would exceed ClientOptions::max_frame_bytes.
   void submit(pb::Request& request, bool mutating, Completion done);
 
   // False once the connection is lost or the server announced it will close it: new work

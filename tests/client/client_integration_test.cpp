@@ -2,7 +2,11 @@
 // interactive and conditional transactions, transact() retries under forced conflicts and
 // expiry, the asynchronous pipelined interface, and connection loss (server killed while
 // requests are in flight, request timeout, reconnect to a restarted server).
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <future>
@@ -523,6 +527,126 @@ TEST(ClientFailure, ServerShutdownFailsCallsWithUnavailable) {
   EXPECT_EQ(r.code(), Code::kUnavailable);
   ASSERT_TRUE(server.restart());
   EXPECT_TRUE(eventually([&] { return c->ping().ok(); }));
+}
+
+// A request frame over the server's --max-frame-bytes is refused from its 4-byte header,
+// unread: the server answers the requests before it, sends a RESOURCE_EXHAUSTED notice and
+// closes. The client must report that request, and the one pipelined behind it, as not
+// applied rather than as writes of unknown outcome.
+TEST(ClientFrameLimit, RequestTheServerRefusedUnreadIsReportedNotApplied) {
+  ServerProcess server(
+      {"--threads", "1", "--max-frame-bytes", "64KiB", "--enable-fault-injection"});
+  ASSERT_NE(server.port(), 0) << server.output();
+  auto c = connect_to(server);  // accepts frames up to 4 MiB: the request is sent
+  std::promise<Status> stalled;
+  std::promise<Status> before;
+  std::promise<Status> big;
+  std::promise<Status> after;
+  // The stall keeps the server from answering (and from sending its notice) until all four
+  // requests are queued on this one connection.
+  c->fault_async(1000, [&](Result<client::Done> r) { stalled.set_value(r.status()); });
+  c->put_async("before", "1", [&](Result<client::PutResult> r) { before.set_value(r.status()); });
+  c->put_async("big", std::string(100 * 1024, 'x'),
+               [&](Result<client::PutResult> r) { big.set_value(r.status()); });
+  c->put_async("after", "1", [&](Result<client::PutResult> r) { after.set_value(r.status()); });
+  EXPECT_EQ(c->connections_opened(), 1u);
+  EXPECT_TRUE(stalled.get_future().get().ok());
+  const Status s0 = before.get_future().get();
+  const Status s1 = big.get_future().get();
+  const Status s2 = after.get_future().get();
+  EXPECT_TRUE(s0.ok()) << s0.to_string();
+  // The refused request carries the notice's code; the one behind it was lost with the
+  // connection. Neither was applied.
+  EXPECT_EQ(s1.code(), Code::kResourceExhausted) << s1.to_string();
+  EXPECT_EQ(s2.code(), Code::kUnavailable) << s2.to_string();
+  for (const Status& s : {s1, s2}) {
+    EXPECT_FALSE(s.outcome_unknown()) << s.to_string();
+    EXPECT_NE(s.message().find("not applied"), std::string::npos) << s.to_string();
+    EXPECT_NE(s.message().find("exceeds the limit"), std::string::npos) << s.to_string();
+  }
+  // Indeed nothing from the refused frame on was applied (the next call reconnects).
+  EXPECT_TRUE(c->get("before").ok());
+  EXPECT_EQ(c->get("big").code(), Code::kNotFound);
+  EXPECT_EQ(c->get("after").code(), Code::kNotFound);
+}
+
+// With the server's limit in ClientOptions::max_frame_bytes, the client refuses the request
+// itself: nothing is sent, and the connection (with its transactions) survives.
+TEST(ClientFrameLimit, RequestOverTheClientsLimitIsRefusedBeforeSending) {
+  ServerProcess server({"--threads", "2", "--max-frame-bytes", "64KiB"});
+  ASSERT_NE(server.port(), 0) << server.output();
+  client::ClientOptions opts;
+  opts.max_frame_bytes = 64 * 1024;
+  auto c = connect_to(server, opts);
+  auto t = c->begin();
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  ASSERT_TRUE(t->put("small", "1").ok());
+  const Status s = t->put("big", std::string(100 * 1024, 'x'));
+  EXPECT_EQ(s.code(), Code::kResourceExhausted) << s.to_string();
+  EXPECT_FALSE(s.outcome_unknown());
+  EXPECT_NE(s.message().find("not applied"), std::string::npos) << s.to_string();
+  auto one_shot = c->put("big", std::string(100 * 1024, 'x'));
+  EXPECT_EQ(one_shot.code(), Code::kResourceExhausted) << one_shot.status().to_string();
+  EXPECT_FALSE(one_shot.status().outcome_unknown());
+  ASSERT_TRUE(t->open());
+  auto committed = t->commit();
+  EXPECT_TRUE(committed.ok()) << committed.status().to_string();
+  EXPECT_TRUE(c->get("small").ok());
+  EXPECT_EQ(c->get("big").code(), Code::kNotFound);
+  EXPECT_EQ(c->connections_opened(), 1u);
+}
+
+// A peer that accepts but never reads: the client's socket write times out part-way
+// through a large frame. The frame written completely before it may have been applied
+// (outcome unknown); the one cut off, and any behind it, cannot have been.
+TEST(ClientFailure, FrameNotCompletelyWrittenIsReportedNotApplied) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  const int small = 4096;
+  ::setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  client::ClientOptions opts;
+  opts.request_timeout = std::chrono::milliseconds(2000);
+  opts.max_frame_bytes = 64u << 20;
+  auto c = Client::connect(address, opts);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  std::promise<Status> first;
+  std::promise<Status> huge;
+  std::promise<Status> behind;
+  // The calling thread writes its frame; the write of the 16 MiB frame, which no socket
+  // buffer can hold, blocks and then fails (send timeout or the I/O thread's request
+  // timeout, whichever comes first). A request submitted while that write is blocked is
+  // queued behind it on the same connection and never written.
+  Client& client = *c.value();
+  client.put_async("first", "1", [&](Result<client::PutResult> r) { first.set_value(r.status()); });
+  std::thread writer([&] {
+    client.put_async("huge", std::string(16u << 20, 'x'),
+                     [&](Result<client::PutResult> r) { huge.set_value(r.status()); });
+  });
+  // Both frames are pending once the writer has queued "huge" (and is writing it).
+  EXPECT_TRUE(eventually([&] { return client.in_flight() == 2; }));
+  client.put_async("behind", "1",
+                   [&](Result<client::PutResult> r) { behind.set_value(r.status()); });
+  writer.join();
+  const Status s0 = first.get_future().get();
+  const Status s1 = huge.get_future().get();
+  const Status s2 = behind.get_future().get();
+  ::close(listener);
+  EXPECT_EQ(s0.code(), Code::kUnavailable);
+  EXPECT_TRUE(s0.outcome_unknown()) << s0.to_string();
+  for (const Status& s : {s1, s2}) {
+    EXPECT_EQ(s.code(), Code::kUnavailable) << s.to_string();
+    EXPECT_FALSE(s.outcome_unknown()) << s.to_string();
+    EXPECT_NE(s.message().find("not applied"), std::string::npos) << s.to_string();
+  }
 }
 
 }  // namespace

@@ -284,6 +284,54 @@ TEST(CommandLine, UsageErrorsExitWithTwo) {
   EXPECT_NE(help.output.find("range"), std::string::npos);
 }
 
+TEST(CommandLine, LimitMustBeAnUnsigned64BitNumber) {
+  for (const char* bad : {"-1", "18446744073709551616", "184467440737095516150", "+5", " 5", "5x",
+                          "1e3", "0x10", ""}) {
+    auto p = parse({"range", "a", "--limit", bad});
+    EXPECT_TRUE(p.exit) << bad;
+    EXPECT_EQ(p.code, kExitUsage) << bad << ": " << p.output;
+    Command c;
+    std::string error;
+    EXPECT_FALSE(parse_shell_command({"range", "a", "--limit", bad}, c, error)) << bad;
+    EXPECT_FALSE(parse_shell_command({"range", "a", std::string("--limit=") + bad}, c, error))
+        << bad;
+  }
+  auto max = parse({"range", "a", "--limit", "18446744073709551615"});
+  ASSERT_FALSE(max.exit) << max.output;
+  EXPECT_EQ(max.options.command.limit, UINT64_MAX);
+  Command c;
+  std::string error;
+  ASSERT_TRUE(parse_shell_command({"range", "a", "--limit", "18446744073709551615"}, c, error))
+      << error;
+  EXPECT_EQ(c.limit, UINT64_MAX);
+  for (const char* bad : {"-1", "4294967296", "x"}) {
+    auto p = parse({"--timeout", bad, "ping"});
+    EXPECT_TRUE(p.exit) << bad;
+    EXPECT_EQ(p.code, kExitUsage) << bad;
+  }
+}
+
+TEST(Escape, ControlBytesTabNewlineBackslashAndInvalidUtf8) {
+  EXPECT_EQ(escape_bytes("plain text/ok~"), "plain text/ok~");
+  EXPECT_EQ(escape_bytes("\x1b]0;t\x07"), "\\x1b]0;t\\x07");
+  EXPECT_EQ(escape_bytes("a\tb\nc\rd\\e"), "a\\tb\\nc\\rd\\\\e");
+  EXPECT_EQ(escape_bytes(std::string_view("\0\x7f", 2)), "\\x00\\x7f");
+  EXPECT_EQ(escape_bytes("h\xc3\xa9 \xe2\x82\xac"), "h\xc3\xa9 \xe2\x82\xac");  // UTF-8 text
+  EXPECT_EQ(escape_bytes("\xc2\x9b"), "\\xc2\\x9b");                            // C1 control
+  EXPECT_EQ(escape_bytes("\xff\xc3"), "\\xff\\xc3");  // not UTF-8, truncated sequence
+  EXPECT_EQ(escape_bytes("a\xc2"), "a\\xc2");         // a sequence cut off by the end
+  EXPECT_EQ(escape_bytes("\xc0\xaf"), "\\xc0\\xaf");  // overlong
+  // The escaped form read back through the shell's double quotes gives the bytes again.
+  const std::string original("\x1b[2J\t\n\\\xff\xc3\xa9\x01z");
+  std::vector<std::string> back;
+  std::string error;
+  std::string quoted(1, '"');
+  quoted.append(escape_bytes(original)).push_back('"');
+  ASSERT_TRUE(tokenize(quoted, back, error)) << error;
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], original);
+}
+
 TEST(Json, Strings) {
   std::string out;
   ASSERT_TRUE(json_string("a\"b\\c\n\x01", out));

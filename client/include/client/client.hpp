@@ -67,7 +67,9 @@ struct ClientOptions {
   // bounds each blocking socket write. Zero disables it.
   std::chrono::milliseconds request_timeout{10000};
   bool tcp_nodelay = true;
-  // Largest response frame accepted (the server's --max-frame-bytes).
+  // The server's --max-frame-bytes: the largest response frame accepted, and the largest
+  // request frame sent (a larger request fails with RESOURCE_EXHAUSTED, not applied,
+  // without being sent, so the server does not close the connection over it).
   std::uint32_t max_frame_bytes = 4u << 20;
 };
 

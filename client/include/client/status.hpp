@@ -7,13 +7,18 @@
 //     within the request timeout. The next call opens a new connection.
 //   - INVALID_ARGUMENT: a call the client refuses before sending (bad address, a finished
 //     transaction, a blocking call from a completion callback).
+//   - RESOURCE_EXHAUSTED: a request whose frame would exceed ClientOptions::max_frame_bytes
+//     (refused before sending); also the request a server's frame-size notice is about.
 //   - INTERNAL: the server sent something the protocol does not allow (a response that
 //     does not pair with the request, an unparsable frame).
 //
 // outcome_unknown(): set when a request that may change the store (put, del, delete_range,
-// txn, commit) had been handed to the connection and the connection was lost before its
-// answer arrived. The write may or may not have been applied; the client never retries
-// such a request by itself.
+// txn, commit) had been written completely to the connection and the connection was lost
+// before its answer arrived. The write may or may not have been applied; the client never
+// retries such a request by itself. It is not set, and the message says "not applied",
+// when the client knows the server did not execute the request: its frame was never
+// completely written, or the server announced the close with a notice first (the server
+// executes nothing it has not answered before its notice; docs/PROTOCOL.md 5).
 //
 // Thread safety: Status and Result are plain values.
 #pragma once

@@ -9,8 +9,11 @@ safe to share between threads (they take turns). Keys and values are ``bytes``; 
 arguments are encoded as UTF-8.
 
 Errors are raised as ``KvError`` subclasses carrying the server's code and message. A lost
-connection raises ``Unavailable`` (``outcome_unknown`` is set when a write was in flight)
-and the next call reconnects; nothing is re-sent automatically except by ``transact``,
+connection raises ``Unavailable`` (``outcome_unknown`` is set when a write had been sent
+and its answer was lost; not when the server announced the close with a notice first or
+the request was not sent completely, since then it was not applied) and the next call
+reconnects; a request larger than ``max_frame_bytes`` raises ``ResourceExhausted`` without
+being sent; nothing is re-sent automatically except by ``transact``,
 which re-runs a whole transaction after ``Conflict`` or ``TxnExpired`` only.
 """
 
@@ -273,23 +276,43 @@ class Client:
             req.id = self._next_id
             self._next_id += 1
             payload = req.SerializeToString()
+            if len(payload) > self.max_frame_bytes:
+                # The server would refuse the frame from its header and close the
+                # connection; refuse it here, before anything is sent.
+                raise ResourceExhausted(
+                    f"request of {len(payload)} bytes exceeds the frame limit of "
+                    f"{self.max_frame_bytes} bytes (max_frame_bytes); not sent: not applied")
             sent = False
+            notice = None
             try:
                 self._sock.sendall(_HEADER.pack(len(payload)) + payload)
                 sent = True
                 while True:
                     resp = self._read_response()
-                    if resp.id == 0 and not resp.HasField("result"):
-                        # A connection notice (PROTOCOL.md 5): the server will close; the
+                    if resp.id == 0 and resp.status.code != pb.Status.INVALID_ARGUMENT:
+                        # A connection notice (PROTOCOL.md 5): the server will close and
+                        # executes nothing it has not answered before the notice; an
                         # answer to our request may still follow.
+                        notice = resp.status
                         self._notice = resp.status.message
                         continue
                     break
             except (OSError, ConnectionError) as e:
                 self._drop()
-                unknown = sent and op in _MUTATING
-                raise Unavailable(f"connection lost: {e}", outcome_unknown=unknown) from None
-            if resp.id != req.id:
+                if notice is not None:
+                    # Not executed: the notice's error (a frame over the server's limit,
+                    # too many connections, shutdown, idle timeout), nothing applied.
+                    raise _BY_CODE.get(notice.code, Internal)(
+                        f"connection closed by the server: {notice.message} "
+                        f"(request not executed: not applied)") from None
+                if not sent:
+                    raise Unavailable(f"connection lost: {e} "
+                                      f"(request not sent completely: not applied)") from None
+                raise Unavailable(f"connection lost: {e}",
+                                  outcome_unknown=op in _MUTATING) from None
+            # An id-0 INVALID_ARGUMENT answers an unparsable frame in its place.
+            if resp.id != req.id and not (resp.id == 0 and
+                                          resp.status.code == pb.Status.INVALID_ARGUMENT):
                 self._drop()
                 raise Internal(f"response id {resp.id} does not match request id {req.id}")
         _raise_for(resp.status)

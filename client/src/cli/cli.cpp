@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <istream>
+#include <limits>
 #include <ostream>
 #include <sstream>
 
@@ -147,20 +148,10 @@ int report_error(const Status& s, bool json, std::ostream& out, std::ostream& er
   if (json) {
     out << json_error(s) << '\n';
   } else {
-    err << "(error) " << s.to_string() << '\n';
+    // Server messages may quote a key (a conflict names it): escaped like keys are.
+    err << "(error) " << escape_bytes(s.to_string()) << '\n';
   }
   return code_exit(s);
-}
-
-bool parse_u64(std::string_view text, std::uint64_t& out) {
-  if (text.empty() || text.size() > 19) return false;
-  std::uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  out = v;
-  return true;
 }
 
 int hex_digit(char c) {
@@ -173,6 +164,80 @@ int hex_digit(char c) {
 }  // namespace
 
 std::string_view shell_help() { return kHelp; }
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+  if (text.empty()) return false;
+  constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    const auto digit = static_cast<std::uint64_t>(c - '0');
+    if (v > (kMax - digit) / 10) return false;  // v * 10 + digit would pass 2^64 - 1
+    v = v * 10 + digit;
+  }
+  out = v;
+  return true;
+}
+
+std::string escape_bytes(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size());
+  auto hex = [&](unsigned char c) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  };
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        default:
+          if (c < 0x20 || c == 0x7F) {
+            hex(c);
+          } else {
+            out += static_cast<char>(c);
+          }
+      }
+      ++i;
+      continue;
+    }
+    // A multi-byte UTF-8 sequence is kept when it is valid and not a C1 control
+    // (U+0080..U+009F, which some terminals obey); otherwise its first byte is escaped
+    // and the bytes after it are looked at again.
+    std::size_t n = 0;
+    if ((c & 0xE0) == 0xC0) {
+      n = 2;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 3;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 4;
+    }
+    const std::string_view seq = n != 0 && i + n <= bytes.size() ? bytes.substr(i, n) : "";
+    const bool c1 = seq.size() == 2 && c == 0xC2 && static_cast<unsigned char>(seq[1]) < 0xA0;
+    if (!seq.empty() && !c1 && valid_utf8(seq)) {
+      out += seq;
+      i += n;
+    } else {
+      hex(c);
+      ++i;
+    }
+  }
+  return out;
+}
 
 bool json_string(std::string_view bytes, std::string& out) {
   if (!valid_utf8(bytes)) return false;
@@ -335,13 +400,13 @@ bool parse_shell_command(const std::vector<std::string>& words, Command& out, st
         out.prefix = true;
       } else if (w == "--limit") {
         if (i + 1 >= words.size() || !parse_u64(words[i + 1], out.limit)) {
-          error = "--limit needs a non-negative number";
+          error = "--limit needs a number from 0 to 18446744073709551615";
           return false;
         }
         ++i;
       } else if (w.rfind("--limit=", 0) == 0) {
         if (!parse_u64(std::string_view(w).substr(8), out.limit)) {
-          error = "--limit needs a non-negative number";
+          error = "--limit needs a number from 0 to 18446744073709551615";
           return false;
         }
       } else {
@@ -399,11 +464,30 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   CLI::App app{
       "kovan-cli: command-line client of Kovan KV.\n"
       "With a command, runs it and exits (0 ok, 1 not found, 2 usage, 3 server or connection\n"
-      "error); without one, starts an interactive shell (type help)."};
+      "error); without one, starts a shell reading commands from stdin (type help), which,\n"
+      "reading a script, exits with the code of the first command that failed."};
   app.add_option("--addr", o.addr, "Server address host:port")->capture_default_str();
-  app.add_flag("--json", o.json, "Print results as JSON (one object per command)");
-  app.add_option("--timeout", o.timeout_ms, "Connect and request timeout in milliseconds")
-      ->capture_default_str();
+  auto* json = app.add_flag("--json", o.json, "Print results as JSON (one object per command)");
+  app.add_flag("--raw", o.raw,
+               "Print keys and values as raw bytes (default: control bytes, tab, newline and "
+               "backslash escaped)")
+      ->excludes(json);
+  app.add_flag("-e,--stop-on-error", o.stop_on_error,
+               "Shell reading a script: stop at the first failed command");
+  // Numbers are taken as text and checked here: CLI11 would wrap "-1" into an unsigned.
+  std::string timeout_text = std::to_string(o.timeout_ms);
+  app.add_option("--timeout", timeout_text, "Connect and request timeout in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            std::uint64_t n = 0;
+            if (!parse_u64(v, n) || n > std::numeric_limits<std::uint32_t>::max()) {
+              return "--timeout needs a number of milliseconds from 0 to 4294967295";
+            }
+            return {};
+          },
+          ""))
+      ->type_name("MS");
   app.require_subcommand(0, 1);
 
   Command& c = o.command;
@@ -417,7 +501,16 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   auto* range = app.add_subcommand("range", "List keys in [START, END), or with a prefix");
   range->add_option("start", c.key, "First key (the prefix with --prefix)")->required();
   range->add_option("end", c.value, "End key, exclusive (omit: no upper bound)");
-  range->add_option("--limit", c.limit, "At most N keys (0: all)");
+  std::string limit_text = "0";
+  range->add_option("--limit", limit_text, "At most N keys (0: all; at most 18446744073709551615)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            std::uint64_t n = 0;
+            return parse_u64(v, n) ? std::string()
+                                   : "--limit needs a number from 0 to 18446744073709551615";
+          },
+          ""))
+      ->type_name("N");
   range->add_flag("--prefix", c.prefix, "Keys starting with START");
   auto* stats = app.add_subcommand("stats", "Server counters");
   auto* ping = app.add_subcommand("ping", "Round trip to the server");
@@ -433,6 +526,11 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     outcome.output = out.str() + err.str();
     return outcome;
   }
+  // Both passed their checks above.
+  std::uint64_t timeout = 0;
+  (void)parse_u64(timeout_text, timeout);
+  o.timeout_ms = static_cast<std::uint32_t>(timeout);
+  (void)parse_u64(limit_text, c.limit);
   using K = Command::Kind;
   if (get->parsed()) c.kind = K::kGet;
   if (put->parsed()) c.kind = K::kPut;
@@ -448,9 +546,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   return outcome;
 }
 
-int execute(client::Client& client, const Command& command, bool json,
+int execute(client::Client& client, const Command& command, const Format& format,
             std::optional<client::Transaction>* txn, std::ostream& out, std::ostream& err) {
   using K = Command::Kind;
+  const bool json = format.json;
+  // Keys and values in plain output: escaped unless --raw.
+  auto shown = [&](const std::string& bytes) { return format.raw ? bytes : escape_bytes(bytes); };
   client::Transaction* t = (txn != nullptr && txn->has_value()) ? &txn->value() : nullptr;
   // A transaction the server has finished (expired, connection lost) leaves the slot.
   auto settle = [&] {
@@ -473,8 +574,6 @@ int execute(client::Client& client, const Command& command, bool json,
         if (r.status().is_not_found()) {
           if (json) {
             out << "{\"ok\":false,\"error\":\"NOT_FOUND\",\"found\":false}\n";
-          } else if (txn != nullptr) {
-            out << "(not found)\n";
           } else {
             err << "(not found)\n";
           }
@@ -485,7 +584,7 @@ int execute(client::Client& client, const Command& command, bool json,
       if (json) {
         out << "{\"ok\":true,\"found\":true,\"kv\":" << json_kv(r.value()) << "}\n";
       } else {
-        out << r->value << '\n';
+        out << shown(r->value) << '\n';
       }
       return kExitOk;
     }
@@ -520,7 +619,7 @@ int execute(client::Client& client, const Command& command, bool json,
         out << "{\"ok\":true,\"deleted\":" << r->deleted << ",\"revision\":" << r->revision
             << "}\n";
       } else {
-        out << (r->deleted != 0 ? "deleted\n" : "(not found)\n");
+        (r->deleted != 0 ? out : err) << (r->deleted != 0 ? "deleted\n" : "(not found)\n");
       }
       return r->deleted != 0 ? kExitOk : kExitNotFound;
     }
@@ -541,11 +640,8 @@ int execute(client::Client& client, const Command& command, bool json,
         }
         out << "]}\n";
       } else {
-        for (const KeyValue& kv : r->kvs) out << kv.key << '\t' << kv.value << '\n';
-        if (r->more) {
-          (txn != nullptr ? out : err)
-              << "(" << r->kvs.size() << " of " << r->count << " keys shown)\n";
-        }
+        for (const KeyValue& kv : r->kvs) out << shown(kv.key) << '\t' << shown(kv.value) << '\n';
+        if (r->more) err << "(" << r->kvs.size() << " of " << r->count << " keys shown)\n";
       }
       return kExitOk;
     }
@@ -628,11 +724,18 @@ int execute(client::Client& client, const Command& command, bool json,
 }
 
 int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::ostream& err,
-              bool interactive, bool json) {
+              const ShellOptions& options) {
+  const bool json = options.format.json;
   std::optional<client::Transaction> txn;
   std::string line;
+  int status = kExitOk;  // the exit code of the first failed command
+  auto failed = [&](int code) {
+    if (code == kExitOk || code == kExitNotFound) return false;
+    if (status == kExitOk) status = code;
+    return !options.interactive && options.stop_on_error;
+  };
   for (;;) {
-    if (interactive) {
+    if (options.interactive) {
       out << (txn ? "kovan(txn " + std::to_string(txn->id()) + ")> " : std::string("kovan> "))
           << std::flush;
     }
@@ -648,14 +751,20 @@ int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::
       } else {
         err << "(error) " << error << '\n';
       }
+      out << std::flush;
+      if (failed(kExitUsage)) break;
       continue;
     }
     if (command.kind == Command::Kind::kQuit) break;
-    (void)execute(client, command, json, &txn, out, err);
+    const int code = execute(client, command, options.format, &txn, out, err);
     out << std::flush;
+    if (failed(code)) break;
   }
-  if (txn && txn->open() && interactive) err << "(open transaction aborted)\n";
-  return kExitOk;
+  if (txn && txn->open()) {
+    err << "(open transaction aborted)\n";
+    (void)txn->abort();
+  }
+  return options.interactive ? kExitOk : status;
 }
 
 }  // namespace kv::cli

@@ -40,9 +40,18 @@ struct Command {
   client::Isolation isolation = client::Isolation::kSerializable;
 };
 
+// How results are printed: plain text (bytes of keys and values escaped, see
+// escape_bytes), plain text with raw bytes, or one JSON object per command.
+struct Format {
+  bool json = false;
+  bool raw = false;
+};
+
 struct Options {
   std::string addr = "127.0.0.1:7379";
   bool json = false;
+  bool raw = false;
+  bool stop_on_error = false;
   std::uint32_t timeout_ms = 5000;
   Command command;
 };
@@ -73,18 +82,38 @@ struct ParseOutcome {
 // otherwise, leaving `out` unchanged).
 [[nodiscard]] bool json_string(std::string_view bytes, std::string& out);
 
-// Runs one command and prints its outcome to `out` (errors to `err` in plain mode; in JSON
-// mode everything, errors included, is one JSON object on `out`). `txn` is the shell's
-// transaction slot (null for one-shot commands, which then refuse begin/commit/abort):
-// get/put/del/range run inside the transaction it holds, begin fills it, commit and abort
-// empty it. Returns the exit code the command maps to.
-int execute(client::Client& client, const Command& command, bool json,
+// The bytes of a key or value as plain output shows them: printable ASCII and UTF-8 text
+// unchanged, except backslash as \\, tab as \t, newline as \n and carriage return as \r;
+// every other byte (C0 controls, DEL, the UTF-8 encodings of C1 controls, bytes that are
+// not part of valid UTF-8) as \xHH. No byte can then move the cursor or reach the
+// terminal as a control sequence, and a line of output is one line. The shell's double
+// quotes read the escapes back to the same bytes.
+[[nodiscard]] std::string escape_bytes(std::string_view bytes);
+
+// A decimal unsigned 64-bit number: digits only, no sign, no blanks, at most 2^64 - 1.
+[[nodiscard]] bool parse_u64(std::string_view text, std::uint64_t& out);
+
+// Runs one command and prints its outcome to `out`: results on `out`; errors and notes
+// such as "(not found)" on `err` in plain mode; in JSON mode everything, errors included,
+// is one JSON object on `out`. `txn` is the shell's transaction slot (null for one-shot
+// commands, which then refuse begin/commit/abort): get/put/del/range run inside the
+// transaction it holds, begin fills it, commit and abort empty it. Returns the exit code
+// the command maps to.
+int execute(client::Client& client, const Command& command, const Format& format,
             std::optional<client::Transaction>* txn, std::ostream& out, std::ostream& err);
 
-// The interactive shell over `in`. Prompts only when `interactive`. Returns 0 at end of
-// input or `quit`.
+struct ShellOptions {
+  bool interactive = false;    // prompt, and exit 0 whatever the commands did
+  bool stop_on_error = false;  // stop at the first failed command (not interactive)
+  Format format;
+};
+
+// The shell over `in`, until end of input or `quit`. Interactive: returns 0. Otherwise:
+// returns the exit code of the first command that failed (2 usage, 3 server or
+// connection error; a key not found is not a failure) or 0; with `stop_on_error` it stops
+// at that command, aborting an open transaction.
 int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::ostream& err,
-              bool interactive, bool json);
+              const ShellOptions& options);
 
 // The text printed by `help` in the shell.
 [[nodiscard]] std::string_view shell_help();

@@ -31,7 +31,11 @@ int main(int argc, char** argv) {
     if (interactive) {
       std::cout << "kovan-cli connected to " << o.addr << " (type help)\n";
     }
-    return run_shell(client, std::cin, std::cout, std::cerr, interactive, o.json);
+    ShellOptions shell;
+    shell.interactive = interactive;
+    shell.stop_on_error = o.stop_on_error;
+    shell.format = Format{o.json, o.raw};
+    return run_shell(client, std::cin, std::cout, std::cerr, shell);
   }
-  return execute(client, o.command, o.json, nullptr, std::cout, std::cerr);
+  return execute(client, o.command, Format{o.json, o.raw}, nullptr, std::cout, std::cerr);
 }

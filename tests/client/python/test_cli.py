@@ -109,6 +109,86 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 3)
         self.assertIn("UNAVAILABLE", r.stderr)
 
+    def raw_cli(self, *args, stdin=None):
+        """kovan-cli with stdout and stderr as bytes (no decoding, no newline translation)."""
+        return subprocess.run([CLI_BIN, "--addr", self.server.address] + list(args),
+                              input=stdin, capture_output=True, timeout=30)
+
+    def test_limit_outside_the_unsigned_64_bit_range_is_a_usage_error(self):
+        for bad in ("-1", "18446744073709551616", "99999999999999999999999", "1e3", "0x10", ""):
+            r = self.cli("range", "lim/", "lim0", "--limit", bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            self.assertEqual(r.stdout, "", bad)
+            r = self.cli("range", "lim/", "lim0", "--limit=" + bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            r = self.cli(stdin=f"range lim/ lim0 --limit '{bad}'\n")
+            self.assertEqual(r.returncode, 2, (bad, r.stdout, r.stderr))
+            self.assertIn("--limit", r.stderr)
+        self.assertEqual(self.cli("range", "lim/", "lim0", "--limit", "18446744073709551615").returncode, 0)
+        r = self.cli(stdin="range lim/ lim0 --limit 18446744073709551615\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.cli("--timeout", "-1", "ping").returncode, 2)
+
+    def test_plain_output_escapes_control_bytes_unless_raw(self):
+        # A terminal title sequence, tab, newline, CR, backslash, a NUL, a lone 0xff and
+        # UTF-8 text.
+        stored = b"\x1b]0;owned\x07a\tb\nc\rd\\e\x00f\xffg h\xc3\xa9 \xc2\x9b"
+        script = 'put esc/k "\\x1b]0;owned\\x07a\\tb\\nc\\rd\\\\e\\0f\\xffg h\\xc3\\xa9 \\xc2\\x9b"\n'
+        self.assertEqual(self.raw_cli(stdin=script.encode()).returncode, 0)
+        self.assertEqual(self.raw_cli(stdin=b'put "esc/\\nk2" v\n').returncode, 0)
+        escaped = b"\\x1b]0;owned\\x07a\\tb\\nc\\rd\\\\e\\x00f\\xffg h\xc3\xa9 \\xc2\\x9b"
+        r = self.raw_cli("get", "esc/k")
+        self.assertEqual((r.returncode, r.stdout), (0, escaped + b"\n"))
+        r = self.raw_cli("range", "esc/", "--prefix")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout, b"esc/\\nk2\tv\nesc/k\t" + escaped + b"\n")
+        # The shell prints the same way.
+        r = self.raw_cli(stdin=b"get esc/k\n")
+        self.assertEqual(r.stdout, escaped + b"\n")
+        # --raw writes the bytes unchanged.
+        r = self.raw_cli("--raw", "get", "esc/k")
+        self.assertEqual((r.returncode, r.stdout), (0, stored + b"\n"))
+        r = self.raw_cli("--raw", "range", "esc/k", "esc/l")
+        self.assertEqual(r.stdout, b"esc/k\t" + stored + b"\n")
+        self.assertEqual(self.raw_cli("--raw", "--json", "ping").returncode, 2)
+
+    def test_not_found_is_a_note_on_stderr_for_get_and_del(self):
+        for args in (("get", "nf/absent"), ("del", "nf/absent")):
+            r = self.cli(*args)
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (1, "", "(not found)\n"), args)
+        r = self.cli(stdin="get nf/absent\ndel nf/absent\nbegin\nget nf/absent\nabort\n")
+        self.assertEqual(r.stderr.count("(not found)"), 3, r.stderr)
+        self.assertNotIn("not found", r.stdout)
+
+    def test_shell_exit_status_reports_the_first_failure(self):
+        # Every command runs; the exit code is that of the first command that failed.
+        r = self.cli(stdin="put ex/a 1\nget ex/missing\nping\n")
+        self.assertEqual(r.returncode, 0, r.stderr)  # not found is not a failure
+        r = self.cli(stdin="put ex/b 1\nbogus\nput ex/c 1\ncommit\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(self.cli("get", "ex/c").returncode, 0)  # went on after the error
+        r = self.cli(stdin="commit\nbogus\n")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        r = self.cli(stdin="put '' v\nping\n")
+        self.assertEqual(r.returncode, 3, r.stderr)  # the server refused the empty key
+        r = self.cli("--json", stdin="bogus\nping\n")
+        self.assertEqual(r.returncode, 2, r.stdout)
+        # quit ends the session with the same status.
+        r = self.cli(stdin="commit\nquit\nping\n")
+        self.assertEqual(r.returncode, 3)
+        self.assertNotIn("PONG", r.stdout)
+
+    def test_shell_stop_on_error_aborts_the_open_transaction(self):
+        script = "begin\nput ex/stop 1\nput '' v\ncommit\n"
+        r = self.cli("--stop-on-error", stdin=script)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertNotIn("COMMITTED", r.stdout)
+        self.assertEqual(self.cli("get", "ex/stop").returncode, 1)  # aborted, not committed
+        r = self.cli(stdin=script)  # without the flag the commit runs
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("COMMITTED", r.stdout)
+        self.assertEqual(self.cli("get", "ex/stop").returncode, 0)
+
     def test_shell_script_through_stdin(self):
         script = "\n".join([
             "help",
@@ -128,13 +208,13 @@ class CliTest(unittest.TestCase):
             "put 'unterminated",
         ]) + "\n"
         r = self.cli(stdin=script)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.returncode, 3, r.stderr)  # the first failure: commit without begin
         out = r.stdout
         self.assertIn("BEGIN snapshot", out)
         self.assertIn("hello world\n", out)
         self.assertIn("COMMITTED", out)
         self.assertIn("ABORTED", out)
-        self.assertIn("(not found)", out)
+        self.assertIn("(not found)", r.stderr)
         self.assertIn("no open transaction", r.stderr)
         self.assertIn("unknown command", r.stderr)
         self.assertIn("unterminated", r.stderr)
@@ -167,7 +247,7 @@ class CliTest(unittest.TestCase):
             self.assertFalse(send("commit")["ok"])
         finally:
             shell.stdin.close()
-            self.assertEqual(shell.wait(timeout=30), 0)
+            self.assertEqual(shell.wait(timeout=30), 3)  # the second commit failed
             shell.stdout.close()
 
 

@@ -193,5 +193,43 @@ class ReconnectTest(unittest.TestCase):
             server.close()
 
 
+class FrameLimitTest(unittest.TestCase):
+    """A request over the server's --max-frame-bytes is refused from its header, unread:
+    the client reports it as not applied, not as a write of unknown outcome."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerProcess("--threads", "2", "--max-frame-bytes", "64KiB")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def test_request_refused_by_the_server_was_not_applied(self):
+        c = kv.Client("127.0.0.1", self.server.port)  # accepts 4 MiB frames: it sends
+        try:
+            with self.assertRaises(kv.ResourceExhausted) as e:
+                c.put("big", b"x" * (100 * 1024))
+            self.assertFalse(e.exception.outcome_unknown)
+            self.assertIn("not applied", e.exception.message)
+            self.assertIn("exceeds the limit", e.exception.message)
+            self.assertIsNone(c.get("big"))  # reconnects
+            self.assertEqual(c.generation, 2)
+        finally:
+            c.close()
+
+    def test_request_over_the_clients_limit_is_not_sent(self):
+        c = kv.Client("127.0.0.1", self.server.port, max_frame_bytes=64 * 1024)
+        try:
+            with self.assertRaises(kv.ResourceExhausted) as e:
+                c.put("big", b"x" * (100 * 1024))
+            self.assertFalse(e.exception.outcome_unknown)
+            self.assertIn("not applied", e.exception.message)
+            self.assertIsNone(c.get("big"))
+            self.assertEqual(c.generation, 1)  # the connection was kept
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
