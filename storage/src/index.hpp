@@ -37,7 +37,7 @@
 // I6. A node is removed only by the holder of its commit lock, when its chain is empty and
 //     the node is fully linked; the remover then sets `owner` to kDeadOwner for good (so no
 //     transaction can lock it again) before marking it. The engine's owner protocol is in
-//     engine.cpp (E6).
+//     engine_impl.hpp (E6).
 // I7. The hash table (find()'s fast path) holds exactly the nodes that are inserted and not
 //     yet removed: a node joins its bucket's chain before it is flagged fully_linked (so
 //     before anyone can remove it) and leaves it in remove(), after it is marked and before

@@ -43,7 +43,7 @@ class CommitClock {
 
   // Hands out the next commit timestamp. seq_cst RMW: a committer's lock acquisitions
   // (sequenced before this) happen-before the validation of any later committer (which
-  // reads this clock first) — see engine.cpp, validate().
+  // reads this clock first) — see commit.cpp, validate().
   Revision acquire() noexcept {
     const Revision ts = last_.fetch_add(1, std::memory_order_seq_cst) + 1;
     // Only possible with >= kRing commits in flight; wait for the ring slot to be reusable.

@@ -1,0 +1,170 @@
+// storage/src/commit.cpp — the commit protocol (docs/STORAGE.md, section 3): lock every
+// written key (E1, E6), take a commit timestamp, validate (E5), install, unlock, finish the
+// timestamp, wait until it is visible (E3), then prune the chains it lengthened (E4).
+//
+// Memory orders: the lock word KeyNode::owner is taken with an acq_rel CAS and given back
+// with a release store (pairs listed at try_lock/unlock); a version is published by the
+// release store of `head` (pairs with the guarded acquire loads of readers). The clock's
+// orders are in snapshots.hpp.
+#include "engine_impl.hpp"
+
+namespace kv::storage::detail {
+
+namespace {
+
+enum class LockResult : std::uint8_t { kLocked, kBusy, kDead };
+
+// Try-locks n for `owner`; waits only for a pruner (bounded, E4), never for a committer.
+// kDead: n was removed from the index (E6); look the key up again.
+LockResult try_lock(KeyNode* n, std::uint64_t owner) noexcept {
+  for (;;) {
+    std::uint64_t expected = 0;
+    // acq_rel: acquire pairs with the previous owner's release unlock (we see its
+    // installed versions); the lock is ordered before our clock RMW (validate()).
+    if (n->owner.compare_exchange_strong(expected, owner, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+      return LockResult::kLocked;
+    }
+    if (expected == kDeadOwner) return LockResult::kDead;
+    if (expected != kGcOwner) return LockResult::kBusy;
+    std::this_thread::yield();
+  }
+}
+
+void unlock(KeyNode* n) noexcept {
+  // release: publishes the versions installed under the lock (pairs with try_lock and
+  // with the acquire owner loads of validate()).
+  n->owner.store(0, std::memory_order_release);
+}
+
+// E5 / docs "Serializable validation": nothing committed (or committing) on n since
+// start_ts, other than by this transaction.
+bool unchanged(const KeyNode* n, const TxnState& t, const kovan::Guard& g) noexcept {
+  // acquire: pairs with unlock()'s release, so an unlocked key shows its new version.
+  const std::uint64_t o = n->owner.load(std::memory_order_acquire);
+  if (o != 0 && o != t.id && o != kGcOwner && o != kDeadOwner) return false;
+  const Version* v = n->head.load(g);
+  return v == nullptr || v->commit_ts <= t.start_ts;
+}
+
+}  // namespace
+
+bool EngineImpl::validate(const TxnState& t, const std::vector<KeyNode*>& locked,
+                          const kovan::Guard& g) {
+  if (t.iso == Isolation::kSnapshot) {
+    // First committer wins: no other commit on a written key since the snapshot.
+    for (const KeyNode* n : locked) {
+      const Version* v = n->head.load(g);
+      if (v != nullptr && v->commit_ts > t.start_ts) return false;
+    }
+    return true;
+  }
+  // A key read that has no node now changed nothing since start_ts: a chain that gained a
+  // version after start_ts cannot be emptied (and its node removed) while t's snapshot is
+  // registered (docs/STORAGE.md, "Validation across removal").
+  for (const std::string& k : t.read_keys) {
+    const KeyNode* n = index_.find(k, g);
+    if (n != nullptr && !unchanged(n, t, g)) return false;
+  }
+  for (const RangeRead& r : t.ranges) {
+    for (const KeyNode* n = index_.lower_bound(r.lo, g);
+         n != nullptr && in_upper(n->key, r.hi, r.hi_inclusive); n = index_.next(n, g)) {
+      if (!unchanged(n, t, g)) return false;
+    }
+  }
+  return true;
+}
+
+void EngineImpl::install(KeyNode* n, const std::optional<std::string>& value, Revision ts,
+                         const kovan::Guard& g) {
+  Version* old = n->head.load(g);
+  const bool old_live = old != nullptr && !old->tombstone;
+  Version* v;
+  if (!value) {
+    if (!old_live) return;  // deleting an absent key writes nothing
+    v = new Version(ts, 0, 0, true, {});
+  } else if (old_live) {
+    v = new Version(ts, old->create_rev, old->version + 1, false, *value);
+  } else {
+    v = new Version(ts, ts, 1, false, *value);
+  }
+  v->next.store(old, std::memory_order_relaxed);  // published by the head store below
+  // release: publishes the version's fields (pairs with guarded acquire loads of head).
+  n->head.store(v, std::memory_order_release);
+  live_versions_.fetch_add(1, std::memory_order_relaxed);
+  version_bytes_.fetch_add(v->footprint(), std::memory_order_relaxed);
+  const bool new_live = !v->tombstone;
+  if (new_live && !old_live) live_keys_.fetch_add(1, std::memory_order_relaxed);
+  if (!new_live && old_live) live_keys_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Result<Revision> EngineImpl::txn_commit(TxnState& t) {
+  if (t.writes.empty()) {  // read-only: never validates, never aborts
+    close_snapshot(t);
+    t.phase = Phase::kCommitted;
+    commits_.fetch_add(1, std::memory_order_relaxed);
+    return t.start_ts;
+  }
+  // One guard for the whole commit: `locked` holds KeyNode* until the pruning at the end.
+  kovan::Guard g = kovan::pin();
+  std::vector<KeyNode*> locked;
+  locked.reserve(t.writes.size());
+  for (const auto& [key, value] : t.writes) {
+    KeyNode* n = nullptr;
+    LockResult lr = LockResult::kDead;
+    for (int tries = 0; lr == LockResult::kDead; ++tries) {
+      // E6: a removed node is replaced by a fresh one. Until its remover marks it (a few
+      // instructions after setting the dead owner), the lookup can still return it.
+      if (tries > 0) std::this_thread::yield();
+      bool inserted = false;
+      n = index_.find_or_insert(key, g, &inserted);
+      lr = try_lock(n, t.id);
+    }
+    if (lr == LockResult::kBusy) {
+      // The message is built before abort_locked() clears the write set `key` lives in.
+      Status conflict(StatusCode::kConflict,
+                      "key '" + key + "' is being committed by another transaction");
+      for (KeyNode* m : locked) unlock(m);
+      abort_locked(t, AbortCause::kConflict);
+      return conflict;
+    }
+    locked.push_back(n);
+  }
+  const Revision ts = clock_.acquire();
+  if (!validate(t, locked, g)) {
+    for (KeyNode* m : locked) unlock(m);
+    clock_.finish(ts);  // abandoned: installs nothing
+    abort_locked(t, AbortCause::kConflict);
+    return Status(StatusCode::kConflict,
+                  t.iso == Isolation::kSnapshot
+                      ? "a written key was committed by another transaction after the snapshot"
+                      : "data read by the transaction changed after its snapshot");
+  }
+  {
+    std::size_t i = 0;
+    for (const auto& [key, value] : t.writes) install(locked[i++], value, ts, g);
+  }
+  for (KeyNode* m : locked) unlock(m);
+  clock_.finish(ts);
+  clock_.wait_visible(ts);  // E3
+  close_snapshot(t);
+  t.phase = Phase::kCommitted;
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  // Interval GC on the chains this commit lengthened. The watermark policy, kept for
+  // comparison, prunes in the sweeper only (as horizon-based systems vacuum in the
+  // background): its chains are long, and walking them on every commit would be quadratic.
+  if (opts_.gc_policy == GcPolicy::kWatermark) return ts;
+  GcView view;
+  bool have_view = false;
+  for (KeyNode* n : locked) {
+    if (!needs_prune(n, g)) continue;
+    if (!have_view) {
+      view = gc_view();
+      have_view = true;
+    }
+    prune_key(n, view, g);
+  }
+  return ts;
+}
+
+}  // namespace kv::storage::detail
