@@ -1,6 +1,13 @@
 // storage/src/commit.cpp — the commit protocol (docs/STORAGE.md, section 3): lock every
-// written key (E1, E6), take a commit timestamp, validate (E5), install, unlock, finish the
-// timestamp, wait until it is visible (E3), then prune the chains it lengthened (E4).
+// written key (E1, E6), take a commit timestamp, validate (E5), build the new versions,
+// publish them, unlock, finish the timestamp, wait until it is visible (E3), then prune the
+// chains it lengthened (E4).
+//
+// E7. Exception safety: the locks and the timestamp are held by RAII objects, and every
+//     allocation of a commit happens before its first version is published; a bad_alloc
+//     leaves no lock held, finishes the timestamp as abandoned and applies nothing (the
+//     commit returns RESOURCE_EXHAUSTED). Code that runs under a pruner's lock allocates
+//     nothing (noexcept).
 //
 // Memory orders: the lock word KeyNode::owner is taken with an acq_rel CAS and given back
 // with a release store (pairs listed at try_lock/unlock); a version is published by the
@@ -47,6 +54,54 @@ bool unchanged(const KeyNode* n, const TxnState& t, const kovan::Guard& g) noexc
   return v == nullptr || v->commit_ts <= t.start_ts;
 }
 
+// The commit locks one commit holds. Every lock is given back by unlock_all() or, if the
+// commit unwinds (bad_alloc), by the destructor. The node list outlives unlock_all() for the
+// pruning that follows (the commit's guard keeps the nodes alive, I1).
+class CommitLocks {
+ public:
+  explicit CommitLocks(std::size_t n) { nodes_.reserve(n); }  // may throw: nothing held yet
+  ~CommitLocks() { unlock_all(); }
+  CommitLocks(const CommitLocks&) = delete;
+  CommitLocks& operator=(const CommitLocks&) = delete;
+
+  void add(KeyNode* n) noexcept { nodes_.push_back(n); }  // within the reserved capacity
+  void unlock_all() noexcept {
+    if (held_) {
+      for (KeyNode* m : nodes_) unlock(m);
+      held_ = false;
+    }
+  }
+  const std::vector<KeyNode*>& nodes() const noexcept { return nodes_; }
+
+ private:
+  std::vector<KeyNode*> nodes_;
+  bool held_ = true;
+};
+
+// A commit timestamp taken from the clock. It must be finished exactly once, installed or
+// abandoned, or W stalls behind it for good and every later commit waits forever (C1, E3);
+// the destructor finishes it (as abandoned) if the commit unwinds before finish().
+class PendingTimestamp {
+ public:
+  explicit PendingTimestamp(CommitClock& clock) noexcept : clock_(clock), ts_(clock.acquire()) {}
+  ~PendingTimestamp() { finish(); }
+  PendingTimestamp(const PendingTimestamp&) = delete;
+  PendingTimestamp& operator=(const PendingTimestamp&) = delete;
+
+  Revision value() const noexcept { return ts_; }
+  void finish() noexcept {
+    if (!finished_) {
+      finished_ = true;
+      clock_.finish(ts_);
+    }
+  }
+
+ private:
+  CommitClock& clock_;
+  const Revision ts_;
+  bool finished_ = false;
+};
+
 }  // namespace
 
 bool EngineImpl::validate(const TxnState& t, const std::vector<KeyNode*>& locked,
@@ -75,19 +130,23 @@ bool EngineImpl::validate(const TxnState& t, const std::vector<KeyNode*>& locked
   return true;
 }
 
-void EngineImpl::install(KeyNode* n, const std::optional<std::string>& value, Revision ts,
-                         const kovan::Guard& g) {
+std::unique_ptr<Version> EngineImpl::make_version(const KeyNode* n,
+                                                  const std::optional<std::string>& value,
+                                                  Revision ts, const kovan::Guard& g) {
+  // The head is stable: we hold the key's lock (I5).
+  const Version* old = n->head.load(g);
+  const bool old_live = old != nullptr && !old->tombstone;
+  if (!value && !old_live) return nullptr;  // deleting an absent key writes nothing
+  fault_point(AllocationFaults::Site::kVersion);
+  if (!value) return std::make_unique<Version>(ts, 0, 0, true, std::string_view());
+  if (old_live)
+    return std::make_unique<Version>(ts, old->create_rev, old->version + 1, false, *value);
+  return std::make_unique<Version>(ts, ts, 1, false, *value);
+}
+
+void EngineImpl::publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept {
   Version* old = n->head.load(g);
   const bool old_live = old != nullptr && !old->tombstone;
-  Version* v;
-  if (!value) {
-    if (!old_live) return;  // deleting an absent key writes nothing
-    v = new Version(ts, 0, 0, true, {});
-  } else if (old_live) {
-    v = new Version(ts, old->create_rev, old->version + 1, false, *value);
-  } else {
-    v = new Version(ts, ts, 1, false, *value);
-  }
   v->next.store(old, std::memory_order_relaxed);  // published by the head store below
   // release: publishes the version's fields (pairs with guarded acquire loads of head).
   n->head.store(v, std::memory_order_release);
@@ -105,10 +164,23 @@ Result<Revision> EngineImpl::txn_commit(TxnState& t) {
     commits_.fetch_add(1, std::memory_order_relaxed);
     return t.start_ts;
   }
-  // One guard for the whole commit: `locked` holds KeyNode* until the pruning at the end.
+  try {
+    return commit_writes(t);
+  } catch (const std::bad_alloc&) {
+    // commit_writes gave back every lock and its timestamp, and published nothing.
+    abort_locked(t, AbortCause::kOutOfMemory);
+    return Status(StatusCode::kResourceExhausted,
+                  "out of memory while committing; nothing was applied");
+  }
+}
+
+// Exception safety: every allocation (index nodes, versions, messages) happens while the
+// locks and the timestamp are owned by the RAII holders above, and before the first version
+// is published; a bad_alloc therefore unwinds to "nothing applied, nothing held".
+Result<Revision> EngineImpl::commit_writes(TxnState& t) {
+  // One guard for the whole commit: the locked nodes are used until the pruning at the end.
   kovan::Guard g = kovan::pin();
-  std::vector<KeyNode*> locked;
-  locked.reserve(t.writes.size());
+  CommitLocks locks(t.writes.size());
   for (const auto& [key, value] : t.writes) {
     KeyNode* n = nullptr;
     LockResult lr = LockResult::kDead;
@@ -117,6 +189,7 @@ Result<Revision> EngineImpl::txn_commit(TxnState& t) {
       // instructions after setting the dead owner), the lookup can still return it.
       if (tries > 0) std::this_thread::yield();
       bool inserted = false;
+      fault_point(AllocationFaults::Site::kIndexInsert);
       n = index_.find_or_insert(key, g, &inserted);
       lr = try_lock(n, t.id);
     }
@@ -124,47 +197,64 @@ Result<Revision> EngineImpl::txn_commit(TxnState& t) {
       // The message is built before abort_locked() clears the write set `key` lives in.
       Status conflict(StatusCode::kConflict,
                       "key '" + key + "' is being committed by another transaction");
-      for (KeyNode* m : locked) unlock(m);
+      locks.unlock_all();
       abort_locked(t, AbortCause::kConflict);
       return conflict;
     }
-    locked.push_back(n);
+    locks.add(n);
   }
-  const Revision ts = clock_.acquire();
-  if (!validate(t, locked, g)) {
-    for (KeyNode* m : locked) unlock(m);
-    clock_.finish(ts);  // abandoned: installs nothing
+  std::vector<std::unique_ptr<Version>> fresh;  // built, not yet published
+  fresh.reserve(t.writes.size());
+  PendingTimestamp ts(clock_);
+  if (!validate(t, locks.nodes(), g)) {
+    Status conflict(StatusCode::kConflict,
+                    t.iso == Isolation::kSnapshot
+                        ? "a written key was committed by another transaction after the snapshot"
+                        : "data read by the transaction changed after its snapshot");
+    locks.unlock_all();
+    ts.finish();  // abandoned: installs nothing
     abort_locked(t, AbortCause::kConflict);
-    return Status(StatusCode::kConflict,
-                  t.iso == Isolation::kSnapshot
-                      ? "a written key was committed by another transaction after the snapshot"
-                      : "data read by the transaction changed after its snapshot");
+    return conflict;
   }
   {
     std::size_t i = 0;
-    for (const auto& [key, value] : t.writes) install(locked[i++], value, ts, g);
+    for (const auto& [key, value] : t.writes) {
+      fresh.push_back(make_version(locks.nodes()[i++], value, ts.value(), g));
+    }
   }
-  for (KeyNode* m : locked) unlock(m);
-  clock_.finish(ts);
-  clock_.wait_visible(ts);  // E3
+  // Nothing below allocates (the pruning catches its own failures).
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (fresh[i]) publish(locks.nodes()[i], fresh[i].release(), g);
+  }
+  locks.unlock_all();
+  ts.finish();
+  clock_.wait_visible(ts.value());  // E3
   close_snapshot(t);
   t.phase = Phase::kCommitted;
   commits_.fetch_add(1, std::memory_order_relaxed);
-  // Interval GC on the chains this commit lengthened. The watermark policy, kept for
-  // comparison, prunes in the sweeper only (as horizon-based systems vacuum in the
-  // background): its chains are long, and walking them on every commit would be quadratic.
-  if (opts_.gc_policy == GcPolicy::kWatermark) return ts;
-  GcView view;
-  bool have_view = false;
-  for (KeyNode* n : locked) {
-    if (!needs_prune(n, g)) continue;
-    if (!have_view) {
-      view = gc_view();
-      have_view = true;
+  prune_written(locks.nodes(), g);
+  return ts.value();
+}
+
+// Interval GC on the chains a commit lengthened. The watermark policy, kept for comparison,
+// prunes in the sweeper only (as horizon-based systems vacuum in the background): its chains
+// are long, and walking them on every commit would be quadratic. Out of memory for the view
+// of the snapshots: the commit stands, and the sweeper prunes later.
+void EngineImpl::prune_written(const std::vector<KeyNode*>& nodes, const kovan::Guard& g) noexcept {
+  if (opts_.gc_policy == GcPolicy::kWatermark) return;
+  try {
+    GcView view;
+    bool have_view = false;
+    for (KeyNode* n : nodes) {
+      if (!needs_prune(n, g)) continue;
+      if (!have_view) {
+        view = gc_view();
+        have_view = true;
+      }
+      prune_key(n, view, g);
     }
-    prune_key(n, view, g);
+  } catch (const std::bad_alloc&) {
   }
-  return ts;
 }
 
 }  // namespace kv::storage::detail

@@ -78,7 +78,7 @@ inline bool in_upper(std::string_view key, std::string_view end, bool inclusive)
 }
 
 enum class Phase : std::uint8_t { kActive, kCommitted, kAborted, kExpired };
-enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser };
+enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory };
 
 // A range read of a serializable transaction: [lo, hi) or [lo, hi]; hi empty = unbounded.
 struct RangeRead {
@@ -174,15 +174,36 @@ class EngineImpl {
 
   // commit.cpp
   bool validate(const TxnState& t, const std::vector<KeyNode*>& locked, const kovan::Guard& g);
-  void install(KeyNode* n, const std::optional<std::string>& value, Revision ts,
-               const kovan::Guard& g);
+  Result<Revision> commit_writes(TxnState& t);
+  std::unique_ptr<Version> make_version(const KeyNode* n, const std::optional<std::string>& value,
+                                        Revision ts, const kovan::Guard& g);
+  void publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept;
+  void prune_written(const std::vector<KeyNode*>& nodes, const kovan::Guard& g) noexcept;
+  void fault_point(AllocationFaults::Site site) {
+    if (opts_.alloc_faults) opts_.alloc_faults->before_allocation(site);
+  }
 
   // gc.cpp
   GcView gc_view();
-  void prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g);
-  void prune_chain(KeyNode* n, const GcView& view, const kovan::Guard& g);
-  void retire_run(Version* from, const Version* to, const kovan::Guard& g);
+  // The pruning under a key's lock never allocates (nothing can throw while the lock is held).
+  void prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept;
+  void prune_chain(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept;
+  void retire_run(Version* from, const Version* to, const kovan::Guard& g) noexcept;
   void sweep();
+
+  // Releases a one-shot operation's snapshot when it goes out of scope (also on an
+  // exception: a leaked slot would pin GC for good). close_snapshot() is idempotent.
+  class SnapshotCloser {
+   public:
+    SnapshotCloser(EngineImpl* e, TxnState& t) noexcept : e_(e), t_(t) {}
+    ~SnapshotCloser() { e_->close_snapshot(t_); }
+    SnapshotCloser(const SnapshotCloser&) = delete;
+    SnapshotCloser& operator=(const SnapshotCloser&) = delete;
+
+   private:
+    EngineImpl* e_;
+    TxnState& t_;
+  };
 
   // one_shot.cpp (the template is defined below: cond_txn.cpp uses it too)
   // Runs body(t) in a fresh serializable transaction and commits it, retrying on CONFLICT.
@@ -216,6 +237,7 @@ class EngineImpl {
   std::atomic<std::uint64_t> aborts_conflict_{0};
   std::atomic<std::uint64_t> aborts_expired_{0};
   std::atomic<std::uint64_t> aborts_user_{0};
+  std::atomic<std::uint64_t> aborts_oom_{0};
   std::atomic<std::uint64_t> gc_sweeps_{0};
   std::atomic<std::uint64_t> nodes_removed_{0};
 
@@ -248,11 +270,9 @@ Result<R> EngineImpl::one_shot(Body&& body, SetRev&& set_rev) {
     TxnState t;
     t.id = next_id();
     if (Status s = open_snapshot(t); !s.ok()) return s;
+    SnapshotCloser closer(this, t);  // also if body throws (e.g. bad_alloc)
     Result<R> r = body(t);
-    if (!r.ok()) {
-      close_snapshot(t);
-      return r;
-    }
+    if (!r.ok()) return r;
     Result<Revision> c = txn_commit(t);
     if (c.ok()) {
       set_rev(r.value(), c.value());

@@ -21,7 +21,7 @@ GcView EngineImpl::gc_view() {
   return v;
 }
 
-void EngineImpl::retire_run(Version* from, const Version* to, const kovan::Guard& g) {
+void EngineImpl::retire_run(Version* from, const Version* to, const kovan::Guard& g) noexcept {
   // Retires the already-unlinked versions from `from` up to (not including) `to`.
   std::uint64_t count = 0;
   std::uint64_t bytes = 0;
@@ -39,7 +39,7 @@ void EngineImpl::retire_run(Version* from, const Version* to, const kovan::Guard
 
 // Prunes one chain if its lock is free (skips it otherwise: the holder prunes later), and
 // removes the key's index node if the chain is then empty (E6).
-void EngineImpl::prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g) {
+void EngineImpl::prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept {
   std::uint64_t expected = 0;
   // acquire: pairs with the last committer's release unlock (we see its versions).
   if (!n->owner.compare_exchange_strong(expected, kGcOwner, std::memory_order_acquire,
@@ -63,7 +63,7 @@ void EngineImpl::prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g
   n->owner.store(0, std::memory_order_release);
 }
 
-void EngineImpl::prune_chain(KeyNode* n, const GcView& view, const kovan::Guard& g) {
+void EngineImpl::prune_chain(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept {
   Version* head = n->head.load(g);
   if (head == nullptr) return;
   // Keep every version newer than the floor, and the one visible at the floor.

@@ -157,6 +157,10 @@ void EngineImpl::abort_locked(TxnState& t, AbortCause cause) {
       t.phase = Phase::kAborted;
       aborts_user_.fetch_add(1, std::memory_order_relaxed);
       break;
+    case AbortCause::kOutOfMemory:
+      t.phase = Phase::kAborted;
+      aborts_oom_.fetch_add(1, std::memory_order_relaxed);
+      break;
   }
 }
 

@@ -11,9 +11,8 @@ Result<KeyValue> EngineImpl::get(std::string_view key) {
   t.track_reads = false;
   if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = open_snapshot(t); !s.ok()) return s;
-  Result<KeyValue> r = txn_get(t, key);
-  close_snapshot(t);
-  return r;
+  SnapshotCloser closer(this, t);
+  return txn_get(t, key);
 }
 
 Result<ScanResult> EngineImpl::scan(std::string_view start, std::string_view end,
@@ -22,9 +21,8 @@ Result<ScanResult> EngineImpl::scan(std::string_view start, std::string_view end
   TxnState t;
   t.track_reads = false;
   if (Status s = open_snapshot(t); !s.ok()) return s;
-  Result<ScanResult> r = txn_scan(t, start, end, o);
-  close_snapshot(t);
-  return r;
+  SnapshotCloser closer(this, t);
+  return txn_scan(t, start, end, o);
 }
 
 Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, bool prev_kv) {

@@ -26,6 +26,7 @@ EngineStats EngineImpl::stats() const {
   s.aborts_conflict = aborts_conflict_.load(std::memory_order_relaxed);
   s.aborts_expired = aborts_expired_.load(std::memory_order_relaxed);
   s.aborts_user = aborts_user_.load(std::memory_order_relaxed);
+  s.aborts_out_of_memory = aborts_oom_.load(std::memory_order_relaxed);
   s.gc_sweeps = gc_sweeps_.load(std::memory_order_relaxed);
   s.index_nodes_removed = nodes_removed_.load(std::memory_order_relaxed);
   const kovan::Stats ks = kovan::stats();
