@@ -189,6 +189,7 @@ void EngineImpl::expire_txns() {
 // ------------------------------------------------------------------ maintenance, shutdown
 void EngineImpl::run_maintenance() {
   expire_txns();
+  registry_.shrink();  // in case a release at the top met a shrink already running
   sweep();
 }
 

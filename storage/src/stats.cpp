@@ -11,6 +11,7 @@ EngineStats EngineImpl::stats() const {
   s.live_versions = live_versions_.load(std::memory_order_relaxed);
   s.bytes = index_.bytes() + version_bytes_.load(std::memory_order_relaxed);
   s.active_snapshots = registry_.active();
+  s.snapshot_slots_scanned = registry_.scan_range();
   {
     std::lock_guard lk(txns_mu_);
     s.active_txns = txns_.size();

@@ -278,6 +278,8 @@ struct EngineStats {
   std::uint64_t bytes = 0;             // approx. bytes held by index nodes and live versions
   std::uint64_t active_txns = 0;       // interactive transactions begun and not finished
   std::uint64_t active_snapshots = 0;  // snapshots registered (txns + one-shot ops)
+  std::uint64_t snapshot_slots_scanned = 0;         // registry slots a pruner scans to collect the
+                                                    // active snapshots (a diagnostic: its cost)
   std::chrono::nanoseconds oldest_snapshot_age{0};  // age of the oldest active txn (0: none)
   Revision revision = 0;                            // current (visible) revision
   std::uint64_t versions_pruned = 0;
