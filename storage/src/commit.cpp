@@ -107,16 +107,22 @@ class PendingTimestamp {
 bool EngineImpl::validate(const TxnState& t, const std::vector<KeyNode*>& locked,
                           const kovan::Guard& g) {
   if (t.iso == Isolation::kSnapshot) {
-    // First committer wins: no other commit on a written key since the snapshot.
+    // First committer wins: no other commit on a written key since the snapshot. An empty
+    // chain may be a key emptied under an older snapshot (E8): its tombstone was newer than
+    // start_ts if the newest such removal is. acquire: pairs with the pruner's release (the
+    // removal also happens-before our insertion of the key's fresh node, through the
+    // index's link locks).
+    const Revision removed = removed_before_snapshot_.load(std::memory_order_acquire);
     for (const KeyNode* n : locked) {
       const Version* v = n->head.load(g);
-      if (v != nullptr && v->commit_ts > t.start_ts) return false;
+      if (v != nullptr ? v->commit_ts > t.start_ts : removed > t.start_ts) return false;
     }
     return true;
   }
-  // A key read that has no node now changed nothing since start_ts: a chain that gained a
-  // version after start_ts cannot be emptied (and its node removed) while t's snapshot is
-  // registered (docs/STORAGE.md, "Validation across removal").
+  // A key read that has no node now reads "absent" as it did at start_ts: a chain that
+  // gained a version after start_ts is emptied (and its node removed) while t's snapshot is
+  // registered only if it ends in a tombstone (E8), so t's read still holds at its commit
+  // point (docs/STORAGE.md, "Validation across removal").
   for (const std::string& k : t.read_keys) {
     const KeyNode* n = index_.find(k, g);
     if (n != nullptr && !unchanged(n, t, g)) return false;

@@ -29,8 +29,9 @@
 //     the oldest registered snapshot (watermark policy). Nothing else is reachable by a
 //     registered or future snapshot (S1), so unlinked versions may be retired.
 // E5. Validation treats a lock held by kGcOwner as free: pruning never changes the commit
-//     timestamp of a head except by clearing a lone tombstone that every registered snapshot
-//     already sees as "absent" (so "newest commit_ts <= start_ts" keeps its answer).
+//     timestamp of a head except by clearing a tombstone that every registered snapshot
+//     already sees as "absent" (so "newest commit_ts <= start_ts" keeps its answer, or
+//     changes only as E8 allows).
 // E6. Index-node removal: only a pruner holding a key's commit lock (kGcOwner) removes its
 //     node, and only when the pruned chain is empty and the node fully linked; it then sets
 //     the owner to kDeadOwner (never changed again) before SkipList::remove marks and unlinks
@@ -38,6 +39,15 @@
 //     fresh node (find_or_insert waits until the dead one is unlinked), so a write is never
 //     installed into a removed node. Validation treats kDeadOwner as free (the chain is empty,
 //     the key reads "absent"). Transactions keep keys, never KeyNode*, across calls.
+// E8. A key whose versions are all newer than every registered snapshot older than W_b, and
+//     whose newest version is a tombstone at or below W_b, reads "absent" at every registered
+//     and future snapshot, and is emptied (then removed, E6) even while older snapshots are
+//     registered. For such an older snapshot the key changed from "absent" to "absent":
+//     serializable validation may treat it as unchanged (the transaction's reads still hold
+//     at its commit point), but snapshot isolation's first-committer-wins must not lose the
+//     write-write conflict, so the pruner records the tombstone's timestamp first
+//     (removed_before_snapshot_) and SI validation treats an empty chain as changed for a
+//     snapshot older than it (conservative: it may abort a writer of another new key).
 #pragma once
 
 #include <algorithm>
@@ -226,6 +236,9 @@ class EngineImpl {
   mutable std::mutex txns_mu_;  // guards txns_; never held while taking a TxnState::mu
   std::unordered_map<std::uint64_t, std::shared_ptr<TxnState>> txns_;
   std::atomic<std::uint64_t> next_id_{kGcOwner + 1};
+  // The newest tombstone whose key was removed while an older snapshot was registered (E8);
+  // snapshot-isolation validation treats an empty chain as changed for older snapshots.
+  std::atomic<Revision> removed_before_snapshot_{0};
   std::atomic<bool> shutdown_{false};
 
   // Counters for stats(); relaxed: each is a standalone statistic, read without ordering.

@@ -66,6 +66,31 @@ void EngineImpl::prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g
 void EngineImpl::prune_chain(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept {
   Version* head = n->head.load(g);
   if (head == nullptr) return;
+  if (head->tombstone && head->commit_ts <= view.floor) {
+    // E8: a key whose whole history is newer than every registered snapshot older than the
+    // floor, and ends in a tombstone that the floor (and so every later snapshot) sees: no
+    // registered or future snapshot can read anything but "absent" from it.
+    const Version* oldest = head;
+    for (const Version* nx = head->next.load(g); nx != nullptr; nx = nx->next.load(g)) {
+      oldest = nx;
+    }
+    if (view.points.empty() || oldest->commit_ts > view.points.front()) {
+      if (!view.points.empty() && view.points.back() < head->commit_ts) {
+        // A registered snapshot predates the tombstone: a snapshot-isolation writer of it
+        // would conflict with the tombstone, and must still (see validate()). release:
+        // pairs with the acquire load there (also ordered by the index's link locks).
+        Revision h = removed_before_snapshot_.load(std::memory_order_relaxed);
+        while (h < head->commit_ts &&
+               !removed_before_snapshot_.compare_exchange_weak(
+                   h, head->commit_ts, std::memory_order_release, std::memory_order_relaxed)) {
+        }
+      }
+      // release: publishes the empty chain (pairs with guarded acquire loads of head).
+      n->head.store(nullptr, std::memory_order_release);
+      retire_run(head, nullptr, g);
+      return;
+    }
+  }
   // Keep every version newer than the floor, and the one visible at the floor.
   Version* keep = head;
   while (keep->commit_ts > view.floor) {

@@ -31,7 +31,8 @@
 //     retiring thread see the reader's era (docs/STORAGE.md, "Why readers are safe").
 // I5. A chain is ordered newest first by commit_ts, strictly decreasing. Only the holder of
 //     the key's commit lock (KeyNode::owner) changes the chain: installers replace `head`,
-//     pruners rewrite `next` links below the head (and may clear a lone tombstone head).
+//     pruners rewrite `next` links below the head (and may empty a chain whose head is a
+//     tombstone, engine_impl.hpp E8).
 //     Every version's fields are immutable once published, except `next`. A version's
 //     `next` always points to an older (earlier-born) version.
 // I6. A node is removed only by the holder of its commit lock, when its chain is empty and
