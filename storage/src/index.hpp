@@ -31,13 +31,14 @@
 //     retiring thread see the reader's era (docs/STORAGE.md, "Why readers are safe").
 // I5. A chain is ordered newest first by commit_ts, strictly decreasing. Only the holder of
 //     the key's commit lock (KeyNode::owner) changes the chain: installers replace `head`,
-//     pruners rewrite `next` links below the head (and may clear a lone tombstone head).
+//     pruners rewrite `next` links below the head (and may empty a chain whose head is a
+//     tombstone, engine_impl.hpp E8).
 //     Every version's fields are immutable once published, except `next`. A version's
 //     `next` always points to an older (earlier-born) version.
 // I6. A node is removed only by the holder of its commit lock, when its chain is empty and
 //     the node is fully linked; the remover then sets `owner` to kDeadOwner for good (so no
 //     transaction can lock it again) before marking it. The engine's owner protocol is in
-//     engine.cpp (E6).
+//     engine_impl.hpp (E6).
 // I7. The hash table (find()'s fast path) holds exactly the nodes that are inserted and not
 //     yet removed: a node joins its bucket's chain before it is flagged fully_linked (so
 //     before anyone can remove it) and leaves it in remove(), after it is marked and before

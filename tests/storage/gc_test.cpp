@@ -118,6 +118,79 @@ TEST(GcTest, SnapshotOfAbsentKeyKeepsNothingExtra) {
   EXPECT_EQ(e.stats().live_versions, 0u);
 }
 
+// A stalled snapshot cannot see a key created and deleted after it began, so it must not
+// pin the key's tombstone or its index node (E8).
+void run_unique_put_delete_pairs(GcPolicy policy) {
+  Options o;
+  o.background_sweeper = false;
+  o.gc_policy = policy;
+  o.txn_timeout = std::chrono::hours(1);
+  Engine e(o);
+  ASSERT_TRUE(e.put("base", "old").ok());
+  Transaction held = std::move(e.begin()).value();
+  ASSERT_TRUE(e.put("base", "new").ok());
+  constexpr int kPairs = 100'000;
+  for (int i = 0; i < kPairs; ++i) {
+    const std::string k = cat("p", i);
+    ASSERT_TRUE(e.put(k, "v").ok());
+    ASSERT_TRUE(e.del(k).ok());
+  }
+  e.run_maintenance();
+  const EngineStats st = e.stats();
+  EXPECT_LE(st.index_nodes, 10u) << "tombstones pinned by the held snapshot";
+  EXPECT_LE(st.live_versions, 10u);
+  EXPECT_LE(st.bytes, 64u * 1024u);
+  // The held snapshot still reads what it saw, and none of the pairs.
+  EXPECT_EQ(held.get("base")->value, "old");
+  EXPECT_EQ(held.get(cat("p", kPairs / 2)).code(), StatusCode::kNotFound);
+  auto sc = held.scan("p", "q");
+  ASSERT_TRUE(sc.ok());
+  EXPECT_EQ(sc->count, 0u);
+  EXPECT_TRUE(held.commit().ok());  // read-only: commits
+  EXPECT_EQ(e.get("base")->value, "new");
+}
+
+TEST(GcTest, StalledSnapshotDoesNotPinKeysBornAfterItInterval) {
+  run_unique_put_delete_pairs(GcPolicy::kInterval);
+}
+
+TEST(GcTest, StalledSnapshotDoesNotPinKeysBornAfterItWatermark) {
+  run_unique_put_delete_pairs(GcPolicy::kWatermark);
+}
+
+// Removing such a key early must not let a snapshot-isolation transaction that began before
+// it overwrite it unchecked: first committer wins still aborts the later writer.
+TEST(GcTest, SnapshotIsolationWriterStillConflictsWithRemovedKey) {
+  Engine e = make(GcPolicy::kInterval);
+  Transaction si = std::move(e.begin(Isolation::kSnapshot)).value();
+  ASSERT_TRUE(e.put("k", "created").ok());
+  ASSERT_TRUE(e.del("k").ok());
+  e.run_maintenance();
+  ASSERT_TRUE(si.put("k", "mine").ok());
+  auto c = si.commit();
+  EXPECT_EQ(c.code(), StatusCode::kConflict);
+  EXPECT_EQ(e.get("k").code(), StatusCode::kNotFound);
+  // A snapshot-isolation transaction that began after the removal writes the key freely.
+  Transaction later = std::move(e.begin(Isolation::kSnapshot)).value();
+  ASSERT_TRUE(later.put("k", "later").ok());
+  EXPECT_TRUE(later.commit().ok());
+  EXPECT_EQ(e.get("k")->value, "later");
+}
+
+// A serializable transaction that read the key as absent before its short life still
+// commits: it reads "absent" at its commit point too (E8).
+TEST(GcTest, SerializableReaderOfRemovedKeyCommits) {
+  Engine e = make(GcPolicy::kInterval);
+  Transaction t = std::move(e.begin()).value();
+  EXPECT_EQ(t.get("k").code(), StatusCode::kNotFound);
+  ASSERT_TRUE(e.put("k", "created").ok());
+  ASSERT_TRUE(e.del("k").ok());
+  e.run_maintenance();
+  EXPECT_EQ(e.stats().index_nodes, 0u);
+  ASSERT_TRUE(t.put("other", "x").ok());
+  EXPECT_TRUE(t.commit().ok());
+}
+
 TEST(GcTest, WatermarkKeepsEverythingNewerThanOldestSnapshot) {
   Engine e = make(GcPolicy::kWatermark);
   ASSERT_TRUE(e.put("k", "v0").ok());

@@ -2,10 +2,12 @@
 // model that tracks etcd metadata (create_revision, mod_revision, version).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "storage/engine.hpp"
 #include "test_util.hpp"
@@ -207,6 +209,72 @@ TEST_P(ModelTest, RandomOpsMatchStdMap) {
   for (auto& [k, meta] : m) expect_kv(all->kvs[i++], k, meta);
   EXPECT_EQ(e.stats().keys, m.size());
   EXPECT_EQ(e.stats().live_versions, m.size());
+}
+
+// A transaction's scans merge its snapshot with its own buffered writes (which win on equal
+// keys, and hide deleted keys), in both directions, with and without a limit. The model is
+// the committed map overlaid with the write set.
+TEST(ModelTxnScan, MergesOwnWritesForwardAndReverse) {
+  Options o;
+  o.background_sweeper = false;
+  Engine e(o);
+  std::mt19937_64 rng(777);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  auto key = [&] { return cat("k", pick(30)); };
+  std::map<std::string, std::string> committed;
+  for (int round = 0; round < 300; ++round) {
+    // Change the committed state a little.
+    for (int i = 0; i < 3; ++i) {
+      const std::string k = key();
+      if (pick(3) == 0) {
+        ASSERT_TRUE(e.del(k).ok());
+        committed.erase(k);
+      } else {
+        const std::string v = cat("c", round);
+        ASSERT_TRUE(e.put(k, v).ok());
+        committed[k] = v;
+      }
+    }
+    auto t = e.begin(pick(2) == 0 ? Isolation::kSerializable : Isolation::kSnapshot);
+    ASSERT_TRUE(t.ok());
+    std::map<std::string, std::string> view = committed;  // snapshot + own writes
+    for (int i = pick(8); i > 0; --i) {
+      const std::string k = key();
+      if (pick(3) == 0) {
+        ASSERT_TRUE(t->del(k).ok());
+        view.erase(k);
+      } else {
+        const std::string v = cat("w", i);
+        ASSERT_TRUE(t->put(k, v).ok());
+        view[k] = v;
+      }
+    }
+    for (int q = 0; q < 4; ++q) {
+      std::string a = pick(4) == 0 ? std::string() : key();
+      std::string b = pick(4) == 0 ? std::string() : key();
+      if (!b.empty() && b < a) std::swap(a, b);
+      ScanOptions so;
+      so.reverse = pick(2) == 0;
+      so.limit = static_cast<std::size_t>(pick(3) == 0 ? 0 : 1 + pick(5));
+      std::vector<std::pair<std::string, std::string>> want;
+      for (auto it = view.lower_bound(a); it != view.end() && (b.empty() || it->first < b); ++it) {
+        want.emplace_back(it->first, it->second);
+      }
+      if (so.reverse) std::reverse(want.begin(), want.end());
+      auto r = t->scan(a, b, so);
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(r->count, want.size()) << a << ".." << b << (so.reverse ? " reverse" : "");
+      const bool cut = so.limit != 0 && want.size() > so.limit;
+      if (cut) want.resize(so.limit);
+      ASSERT_EQ(r->more, cut);
+      ASSERT_EQ(r->kvs.size(), want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(r->kvs[i].key, want[i].first) << i << (so.reverse ? " reverse" : "");
+        ASSERT_EQ(r->kvs[i].value, want[i].second) << want[i].first;
+      }
+    }
+    ASSERT_TRUE(t->abort().ok());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, ModelTest,

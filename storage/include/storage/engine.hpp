@@ -171,6 +171,21 @@ class ManualClock final : public Clock {
   std::atomic<std::int64_t> ns_{1'000'000'000};
 };
 
+// Fault injection for tests, in the manner of Clock: the engine calls before_allocation()
+// before each allocation a commit makes after it took its first commit lock. A hook throws
+// std::bad_alloc to simulate that the allocation failed; the commit then returns
+// RESOURCE_EXHAUSTED with nothing applied, and every lock and timestamp it took is given
+// back. Production code leaves Options::alloc_faults null (the cost is one pointer test).
+class AllocationFaults {
+ public:
+  enum class Site : std::uint8_t {
+    kIndexInsert,  // looking up (and, for a new key, inserting) a written key's index node
+    kVersion,      // allocating the new version of a written key
+  };
+  virtual ~AllocationFaults() = default;
+  virtual void before_allocation(Site site) = 0;
+};
+
 struct Options {
   std::size_t max_key_bytes = 4096;       // larger keys: INVALID_ARGUMENT
   std::size_t max_value_bytes = 1 << 20;  // larger values: INVALID_ARGUMENT
@@ -178,8 +193,9 @@ struct Options {
   GcPolicy gc_policy = GcPolicy::kInterval;
   bool background_sweeper = true;  // a thread that expires txns and prunes chains
   std::chrono::milliseconds sweeper_period{1000};
-  std::size_t max_active_txns = 4096;  // more concurrent begin()s: RESOURCE_EXHAUSTED
-  std::shared_ptr<const Clock> clock;  // null: std::chrono::steady_clock
+  std::size_t max_active_txns = 4096;              // more concurrent begin()s: RESOURCE_EXHAUSTED
+  std::shared_ptr<const Clock> clock;              // null: std::chrono::steady_clock
+  std::shared_ptr<AllocationFaults> alloc_faults;  // null: none (tests only)
 };
 
 // Range arguments: [start, end). An empty `end` means "no upper bound"; an empty `start`
@@ -262,16 +278,19 @@ struct EngineStats {
   std::uint64_t bytes = 0;             // approx. bytes held by index nodes and live versions
   std::uint64_t active_txns = 0;       // interactive transactions begun and not finished
   std::uint64_t active_snapshots = 0;  // snapshots registered (txns + one-shot ops)
+  std::uint64_t snapshot_slots_scanned = 0;         // registry slots a pruner scans to collect the
+                                                    // active snapshots (a diagnostic: its cost)
   std::chrono::nanoseconds oldest_snapshot_age{0};  // age of the oldest active txn (0: none)
   Revision revision = 0;                            // current (visible) revision
   std::uint64_t versions_pruned = 0;
   std::uint64_t commits = 0;  // transactions (incl. one-shot writes) that committed
   std::uint64_t aborts_conflict = 0;
   std::uint64_t aborts_expired = 0;
-  std::uint64_t aborts_user = 0;          // abort() calls and destroyed active handles
-  std::uint64_t gc_sweeps = 0;            // completed background/maintenance sweeps
-  std::uint64_t index_nodes_removed = 0;  // index nodes of dead keys unlinked and retired
-  std::uint64_t kovan_retired = 0;        // process-wide kovan counters
+  std::uint64_t aborts_user = 0;           // abort() calls and destroyed active handles
+  std::uint64_t aborts_out_of_memory = 0;  // commits that could not allocate (nothing applied)
+  std::uint64_t gc_sweeps = 0;             // completed background/maintenance sweeps
+  std::uint64_t index_nodes_removed = 0;   // index nodes of dead keys unlinked and retired
+  std::uint64_t kovan_retired = 0;         // process-wide kovan counters
   std::uint64_t kovan_reclaimed = 0;
 };
 

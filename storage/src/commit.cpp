@@ -1,0 +1,266 @@
+// storage/src/commit.cpp — the commit protocol (docs/STORAGE.md, section 3): lock every
+// written key (E1, E6), take a commit timestamp, validate (E5), build the new versions,
+// publish them, unlock, finish the timestamp, wait until it is visible (E3), then prune the
+// chains it lengthened (E4).
+//
+// E7. Exception safety: the locks and the timestamp are held by RAII objects, and every
+//     allocation of a commit happens before its first version is published; a bad_alloc
+//     leaves no lock held, finishes the timestamp as abandoned and applies nothing (the
+//     commit returns RESOURCE_EXHAUSTED). Code that runs under a pruner's lock allocates
+//     nothing (noexcept).
+//
+// Memory orders: the lock word KeyNode::owner is taken with an acq_rel CAS and given back
+// with a release store (pairs listed at try_lock/unlock); a version is published by the
+// release store of `head` (pairs with the guarded acquire loads of readers). The clock's
+// orders are in snapshots.hpp.
+#include "engine_impl.hpp"
+
+namespace kv::storage::detail {
+
+namespace {
+
+enum class LockResult : std::uint8_t { kLocked, kBusy, kDead };
+
+// Try-locks n for `owner`; waits only for a pruner (bounded, E4), never for a committer.
+// kDead: n was removed from the index (E6); look the key up again.
+LockResult try_lock(KeyNode* n, std::uint64_t owner) noexcept {
+  for (;;) {
+    std::uint64_t expected = 0;
+    // acq_rel: acquire pairs with the previous owner's release unlock (we see its
+    // installed versions); the lock is ordered before our clock RMW (validate()).
+    if (n->owner.compare_exchange_strong(expected, owner, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+      return LockResult::kLocked;
+    }
+    if (expected == kDeadOwner) return LockResult::kDead;
+    if (expected != kGcOwner) return LockResult::kBusy;
+    std::this_thread::yield();
+  }
+}
+
+void unlock(KeyNode* n) noexcept {
+  // release: publishes the versions installed under the lock (pairs with try_lock and
+  // with the acquire owner loads of validate()).
+  n->owner.store(0, std::memory_order_release);
+}
+
+// E5 / docs "Serializable validation": nothing committed (or committing) on n since
+// start_ts, other than by this transaction.
+bool unchanged(const KeyNode* n, const TxnState& t, const kovan::Guard& g) noexcept {
+  // acquire: pairs with unlock()'s release, so an unlocked key shows its new version.
+  const std::uint64_t o = n->owner.load(std::memory_order_acquire);
+  if (o != 0 && o != t.id && o != kGcOwner && o != kDeadOwner) return false;
+  const Version* v = n->head.load(g);
+  return v == nullptr || v->commit_ts <= t.start_ts;
+}
+
+// The commit locks one commit holds. Every lock is given back by unlock_all() or, if the
+// commit unwinds (bad_alloc), by the destructor. The node list outlives unlock_all() for the
+// pruning that follows (the commit's guard keeps the nodes alive, I1).
+class CommitLocks {
+ public:
+  explicit CommitLocks(std::size_t n) { nodes_.reserve(n); }  // may throw: nothing held yet
+  ~CommitLocks() { unlock_all(); }
+  CommitLocks(const CommitLocks&) = delete;
+  CommitLocks& operator=(const CommitLocks&) = delete;
+
+  void add(KeyNode* n) noexcept { nodes_.push_back(n); }  // within the reserved capacity
+  void unlock_all() noexcept {
+    if (held_) {
+      for (KeyNode* m : nodes_) unlock(m);
+      held_ = false;
+    }
+  }
+  const std::vector<KeyNode*>& nodes() const noexcept { return nodes_; }
+
+ private:
+  std::vector<KeyNode*> nodes_;
+  bool held_ = true;
+};
+
+// A commit timestamp taken from the clock. It must be finished exactly once, installed or
+// abandoned, or W stalls behind it for good and every later commit waits forever (C1, E3);
+// the destructor finishes it (as abandoned) if the commit unwinds before finish().
+class PendingTimestamp {
+ public:
+  explicit PendingTimestamp(CommitClock& clock) noexcept : clock_(clock), ts_(clock.acquire()) {}
+  ~PendingTimestamp() { finish(); }
+  PendingTimestamp(const PendingTimestamp&) = delete;
+  PendingTimestamp& operator=(const PendingTimestamp&) = delete;
+
+  Revision value() const noexcept { return ts_; }
+  void finish() noexcept {
+    if (!finished_) {
+      finished_ = true;
+      clock_.finish(ts_);
+    }
+  }
+
+ private:
+  CommitClock& clock_;
+  const Revision ts_;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+bool EngineImpl::validate(const TxnState& t, const std::vector<KeyNode*>& locked,
+                          const kovan::Guard& g) {
+  if (t.iso == Isolation::kSnapshot) {
+    // First committer wins: no other commit on a written key since the snapshot. An empty
+    // chain may be a key emptied under an older snapshot (E8): its tombstone was newer than
+    // start_ts if the newest such removal is. acquire: pairs with the pruner's release (the
+    // removal also happens-before our insertion of the key's fresh node, through the
+    // index's link locks).
+    const Revision removed = removed_before_snapshot_.load(std::memory_order_acquire);
+    for (const KeyNode* n : locked) {
+      const Version* v = n->head.load(g);
+      if (v != nullptr ? v->commit_ts > t.start_ts : removed > t.start_ts) return false;
+    }
+    return true;
+  }
+  // A key read that has no node now reads "absent" as it did at start_ts: a chain that
+  // gained a version after start_ts is emptied (and its node removed) while t's snapshot is
+  // registered only if it ends in a tombstone (E8), so t's read still holds at its commit
+  // point (docs/STORAGE.md, "Validation across removal").
+  for (const std::string& k : t.read_keys) {
+    const KeyNode* n = index_.find(k, g);
+    if (n != nullptr && !unchanged(n, t, g)) return false;
+  }
+  for (const RangeRead& r : t.ranges) {
+    for (const KeyNode* n = index_.lower_bound(r.lo, g);
+         n != nullptr && in_upper(n->key, r.hi, r.hi_inclusive); n = index_.next(n, g)) {
+      if (!unchanged(n, t, g)) return false;
+    }
+  }
+  return true;
+}
+
+std::unique_ptr<Version> EngineImpl::make_version(const KeyNode* n,
+                                                  const std::optional<std::string>& value,
+                                                  Revision ts, const kovan::Guard& g) {
+  // The head is stable: we hold the key's lock (I5).
+  const Version* old = n->head.load(g);
+  const bool old_live = old != nullptr && !old->tombstone;
+  if (!value && !old_live) return nullptr;  // deleting an absent key writes nothing
+  fault_point(AllocationFaults::Site::kVersion);
+  if (!value) return std::make_unique<Version>(ts, 0, 0, true, std::string_view());
+  if (old_live)
+    return std::make_unique<Version>(ts, old->create_rev, old->version + 1, false, *value);
+  return std::make_unique<Version>(ts, ts, 1, false, *value);
+}
+
+void EngineImpl::publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept {
+  Version* old = n->head.load(g);
+  const bool old_live = old != nullptr && !old->tombstone;
+  v->next.store(old, std::memory_order_relaxed);  // published by the head store below
+  // release: publishes the version's fields (pairs with guarded acquire loads of head).
+  n->head.store(v, std::memory_order_release);
+  live_versions_.fetch_add(1, std::memory_order_relaxed);
+  version_bytes_.fetch_add(v->footprint(), std::memory_order_relaxed);
+  const bool new_live = !v->tombstone;
+  if (new_live && !old_live) live_keys_.fetch_add(1, std::memory_order_relaxed);
+  if (!new_live && old_live) live_keys_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Result<Revision> EngineImpl::txn_commit(TxnState& t) {
+  if (t.writes.empty()) {  // read-only: never validates, never aborts
+    close_snapshot(t);
+    t.phase = Phase::kCommitted;
+    commits_.fetch_add(1, std::memory_order_relaxed);
+    return t.start_ts;
+  }
+  try {
+    return commit_writes(t);
+  } catch (const std::bad_alloc&) {
+    // commit_writes gave back every lock and its timestamp, and published nothing.
+    abort_locked(t, AbortCause::kOutOfMemory);
+    return Status(StatusCode::kResourceExhausted,
+                  "out of memory while committing; nothing was applied");
+  }
+}
+
+// Exception safety: every allocation (index nodes, versions, messages) happens while the
+// locks and the timestamp are owned by the RAII holders above, and before the first version
+// is published; a bad_alloc therefore unwinds to "nothing applied, nothing held".
+Result<Revision> EngineImpl::commit_writes(TxnState& t) {
+  // One guard for the whole commit: the locked nodes are used until the pruning at the end.
+  kovan::Guard g = kovan::pin();
+  CommitLocks locks(t.writes.size());
+  for (const auto& [key, value] : t.writes) {
+    KeyNode* n = nullptr;
+    LockResult lr = LockResult::kDead;
+    for (int tries = 0; lr == LockResult::kDead; ++tries) {
+      // E6: a removed node is replaced by a fresh one. Until its remover marks it (a few
+      // instructions after setting the dead owner), the lookup can still return it.
+      if (tries > 0) std::this_thread::yield();
+      bool inserted = false;
+      fault_point(AllocationFaults::Site::kIndexInsert);
+      n = index_.find_or_insert(key, g, &inserted);
+      lr = try_lock(n, t.id);
+    }
+    if (lr == LockResult::kBusy) {
+      // The message is built before abort_locked() clears the write set `key` lives in.
+      Status conflict(StatusCode::kConflict,
+                      "key '" + key + "' is being committed by another transaction");
+      locks.unlock_all();
+      abort_locked(t, AbortCause::kConflict);
+      return conflict;
+    }
+    locks.add(n);
+  }
+  std::vector<std::unique_ptr<Version>> fresh;  // built, not yet published
+  fresh.reserve(t.writes.size());
+  PendingTimestamp ts(clock_);
+  if (!validate(t, locks.nodes(), g)) {
+    Status conflict(StatusCode::kConflict,
+                    t.iso == Isolation::kSnapshot
+                        ? "a written key was committed by another transaction after the snapshot"
+                        : "data read by the transaction changed after its snapshot");
+    locks.unlock_all();
+    ts.finish();  // abandoned: installs nothing
+    abort_locked(t, AbortCause::kConflict);
+    return conflict;
+  }
+  {
+    std::size_t i = 0;
+    for (const auto& [key, value] : t.writes) {
+      fresh.push_back(make_version(locks.nodes()[i++], value, ts.value(), g));
+    }
+  }
+  // Nothing below allocates (the pruning catches its own failures).
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (fresh[i]) publish(locks.nodes()[i], fresh[i].release(), g);
+  }
+  locks.unlock_all();
+  ts.finish();
+  clock_.wait_visible(ts.value());  // E3
+  close_snapshot(t);
+  t.phase = Phase::kCommitted;
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  prune_written(locks.nodes(), g);
+  return ts.value();
+}
+
+// Interval GC on the chains a commit lengthened. The watermark policy, kept for comparison,
+// prunes in the sweeper only (as horizon-based systems vacuum in the background): its chains
+// are long, and walking them on every commit would be quadratic. Out of memory for the view
+// of the snapshots: the commit stands, and the sweeper prunes later.
+void EngineImpl::prune_written(const std::vector<KeyNode*>& nodes, const kovan::Guard& g) noexcept {
+  if (opts_.gc_policy == GcPolicy::kWatermark) return;
+  try {
+    GcView view;
+    bool have_view = false;
+    for (KeyNode* n : nodes) {
+      if (!needs_prune(n, g)) continue;
+      if (!have_view) {
+        view = gc_view();
+        have_view = true;
+      }
+      prune_key(n, view, g);
+    }
+  } catch (const std::bad_alloc&) {
+  }
+}
+
+}  // namespace kv::storage::detail

@@ -1,0 +1,300 @@
+// storage/src/engine_impl.hpp — the MVCC engine's internal class, EngineImpl, and the
+// per-transaction state. Internal to the storage engine. The design and the correctness
+// arguments are in docs/STORAGE.md; the members are defined, one concern per file, in:
+//
+//   lifecycle.cpp  construction, destruction, begin/expiry/abort, the sweeper thread
+//   reads.cpp      snapshot reads (get, scan) and buffering writes in a transaction
+//   commit.cpp     the commit protocol: locks, timestamp, validation, install
+//   gc.cpp         interval GC: pruning chains, removing index nodes, the sweep
+//   one_shot.cpp   one-shot get/scan/put/delete (a transaction per call)
+//   cond_txn.cpp   etcd-like conditional transactions (compare, then ops)
+//   stats.cpp      counters and diagnostics
+//   engine.cpp     the public Engine and Transaction, forwarding here
+//
+// Thread safety: every public member may be called concurrently, except that the calls on
+// one TxnState must hold its `mu` (Transaction does) or be on a TxnState the caller owns
+// alone (one-shot operations).
+//
+// INVARIANTS (beyond index.hpp I1-I7 and snapshots.hpp C1-C2, S1)
+// ------------------------------------------------------------------
+// E1. Commit order on one key: a committer locks the key (no-wait CAS on KeyNode::owner)
+//     before it takes its commit timestamp and installs before it unlocks, so versions of a
+//     key are installed in timestamp order (chain order = timestamp order).
+// E2. A snapshot s reads, per key, the first version with commit_ts <= s. s is a value of W,
+//     so every commit <= s is fully installed (C1), and none > s is visible.
+// E3. A commit returns only after W >= its timestamp (strictness: a later begin sees it).
+// E4. Pruning runs under the key's lock with owner kGcOwner, keeps the head, every version
+//     newer than W_b (read before the slots), the version visible at W_b, and the version
+//     visible at each registered snapshot < W_b (interval policy) or everything newer than
+//     the oldest registered snapshot (watermark policy). Nothing else is reachable by a
+//     registered or future snapshot (S1), so unlinked versions may be retired.
+// E5. Validation treats a lock held by kGcOwner as free: pruning never changes the commit
+//     timestamp of a head except by clearing a tombstone that every registered snapshot
+//     already sees as "absent" (so "newest commit_ts <= start_ts" keeps its answer, or
+//     changes only as E8 allows).
+// E6. Index-node removal: only a pruner holding a key's commit lock (kGcOwner) removes its
+//     node, and only when the pruned chain is empty and the node fully linked; it then sets
+//     the owner to kDeadOwner (never changed again) before SkipList::remove marks and unlinks
+//     the node. A committer that meets kDeadOwner looks the key up again and inserts a
+//     fresh node (find_or_insert waits until the dead one is unlinked), so a write is never
+//     installed into a removed node. Validation treats kDeadOwner as free (the chain is empty,
+//     the key reads "absent"). Transactions keep keys, never KeyNode*, across calls.
+// E8. A key whose versions are all newer than every registered snapshot older than W_b, and
+//     whose newest version is a tombstone at or below W_b, reads "absent" at every registered
+//     and future snapshot, and is emptied (then removed, E6) even while older snapshots are
+//     registered. For such an older snapshot the key changed from "absent" to "absent":
+//     serializable validation may treat it as unchanged (the transaction's reads still hold
+//     at its commit point), but snapshot isolation's first-committer-wins must not lose the
+//     write-write conflict, so the pruner records the tombstone's timestamp first
+//     (removed_before_snapshot_) and SI validation treats an empty chain as changed for a
+//     snapshot older than it (conservative: it may abort a writer of another new key).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "index.hpp"
+#include "snapshots.hpp"
+#include "storage/engine.hpp"
+
+namespace kv::storage::detail {
+
+inline constexpr std::uint64_t kGcOwner = 1;  // the pruners' lock id; txn ids start at 2
+inline constexpr std::uint64_t kDeadOwner = ~std::uint64_t{0};  // node removed (E6)
+inline constexpr int kSweepChunk = 256;             // nodes visited per guard by the sweeper
+inline constexpr int kMaxOneShotAttempts = 1000;    // then a one-shot write returns CONFLICT
+inline constexpr std::size_t kOneShotSlots = 1024;  // snapshot slots beyond max_active_txns
+
+inline Status invalid(std::string msg) {
+  return Status(StatusCode::kInvalidArgument, std::move(msg));
+}
+
+// key < end (or <= end when inclusive); an empty end is no upper bound.
+inline bool in_upper(std::string_view key, std::string_view end, bool inclusive) {
+  if (end.empty()) return true;
+  const int c = key.compare(end);
+  return inclusive ? c <= 0 : c < 0;
+}
+
+enum class Phase : std::uint8_t { kActive, kCommitted, kAborted, kExpired };
+enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory };
+
+// A range read of a serializable transaction: [lo, hi) or [lo, hi]; hi empty = unbounded.
+struct RangeRead {
+  std::string lo;
+  std::string hi;
+  bool hi_inclusive = false;
+};
+
+struct TxnState {
+  std::mutex mu;  // serializes calls on one handle and the expiry sweeper
+  std::uint64_t id = 0;
+  Isolation iso = Isolation::kSerializable;
+  bool track_reads = true;  // serializable and not a read-only one-shot
+  bool registered = false;  // in EngineImpl::txns_
+  Phase phase = Phase::kActive;
+  Revision start_ts = 0;
+  std::size_t slot = 0;
+  bool has_slot = false;
+  std::chrono::steady_clock::time_point started;
+  // Buffered writes: a value, or nullopt for a delete.
+  std::map<std::string, std::optional<std::string>, std::less<>> writes;
+  std::vector<std::string> read_keys;  // point reads (keys, not nodes: E6)
+  std::vector<RangeRead> ranges;
+};
+
+// A view of the active snapshots for one pruning pass (E4).
+struct GcView {
+  Revision floor = 0;            // W_b
+  std::vector<Revision> points;  // registered snapshots < floor, descending, unique
+};
+
+class EngineImpl {
+ public:
+  // lifecycle.cpp
+  explicit EngineImpl(Options opts);
+  ~EngineImpl();
+  const Options& options() const noexcept { return opts_; }
+  Result<Transaction> begin(Isolation iso);
+  // With t.mu held: OK if t may run a call; else the status for the caller.
+  Status admit(TxnState& t);
+  void unregister(TxnState& t);
+  void user_abort(TxnState& t);
+  void run_maintenance();
+  void shutdown();
+
+  // Argument checks (lifecycle.cpp).
+  Status check_key(std::string_view key) const;
+  Status check_value(std::string_view value) const;
+  Status check_range(std::string_view start, std::string_view end) const;
+  Status check_open() const;
+
+  // reads.cpp
+  Result<KeyValue> txn_get(TxnState& t, std::string_view key);
+  Result<ScanResult> txn_scan(TxnState& t, std::string_view start, std::string_view end,
+                              const ScanOptions& opts);
+  Status txn_put(TxnState& t, std::string_view key, std::string_view value);
+  Status txn_del(TxnState& t, std::string_view key);
+
+  // commit.cpp: commits t (locks, timestamp, validation, install, visibility, pruning). On
+  // return t is finished (committed or aborted) and its snapshot released.
+  Result<Revision> txn_commit(TxnState& t);
+
+  // one_shot.cpp
+  Result<KeyValue> get(std::string_view key);
+  Result<ScanResult> scan(std::string_view start, std::string_view end, const ScanOptions& o);
+  Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv);
+  Result<DeleteResult> delete_range(std::string_view start, std::string_view end, bool single,
+                                    bool prev_kv);
+
+  // cond_txn.cpp
+  Result<CondTxnResult> txn(const CondTxn& req);
+
+  // stats.cpp
+  EngineStats stats() const;
+  Revision current_revision() const noexcept { return clock_.visible(); }
+  std::size_t version_count(std::string_view key) const;
+
+ private:
+  // lifecycle.cpp
+  Status open_snapshot(TxnState& t);
+  void close_snapshot(TxnState& t) noexcept;
+  std::uint64_t next_id() noexcept;
+  bool expired(const TxnState& t) const noexcept;
+  void expire_txns();
+  void abort_locked(TxnState& t, AbortCause cause);
+  void sweeper_loop();
+  void stop_sweeper();
+
+  // reads.cpp
+  template <bool kReverse, class Emit>
+  void merge_scan(const TxnState& t, std::string_view start, std::string_view end,
+                  const kovan::Guard& g, Emit&& emit);
+
+  // commit.cpp
+  bool validate(const TxnState& t, const std::vector<KeyNode*>& locked, const kovan::Guard& g);
+  Result<Revision> commit_writes(TxnState& t);
+  std::unique_ptr<Version> make_version(const KeyNode* n, const std::optional<std::string>& value,
+                                        Revision ts, const kovan::Guard& g);
+  void publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept;
+  void prune_written(const std::vector<KeyNode*>& nodes, const kovan::Guard& g) noexcept;
+  void fault_point(AllocationFaults::Site site) {
+    if (opts_.alloc_faults) opts_.alloc_faults->before_allocation(site);
+  }
+
+  // gc.cpp
+  GcView gc_view();
+  // The pruning under a key's lock never allocates (nothing can throw while the lock is held).
+  void prune_key(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept;
+  void prune_chain(KeyNode* n, const GcView& view, const kovan::Guard& g) noexcept;
+  void retire_run(Version* from, const Version* to, const kovan::Guard& g) noexcept;
+  void sweep();
+
+  // Releases a one-shot operation's snapshot when it goes out of scope (also on an
+  // exception: a leaked slot would pin GC for good). close_snapshot() is idempotent.
+  class SnapshotCloser {
+   public:
+    SnapshotCloser(EngineImpl* e, TxnState& t) noexcept : e_(e), t_(t) {}
+    ~SnapshotCloser() { e_->close_snapshot(t_); }
+    SnapshotCloser(const SnapshotCloser&) = delete;
+    SnapshotCloser& operator=(const SnapshotCloser&) = delete;
+
+   private:
+    EngineImpl* e_;
+    TxnState& t_;
+  };
+
+  // one_shot.cpp (the template is defined below: cond_txn.cpp uses it too)
+  // Runs body(t) in a fresh serializable transaction and commits it, retrying on CONFLICT.
+  // body returns Result<R>; on success `set_rev(R&, Revision)` stores the revision.
+  template <class R, class Body, class SetRev>
+  Result<R> one_shot(Body&& body, SetRev&& set_rev);
+  // Deletes a key (single) or the live keys of [start, end) inside t.
+  Result<DeleteResult> delete_in(TxnState& t, std::string_view start, std::string_view end,
+                                 bool single, bool prev_kv);
+
+  // cond_txn.cpp
+  Result<TxnOpResult> run_op(TxnState& t, const TxnOp& op);
+
+  const Options opts_;
+  const std::shared_ptr<const Clock> clock_src_;
+  SkipList index_;
+  CommitClock clock_;
+  SnapshotRegistry registry_;
+
+  mutable std::mutex txns_mu_;  // guards txns_; never held while taking a TxnState::mu
+  std::unordered_map<std::uint64_t, std::shared_ptr<TxnState>> txns_;
+  std::atomic<std::uint64_t> next_id_{kGcOwner + 1};
+  // The newest tombstone whose key was removed while an older snapshot was registered (E8);
+  // snapshot-isolation validation treats an empty chain as changed for older snapshots.
+  std::atomic<Revision> removed_before_snapshot_{0};
+  std::atomic<bool> shutdown_{false};
+
+  // Counters for stats(); relaxed: each is a standalone statistic, read without ordering.
+  std::atomic<std::uint64_t> live_keys_{0};
+  std::atomic<std::uint64_t> live_versions_{0};
+  std::atomic<std::uint64_t> version_bytes_{0};
+  std::atomic<std::uint64_t> versions_pruned_{0};
+  std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> aborts_conflict_{0};
+  std::atomic<std::uint64_t> aborts_expired_{0};
+  std::atomic<std::uint64_t> aborts_user_{0};
+  std::atomic<std::uint64_t> aborts_oom_{0};
+  std::atomic<std::uint64_t> gc_sweeps_{0};
+  std::atomic<std::uint64_t> nodes_removed_{0};
+
+  std::mutex sweeper_mu_;
+  std::condition_variable sweeper_cv_;
+  bool stop_ = false;
+  std::thread sweeper_;  // last: started after every member above exists
+};
+
+// Chain helpers shared by reads, commit and GC. Each needs a guard held by the caller.
+
+// The version of `n` visible at snapshot s (null if none).
+inline Version* visible_at(const KeyNode* n, Revision s, const kovan::Guard& g) noexcept {
+  Version* v = n->head.load(g);
+  while (v != nullptr && v->commit_ts > s) v = v->next.load(g);
+  return v;
+}
+
+// More than one version, a tombstone head, or no version at all (a node left by a commit
+// that installed nothing: a candidate for removal, E6).
+inline bool needs_prune(const KeyNode* n, const kovan::Guard& g) {
+  const Version* h = n->head.load(g);
+  return h == nullptr || h->tombstone || h->next.load(g) != nullptr;
+}
+
+template <class R, class Body, class SetRev>
+Result<R> EngineImpl::one_shot(Body&& body, SetRev&& set_rev) {
+  if (Status s = check_open(); !s.ok()) return s;
+  for (int attempt = 0; attempt < kMaxOneShotAttempts; ++attempt) {
+    TxnState t;
+    t.id = next_id();
+    if (Status s = open_snapshot(t); !s.ok()) return s;
+    SnapshotCloser closer(this, t);  // also if body throws (e.g. bad_alloc)
+    Result<R> r = body(t);
+    if (!r.ok()) return r;
+    Result<Revision> c = txn_commit(t);
+    if (c.ok()) {
+      set_rev(r.value(), c.value());
+      return r;
+    }
+    if (c.code() != StatusCode::kConflict) return c.status();
+    std::this_thread::yield();
+  }
+  return Status(StatusCode::kConflict, "key range stayed contended through retries");
+}
+
+}  // namespace kv::storage::detail

@@ -1,0 +1,84 @@
+// storage/src/one_shot.cpp — one-shot operations: each runs in a fresh transaction of its
+// own (a registered snapshot for reads; a serializable transaction, retried on CONFLICT,
+// for writes; one_shot() is in engine_impl.hpp). No shared state beyond the engine's.
+#include "engine_impl.hpp"
+
+namespace kv::storage::detail {
+
+Result<KeyValue> EngineImpl::get(std::string_view key) {
+  if (Status s = check_open(); !s.ok()) return s;
+  TxnState t;
+  t.track_reads = false;
+  if (Status s = check_key(key); !s.ok()) return s;
+  if (Status s = open_snapshot(t); !s.ok()) return s;
+  SnapshotCloser closer(this, t);
+  return txn_get(t, key);
+}
+
+Result<ScanResult> EngineImpl::scan(std::string_view start, std::string_view end,
+                                    const ScanOptions& o) {
+  if (Status s = check_open(); !s.ok()) return s;
+  TxnState t;
+  t.track_reads = false;
+  if (Status s = open_snapshot(t); !s.ok()) return s;
+  SnapshotCloser closer(this, t);
+  return txn_scan(t, start, end, o);
+}
+
+Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, bool prev_kv) {
+  if (Status s = check_key(key); !s.ok()) return s;
+  if (Status s = check_value(value); !s.ok()) return s;
+  return one_shot<PutResult>(
+      [&](TxnState& t) -> Result<PutResult> {
+        PutResult pr;
+        if (prev_kv) {
+          Result<KeyValue> old = txn_get(t, key);
+          if (old.ok()) pr.prev_kv = std::move(old).value();
+        }
+        if (Status s = txn_put(t, key, value); !s.ok()) return s;
+        return pr;
+      },
+      [](PutResult& pr, Revision rev) { pr.revision = rev; });
+}
+
+Result<DeleteResult> EngineImpl::delete_range(std::string_view start, std::string_view end,
+                                              bool single, bool prev_kv) {
+  if (single) {
+    if (Status s = check_key(start); !s.ok()) return s;
+  } else if (Status s = check_range(start, end); !s.ok()) {
+    return s;
+  }
+  return one_shot<DeleteResult>(
+      [&](TxnState& t) -> Result<DeleteResult> {
+        return delete_in(t, start, end, single, prev_kv);
+      },
+      [](DeleteResult& dr, Revision rev) { dr.revision = rev; });
+}
+
+Result<DeleteResult> EngineImpl::delete_in(TxnState& t, std::string_view start,
+                                           std::string_view end, bool single, bool prev_kv) {
+  DeleteResult dr;
+  if (single) {
+    Result<KeyValue> old = txn_get(t, start);
+    if (!old.ok()) {
+      if (old.code() == StatusCode::kNotFound) return dr;
+      return old.status();
+    }
+    if (Status s = txn_del(t, start); !s.ok()) return s;
+    dr.deleted = 1;
+    if (prev_kv) dr.prev_kvs.push_back(std::move(old).value());
+    return dr;
+  }
+  ScanOptions so;
+  so.keys_only = !prev_kv;
+  Result<ScanResult> found = txn_scan(t, start, end, so);
+  if (!found.ok()) return found.status();
+  for (KeyValue& kv : found->kvs) {
+    if (Status s = txn_del(t, kv.key); !s.ok()) return s;
+    ++dr.deleted;
+    if (prev_kv) dr.prev_kvs.push_back(std::move(kv));
+  }
+  return dr;
+}
+
+}  // namespace kv::storage::detail

@@ -1,0 +1,149 @@
+// storage/src/reads.cpp — reads at a transaction's snapshot (E2), merged with its own
+// buffered writes, and the buffering of writes. Reads take a kovan guard for the call only
+// (I1) and record what a serializable transaction read, as keys and ranges (never nodes, E6),
+// for validation at commit.
+#include "engine_impl.hpp"
+
+namespace kv::storage::detail {
+
+namespace {
+
+void fill(KeyValue* kv, std::string_view key, const Version* v, bool with_value) {
+  kv->key.assign(key);
+  if (with_value) kv->value = v->value;
+  kv->create_revision = v->create_rev;
+  kv->mod_revision = v->commit_ts;
+  kv->version = v->version;
+}
+
+}  // namespace
+
+Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key) {
+  if (Status s = check_key(key); !s.ok()) return s;
+  if (auto w = t.writes.find(key); w != t.writes.end()) {
+    if (!w->second) return Status(StatusCode::kNotFound, "");
+    KeyValue kv;
+    kv.key.assign(key);
+    kv.value = *w->second;
+    return kv;
+  }
+  if (t.track_reads) t.read_keys.emplace_back(key);
+  kovan::Guard g = kovan::pin();
+  const KeyNode* n = index_.find(key, g);
+  if (n == nullptr) return Status(StatusCode::kNotFound, "");
+  const Version* v = visible_at(n, t.start_ts, g);
+  if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
+  KeyValue kv;
+  fill(&kv, key, v, true);
+  return kv;
+}
+
+// Walks [start, end) in key order (descending if kReverse), merging the index at t's
+// snapshot with t's write set (which wins on equal keys), and calls
+// emit(key, version-or-null, own-write-or-null) for each key of either.
+template <bool kReverse, class Emit>
+void EngineImpl::merge_scan(const TxnState& t, std::string_view start, std::string_view end,
+                            const kovan::Guard& g, Emit&& emit) {
+  // The first key of the walk, the step to the next one, and the far bound.
+  KeyNode* n;
+  if constexpr (kReverse) {
+    n = end.empty() ? index_.last(g) : index_.last_less(end, g);
+  } else {
+    n = index_.lower_bound(start, g);
+  }
+  auto step = [&](KeyNode* m) {
+    if constexpr (kReverse) {
+      return index_.last_less(m->key, g);
+    } else {
+      return index_.next(m, g);
+    }
+  };
+  auto in_range = [&](std::string_view k) {
+    if constexpr (kReverse) {
+      return k.compare(start) >= 0;
+    } else {
+      return in_upper(k, end, false);
+    }
+  };
+  // The write set walked in the same direction.
+  auto [w, w_end] = [&] {
+    if constexpr (kReverse) {
+      return std::pair(
+          end.empty() ? t.writes.rbegin() : std::make_reverse_iterator(t.writes.lower_bound(end)),
+          t.writes.rend());
+    } else {
+      return std::pair(t.writes.lower_bound(start), t.writes.end());
+    }
+  }();
+  for (;;) {
+    const bool n_ok = n != nullptr && in_range(n->key);
+    const bool w_ok = w != w_end && in_range(w->first);
+    if (!n_ok && !w_ok) break;
+    // c < 0: the write's key comes first in walk order; 0: the same key.
+    int c = !n_ok ? -1 : !w_ok ? 1 : w->first.compare(n->key);
+    if (kReverse && n_ok && w_ok) c = c < 0 ? 1 : (c > 0 ? -1 : 0);
+    if (c <= 0) {
+      if (c == 0) n = step(n);  // the own write hides the snapshot's version
+      emit(std::string_view(w->first), static_cast<const Version*>(nullptr), &w->second);
+      ++w;
+    } else {
+      emit(std::string_view(n->key), static_cast<const Version*>(visible_at(n, t.start_ts, g)),
+           static_cast<const std::optional<std::string>*>(nullptr));
+      n = step(n);
+    }
+  }
+}
+
+Result<ScanResult> EngineImpl::txn_scan(TxnState& t, std::string_view start, std::string_view end,
+                                        const ScanOptions& opts) {
+  if (Status s = check_range(start, end); !s.ok()) return s;
+  ScanResult out;
+  out.revision = t.start_ts;
+  const bool collect = !opts.count_only;
+  const std::size_t limit = collect ? opts.limit : 0;
+  kovan::Guard g = kovan::pin();
+
+  // One key, from the snapshot (v) or from the write set (own).
+  auto emit = [&](std::string_view key, const Version* v, const std::optional<std::string>* own) {
+    if (own != nullptr ? !own->has_value() : (v == nullptr || v->tombstone)) return;
+    ++out.count;  // every key of the range is counted, also past the limit
+    if (limit != 0 && out.kvs.size() == limit) {
+      out.more = true;
+      return;
+    }
+    if (collect) {
+      KeyValue kv;
+      if (own != nullptr) {
+        kv.key.assign(key);
+        if (!opts.keys_only) kv.value = **own;
+      } else {
+        fill(&kv, key, v, !opts.keys_only);
+      }
+      out.kvs.push_back(std::move(kv));
+    }
+  };
+  if (opts.reverse) {
+    merge_scan<true>(t, start, end, g, emit);
+  } else {
+    merge_scan<false>(t, start, end, g, emit);
+  }
+  // The count covers the whole range, so the whole range was read (also when a limit cut
+  // the returned keys).
+  if (t.track_reads) t.ranges.push_back(RangeRead{std::string(start), std::string(end), false});
+  return out;
+}
+
+Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view value) {
+  if (Status s = check_key(key); !s.ok()) return s;
+  if (Status s = check_value(value); !s.ok()) return s;
+  t.writes.insert_or_assign(std::string(key), std::optional<std::string>(std::string(value)));
+  return Status::Ok();
+}
+
+Status EngineImpl::txn_del(TxnState& t, std::string_view key) {
+  if (Status s = check_key(key); !s.ok()) return s;
+  t.writes.insert_or_assign(std::string(key), std::nullopt);
+  return Status::Ok();
+}
+
+}  // namespace kv::storage::detail
