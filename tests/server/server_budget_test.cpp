@@ -259,6 +259,17 @@ TEST(ResponseBudget, ScansOfALargeRangeCopyOnlyWhatFitsAFrame) {
     EXPECT_EQ(tr.txn().results(0).scan().kvs_size(), 3);
     EXPECT_TRUE(tr.txn().results(0).scan().more());
     EXPECT_EQ(tr.txn().results(0).scan().count(), static_cast<std::uint64_t>(kKeys));
+    // In an interactive transaction.
+    pb::Response b = c.call(begin(13));
+    ASSERT_EQ(b.status().code(), pb::Status::OK);
+    pb::Request is = scan_prefix(14, "r/");
+    is.mutable_scan()->set_txn_id(b.begin().txn_id());
+    pb::Response ir = c.call(is);
+    ASSERT_EQ(ir.status().code(), pb::Status::OK) << ir.status().message();
+    EXPECT_EQ(ir.scan().kvs_size(), 3);
+    EXPECT_TRUE(ir.scan().more());
+    EXPECT_EQ(ir.scan().count(), static_cast<std::uint64_t>(kKeys));
+    ASSERT_EQ(c.call(abort_txn(15, b.begin().txn_id())).status().code(), pb::Status::OK);
   }
   const std::uint64_t grew = srv.status_bytes("VmHWM") - base;
   std::printf("peak RSS above the base: %llu MiB\n", static_cast<unsigned long long>(grew / kMiB));

@@ -217,6 +217,12 @@ TEST(TxnBudget, RangeGetsShareTheBudgetInOpOrderAndArePrefixCut) {
   EXPECT_EQ(e.txn(c).code(), StatusCode::kResourceExhausted);
   c.max_response_bytes = kOpResultOverhead;
   EXPECT_TRUE(e.txn(c).ok());
+  // ... on top of what they return: one get fits exactly its op and key-value allowance.
+  c.success = {get};
+  c.max_response_bytes = kOpResultOverhead + kCost;
+  EXPECT_TRUE(e.txn(c).ok());
+  c.max_response_bytes = kOpResultOverhead + kCost - 1;
+  EXPECT_EQ(e.txn(c).code(), StatusCode::kResourceExhausted);
 }
 
 TEST(TxnBudget, DeleteRangePrevKvsThatDoNotFitDeleteNothing) {
