@@ -347,7 +347,9 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
   // nothing past the budget, so a response built here always fits the frame limit, and
   // a write whose prev_kv(s) or txn results would not fit is refused before it commits
   // (docs/PROTOCOL.md, "Response size budget").
-  const std::size_t budget = max_frame_bytes_ > 1024 ? max_frame_bytes_ - 1024 : 1;
+  // (Frames of 1 KiB or less, allowed but impractical, keep half for the envelope.)
+  const std::size_t budget =
+      max_frame_bytes_ > 1024 ? max_frame_bytes_ - 1024 : max_frame_bytes_ / 2;
   auto scan_opts = [&](const pb::ScanRequest& s) {
     st::ScanOptions o = scan_options(s);
     o.max_bytes = budget;

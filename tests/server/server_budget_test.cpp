@@ -374,6 +374,23 @@ TEST(ResponseBudget, NearTheFrameLimitAnOkAnswerIsCompleteAndARefusalAppliedNoth
   EXPECT_GT(refused, 0);
 }
 
+TEST(ResponseBudget, TinyFramesStillServeSmallTransactions) {
+  // Frames of 1 KiB or less keep half of the frame for the envelope.
+  ServerProcess srv({"--threads", "1", "--max-frame-bytes", "512", "--max-key-bytes", "64",
+                     "--max-value-bytes", "200"});
+  ASSERT_NE(srv.port(), 0) << srv.output();
+  Client c(srv.port());
+  pb::Response r = c.call(marker_and_gets(1, "a", "a", 1));
+  ASSERT_EQ(r.status().code(), pb::Status::OK) << r.status().message();
+  EXPECT_EQ(r.txn().results(1).get().kv().value(), "1");
+  ASSERT_EQ(c.call(put(2, "b", std::string(200, 'b'))).status().code(), pb::Status::OK);
+  pb::Response s = c.call(scan_prefix(3, ""));
+  ASSERT_EQ(s.status().code(), pb::Status::OK);
+  EXPECT_EQ(s.scan().kvs_size(), 1);  // "a" fits; "b" with its 200 bytes does not
+  EXPECT_TRUE(s.scan().more());
+  EXPECT_EQ(s.scan().count(), 2u);
+}
+
 // ------------------------------------------------------------------ memory limits
 
 TEST(MemoryLimit, DistinctPutsStopAtTheLimitWhileReadsAndDeletesAreServed) {
