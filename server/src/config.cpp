@@ -104,6 +104,8 @@ storage::Options ServerConfig::engine_options() const {
   o.txn_timeout = txn_timeout;
   o.gc_policy = gc_policy;
   o.max_active_txns = max_active_txns;
+  o.max_memory_bytes = max_memory;
+  o.max_txn_bytes = max_txn_bytes;
   o.background_sweeper = true;
   // Expired transactions must leave the active set soon after their deadline even when
   // their connection is silent: sweep at least four times per age limit.
@@ -124,7 +126,9 @@ std::string ServerConfig::describe() const {
     << " shutdown-grace=" << duration_string(shutdown_grace)
     << " max-output-bytes=" << max_output_bytes << " max-key-bytes=" << max_key_bytes
     << " max-value-bytes=" << max_value_bytes << " max-active-txns=" << max_active_txns
-    << " summary-interval=" << duration_string(summary_interval);
+    << " summary-interval=" << duration_string(summary_interval)
+    << " max-memory=" << (max_memory == 0 ? std::string("off") : std::to_string(max_memory))
+    << " max-txn-bytes=" << max_txn_bytes;
   return s.str();
 }
 
@@ -222,6 +226,19 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                  "Period of the summary log line at info level (0: never)")
       ->check(duration_check)
       ->type_name("DURATION");
+  // Memory limits.
+  app.add_option("--max-memory", c.max_memory,
+                 "Data bytes (keys, versions, open transactions' writes) above which puts get "
+                 "RESOURCE_EXHAUSTED while reads and deletes are served (0: off; e.g. 4GiB)")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 50))
+      ->type_name("SIZE");
+  app.add_option("--max-txn-bytes", c.max_txn_bytes,
+                 "Write-set bytes one transaction may buffer; a put past it gets "
+                 "RESOURCE_EXHAUSTED (0: no limit)")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 50))
+      ->type_name("SIZE");
 
   try {
     app.parse(argc, argv);

@@ -151,21 +151,12 @@ st::ScanOptions scan_options(const pb::ScanRequest& s) {
   return o;
 }
 
-// Moves a scan's key-values into `out`, stopping before the response would pass `budget`
-// bytes (then `more` is set): a frame can never exceed the limit because of a scan.
-void fill_scan(std::vector<st::KeyValue>&& kvs, std::size_t count, bool more, std::size_t budget,
+// Moves a scan's key-values into `out`. The engine already cut them to the response budget
+// (ScanOptions::max_bytes / CondTxn::max_response_bytes), copying no value past it.
+void fill_scan(std::vector<st::KeyValue>&& kvs, std::size_t count, bool more,
                pb::ScanResponse& out) {
-  std::size_t used = 0;
   out.mutable_kvs()->Reserve(static_cast<int>(std::min<std::size_t>(kvs.size(), 1 << 16)));
-  for (auto& kv : kvs) {
-    const std::size_t cost = kv.key.size() + kv.value.size() + 48;  // tags, lengths, numbers
-    if (used + cost > budget) {
-      more = true;
-      break;
-    }
-    used += cost;
-    fill_kv(std::move(kv), *out.add_kvs());
-  }
+  for (auto& kv : kvs) fill_kv(std::move(kv), *out.add_kvs());
   out.set_count(count);
   out.set_more(more);
 }
@@ -263,8 +254,7 @@ st::TxnOp to_engine(const pb::TxnOp& op) {
   return e;
 }
 
-void fill_txn_result(const pb::TxnOp& op, st::TxnOpResult&& r, std::size_t budget,
-                     pb::TxnOpResult& out) {
+void fill_txn_result(const pb::TxnOp& op, st::TxnOpResult&& r, pb::TxnOpResult& out) {
   out.set_code(pb::Status::OK);
   switch (op.op_case()) {
     case pb::TxnOp::kGet: {
@@ -294,7 +284,7 @@ void fill_txn_result(const pb::TxnOp& op, st::TxnOpResult&& r, std::size_t budge
       break;
     }
     case pb::TxnOp::kScan:
-      fill_scan(std::move(r.kvs), r.count, r.more, budget, *out.mutable_scan());
+      fill_scan(std::move(r.kvs), r.count, r.more, *out.mutable_scan());
       break;
     case pb::TxnOp::OP_NOT_SET:
       break;
@@ -351,8 +341,20 @@ void Dispatcher::dispatch(const pb::Request& request, ConnectionTxns& txns,
 
 void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
                      pb::Response& response) const {
-  // Room for a scan's key-values: the frame limit less the envelope around them.
-  const std::size_t scan_budget = max_frame_bytes_ > 1024 ? max_frame_bytes_ - 1024 : 0;
+  // The response budget of every request that returns key-values: the frame limit less
+  // the envelope around them (id, status, header, the txn wrapper: far below 1 KiB). The
+  // engine charges each key-value and txn op an upper bound of its encoding and copies
+  // nothing past the budget, so a response built here always fits the frame limit, and
+  // a write whose prev_kv(s) or txn results would not fit is refused before it commits
+  // (docs/PROTOCOL.md, "Response size budget").
+  // (Frames of 1 KiB or less, allowed but impractical, keep half for the envelope.)
+  const std::size_t budget =
+      max_frame_bytes_ > 1024 ? max_frame_bytes_ - 1024 : max_frame_bytes_ / 2;
+  auto scan_opts = [&](const pb::ScanRequest& s) {
+    st::ScanOptions o = scan_options(s);
+    o.max_bytes = budget;
+    return o;
+  };
   auto* header = response.mutable_header();
   response.mutable_status();  // always present on the wire, OK unless set below
 
@@ -416,7 +418,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
         }
         return;
       }
-      auto r = engine_->put(p.key(), p.value(), p.prev_kv());
+      auto r = engine_->put(p.key(), p.value(), p.prev_kv(), budget);
       if (!r.ok()) return fail(r.status());
       header->set_revision(r->revision);
       auto* out = response.mutable_put();
@@ -439,7 +441,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
         }
         return;
       }
-      auto r = engine_->del(d.key(), d.prev_kv());
+      auto r = engine_->del(d.key(), d.prev_kv(), budget);
       if (!r.ok()) return fail(r.status());
       header->set_revision(r->revision);
       auto* out = response.mutable_del();
@@ -451,7 +453,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
     case pb::Request::kDeleteRange: {
       const auto& d = request.delete_range();
       Range range = resolve(d.start(), d.end(), d.prefix());
-      auto r = engine_->delete_range(range.start, range.end, d.prev_kv());
+      auto r = engine_->delete_range(range.start, range.end, d.prev_kv(), budget);
       if (!r.ok()) return fail(r.status());
       header->set_revision(r->revision);
       auto* out = response.mutable_delete_range();
@@ -466,19 +468,19 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       if (s.txn_id() != 0) {
         st::Transaction* t = txn_for(s.txn_id());
         if (t == nullptr) return;
-        auto r = t->scan(range.start, range.end, scan_options(s));
+        auto r = t->scan(range.start, range.end, scan_opts(s));
         header->set_revision(t->snapshot_revision());
         if (!r.ok()) {
           set_status(response, r.status());
           return;
         }
-        fill_scan(std::move(r->kvs), r->count, r->more, scan_budget, *response.mutable_scan());
+        fill_scan(std::move(r->kvs), r->count, r->more, *response.mutable_scan());
         return;
       }
-      auto r = engine_->scan(range.start, range.end, scan_options(s));
+      auto r = engine_->scan(range.start, range.end, scan_opts(s));
       if (!r.ok()) return fail(r.status());
       header->set_revision(r->revision);
-      fill_scan(std::move(r->kvs), r->count, r->more, scan_budget, *response.mutable_scan());
+      fill_scan(std::move(r->kvs), r->count, r->more, *response.mutable_scan());
       return;
     }
 
@@ -491,6 +493,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       for (const auto& op : t.success()) c.success.push_back(to_engine(op));
       c.failure.reserve(static_cast<std::size_t>(t.failure_size()));
       for (const auto& op : t.failure()) c.failure.push_back(to_engine(op));
+      c.max_response_bytes = budget;
       auto r = engine_->txn(c);
       if (!r.ok()) return fail(r.status());
       header->set_revision(r->revision);
@@ -499,8 +502,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       const auto& ops = r->succeeded ? t.success() : t.failure();
       const std::size_t n = std::min(r->results.size(), static_cast<std::size_t>(ops.size()));
       for (std::size_t i = 0; i < n; ++i) {
-        fill_txn_result(ops[static_cast<int>(i)], std::move(r->results[i]), scan_budget,
-                        *out->add_results());
+        fill_txn_result(ops[static_cast<int>(i)], std::move(r->results[i]), *out->add_results());
       }
       return;
     }

@@ -75,6 +75,7 @@ Result<CondTxnResult> EngineImpl::txn(const CondTxn& req) {
   }
   return one_shot<CondTxnResult>(
       [&](TxnState& t) -> Result<CondTxnResult> {
+        std::size_t left = req.max_response_bytes == 0 ? kNoBudget : req.max_response_bytes;
         CondTxnResult res;
         res.succeeded = true;
         for (const Compare& c : req.compare) {
@@ -86,7 +87,7 @@ Result<CondTxnResult> EngineImpl::txn(const CondTxn& req) {
           }
         }
         for (const TxnOp& op : res.succeeded ? req.success : req.failure) {
-          Result<TxnOpResult> r = run_op(t, op);
+          Result<TxnOpResult> r = run_op(t, op, &left);
           if (!r.ok()) return r.status();
           res.results.push_back(std::move(r).value());
         }
@@ -95,44 +96,62 @@ Result<CondTxnResult> EngineImpl::txn(const CondTxn& req) {
       [](CondTxnResult& r, Revision rev) { r.revision = rev; });
 }
 
-Result<TxnOpResult> EngineImpl::run_op(TxnState& t, const TxnOp& op) {
+Result<TxnOpResult> EngineImpl::run_op(TxnState& t, const TxnOp& op, std::size_t* left) {
   TxnOpResult out;
   out.type = op.type;
   const bool ranged = !op.range_end.empty();
   const std::string_view end =
       op.range_end == std::string_view("\0", 1) ? std::string_view() : op.range_end;
+  // The op's own result, then its key-values, are charged to what is left of the budget.
+  const std::size_t budget = *left;
+  if (budget != kNoBudget) {
+    if (budget < kOpResultOverhead) return budget_exceeded(budget, "too many ops");
+    *left -= kOpResultOverhead;
+  }
+  auto charge = [&](const std::vector<KeyValue>& kvs) {
+    if (*left == kNoBudget) return;
+    for (const KeyValue& kv : kvs) *left -= response_cost(kv.key.size(), kv.value.size());
+  };
   switch (op.type) {
     case TxnOp::Type::kGet: {
       if (!ranged) {
-        Result<KeyValue> r = txn_get(t, op.key);
+        Result<KeyValue> r = txn_get(t, op.key, *left);
         if (r.ok()) {
           out.kvs.push_back(std::move(r).value());
           out.count = 1;
         } else if (r.code() != StatusCode::kNotFound) {
-          return r.status();
+          return r.status();  // also over the budget: the transaction fails uncommitted
         }
+        charge(out.kvs);
         return out;
       }
-      Result<ScanResult> r = txn_scan(t, op.key, end, op.scan);
+      Result<ScanResult> r = txn_scan(t, op.key, end, op.scan, *left);
       if (!r.ok()) return r.status();
       out.kvs = std::move(r->kvs);
       out.count = r->count;
       out.more = r->more;
+      charge(out.kvs);
       return out;
     }
     case TxnOp::Type::kPut: {
       if (op.prev_kv) {
-        Result<KeyValue> r = txn_get(t, op.key);
-        if (r.ok()) out.kvs.push_back(std::move(r).value());
+        Result<KeyValue> r = txn_get(t, op.key, *left);
+        if (r.ok()) {
+          out.kvs.push_back(std::move(r).value());
+        } else if (r.code() != StatusCode::kNotFound) {
+          return r.status();
+        }
       }
       if (Status s = txn_put(t, op.key, op.value); !s.ok()) return s;
+      charge(out.kvs);
       return out;
     }
     case TxnOp::Type::kDelete: {
-      Result<DeleteResult> r = delete_in(t, op.key, end, !ranged, op.prev_kv);
+      Result<DeleteResult> r = delete_in(t, op.key, end, !ranged, op.prev_kv, *left);
       if (!r.ok()) return r.status();
       out.deleted = r->deleted;
       out.kvs = std::move(r->prev_kvs);
+      charge(out.kvs);
       return out;
     }
   }

@@ -102,15 +102,23 @@ Result<ScanResult> Engine::scan(std::string_view start, std::string_view end,
                                 const ScanOptions& opts) {
   return impl_->scan(start, end, opts);
 }
-Result<PutResult> Engine::put(std::string_view key, std::string_view value, bool prev_kv) {
-  return impl_->put(key, value, prev_kv);
+namespace {
+std::size_t budget_of(std::size_t max_response_bytes) {
+  return max_response_bytes == 0 ? detail::kNoBudget : max_response_bytes;
 }
-Result<DeleteResult> Engine::del(std::string_view key, bool prev_kv) {
-  return impl_->delete_range(key, {}, true, prev_kv);
+}  // namespace
+
+Result<PutResult> Engine::put(std::string_view key, std::string_view value, bool prev_kv,
+                              std::size_t max_response_bytes) {
+  return impl_->put(key, value, prev_kv, budget_of(max_response_bytes));
+}
+Result<DeleteResult> Engine::del(std::string_view key, bool prev_kv,
+                                 std::size_t max_response_bytes) {
+  return impl_->delete_range(key, {}, true, prev_kv, budget_of(max_response_bytes));
 }
 Result<DeleteResult> Engine::delete_range(std::string_view start, std::string_view end,
-                                          bool prev_kv) {
-  return impl_->delete_range(start, end, false, prev_kv);
+                                          bool prev_kv, std::size_t max_response_bytes) {
+  return impl_->delete_range(start, end, false, prev_kv, budget_of(max_response_bytes));
 }
 Result<CondTxnResult> Engine::txn(const CondTxn& request) { return impl_->txn(request); }
 Result<Transaction> Engine::begin(Isolation isolation) { return impl_->begin(isolation); }

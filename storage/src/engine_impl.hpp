@@ -90,6 +90,44 @@ inline bool in_upper(std::string_view key, std::string_view end, bool inclusive)
 enum class Phase : std::uint8_t { kActive, kCommitted, kAborted, kExpired };
 enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory };
 
+inline constexpr std::size_t kNoBudget = ~std::size_t{0};  // response budget: none
+// Bytes one write-set entry is charged (map node, key and value strings, allocator headers).
+inline constexpr std::size_t kWriteEntryOverhead = 128;
+
+inline Status budget_exceeded(std::size_t budget, std::string_view what) {
+  return Status(StatusCode::kResourceExhausted, "the response would exceed its budget of " +
+                                                    std::to_string(budget) + " bytes (" +
+                                                    std::string(what) + "); nothing was applied");
+}
+
+// The write-set bytes of one transaction, also added to an engine-wide total (for the
+// memory limit) until released: when the write set is cleared or the state destroyed.
+// Relaxed: the total is a statistic and a limit checked against other relaxed counters; it
+// orders no other data.
+class WriteCharge {
+ public:
+  WriteCharge() noexcept = default;
+  WriteCharge(const WriteCharge&) = delete;
+  WriteCharge& operator=(const WriteCharge&) = delete;
+  ~WriteCharge() { release(); }
+
+  std::uint64_t bytes() const noexcept { return bytes_; }
+  // Changes this transaction's charge by `delta` bytes (an entry added, replaced or removed).
+  void adjust(std::atomic<std::uint64_t>& total, std::int64_t delta) noexcept {
+    total_ = &total;
+    bytes_ = static_cast<std::uint64_t>(static_cast<std::int64_t>(bytes_) + delta);
+    total.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+  }
+  void release() noexcept {
+    if (total_ != nullptr && bytes_ != 0) total_->fetch_sub(bytes_, std::memory_order_relaxed);
+    bytes_ = 0;
+  }
+
+ private:
+  std::atomic<std::uint64_t>* total_ = nullptr;
+  std::uint64_t bytes_ = 0;
+};
+
 // A range read of a serializable transaction: [lo, hi) or [lo, hi]; hi empty = unbounded.
 struct RangeRead {
   std::string lo;
@@ -110,6 +148,7 @@ struct TxnState {
   std::chrono::steady_clock::time_point started;
   // Buffered writes: a value, or nullopt for a delete.
   std::map<std::string, std::optional<std::string>, std::less<>> writes;
+  WriteCharge write_charge;            // bytes of `writes`; released whenever `writes` is cleared
   std::vector<std::string> read_keys;  // point reads (keys, not nodes: E6)
   std::vector<RangeRead> ranges;
 };
@@ -140,10 +179,12 @@ class EngineImpl {
   Status check_range(std::string_view start, std::string_view end) const;
   Status check_open() const;
 
-  // reads.cpp
-  Result<KeyValue> txn_get(TxnState& t, std::string_view key);
+  // reads.cpp. `budget`: a response budget (kNoBudget: none). txn_get returns
+  // RESOURCE_EXHAUSTED, copying nothing, when the key-value's response_cost exceeds it;
+  // txn_scan cuts its result to fit (ScanOptions::max_bytes, also applied).
+  Result<KeyValue> txn_get(TxnState& t, std::string_view key, std::size_t budget = kNoBudget);
   Result<ScanResult> txn_scan(TxnState& t, std::string_view start, std::string_view end,
-                              const ScanOptions& opts);
+                              const ScanOptions& opts, std::size_t budget = kNoBudget);
   Status txn_put(TxnState& t, std::string_view key, std::string_view value);
   Status txn_del(TxnState& t, std::string_view key);
 
@@ -154,9 +195,10 @@ class EngineImpl {
   // one_shot.cpp
   Result<KeyValue> get(std::string_view key);
   Result<ScanResult> scan(std::string_view start, std::string_view end, const ScanOptions& o);
-  Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv);
+  Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv,
+                        std::size_t budget);
   Result<DeleteResult> delete_range(std::string_view start, std::string_view end, bool single,
-                                    bool prev_kv);
+                                    bool prev_kv, std::size_t budget);
 
   // cond_txn.cpp
   Result<CondTxnResult> txn(const CondTxn& req);
@@ -164,6 +206,8 @@ class EngineImpl {
   // stats.cpp
   EngineStats stats() const;
   Revision current_revision() const noexcept { return clock_.visible(); }
+  // What counts against Options::max_memory_bytes (reads.cpp).
+  std::uint64_t memory_bytes() const;
   std::size_t version_count(std::string_view key) const;
 
  private:
@@ -220,12 +264,14 @@ class EngineImpl {
   // body returns Result<R>; on success `set_rev(R&, Revision)` stores the revision.
   template <class R, class Body, class SetRev>
   Result<R> one_shot(Body&& body, SetRev&& set_rev);
-  // Deletes a key (single) or the live keys of [start, end) inside t.
+  // Deletes a key (single) or the live keys of [start, end) inside t. Prev kvs that do not
+  // fit `budget` fail it with RESOURCE_EXHAUSTED (values past the budget are not copied).
   Result<DeleteResult> delete_in(TxnState& t, std::string_view start, std::string_view end,
-                                 bool single, bool prev_kv);
+                                 bool single, bool prev_kv, std::size_t budget = kNoBudget);
 
-  // cond_txn.cpp
-  Result<TxnOpResult> run_op(TxnState& t, const TxnOp& op);
+  // cond_txn.cpp. `*left`: what remains of the response budget (kNoBudget: none); the op's
+  // results are charged to it.
+  Result<TxnOpResult> run_op(TxnState& t, const TxnOp& op, std::size_t* left);
 
   const Options opts_;
   const std::shared_ptr<const Clock> clock_src_;
@@ -245,6 +291,7 @@ class EngineImpl {
   std::atomic<std::uint64_t> live_keys_{0};
   std::atomic<std::uint64_t> live_versions_{0};
   std::atomic<std::uint64_t> version_bytes_{0};
+  std::atomic<std::uint64_t> txn_write_bytes_{0};  // WriteCharge totals of unfinished txns
   std::atomic<std::uint64_t> versions_pruned_{0};
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> aborts_conflict_{0};

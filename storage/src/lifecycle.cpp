@@ -142,6 +142,7 @@ Status EngineImpl::admit(TxnState& t) {
 void EngineImpl::abort_locked(TxnState& t, AbortCause cause) {
   close_snapshot(t);
   t.writes.clear();
+  t.write_charge.release();
   t.read_keys.clear();
   t.ranges.clear();
   switch (cause) {

@@ -25,15 +25,20 @@ Result<ScanResult> EngineImpl::scan(std::string_view start, std::string_view end
   return txn_scan(t, start, end, o);
 }
 
-Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, bool prev_kv) {
+Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, bool prev_kv,
+                                  std::size_t budget) {
   if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = check_value(value); !s.ok()) return s;
   return one_shot<PutResult>(
       [&](TxnState& t) -> Result<PutResult> {
         PutResult pr;
         if (prev_kv) {
-          Result<KeyValue> old = txn_get(t, key);
-          if (old.ok()) pr.prev_kv = std::move(old).value();
+          Result<KeyValue> old = txn_get(t, key, budget);
+          if (old.ok()) {
+            pr.prev_kv = std::move(old).value();
+          } else if (old.code() != StatusCode::kNotFound) {
+            return old.status();  // over the budget: nothing is written
+          }
         }
         if (Status s = txn_put(t, key, value); !s.ok()) return s;
         return pr;
@@ -42,7 +47,7 @@ Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, 
 }
 
 Result<DeleteResult> EngineImpl::delete_range(std::string_view start, std::string_view end,
-                                              bool single, bool prev_kv) {
+                                              bool single, bool prev_kv, std::size_t budget) {
   if (single) {
     if (Status s = check_key(start); !s.ok()) return s;
   } else if (Status s = check_range(start, end); !s.ok()) {
@@ -50,16 +55,18 @@ Result<DeleteResult> EngineImpl::delete_range(std::string_view start, std::strin
   }
   return one_shot<DeleteResult>(
       [&](TxnState& t) -> Result<DeleteResult> {
-        return delete_in(t, start, end, single, prev_kv);
+        return delete_in(t, start, end, single, prev_kv, budget);
       },
       [](DeleteResult& dr, Revision rev) { dr.revision = rev; });
 }
 
 Result<DeleteResult> EngineImpl::delete_in(TxnState& t, std::string_view start,
-                                           std::string_view end, bool single, bool prev_kv) {
+                                           std::string_view end, bool single, bool prev_kv,
+                                           std::size_t budget) {
   DeleteResult dr;
+  if (!prev_kv) budget = kNoBudget;  // only keys are read, and none is returned
   if (single) {
-    Result<KeyValue> old = txn_get(t, start);
+    Result<KeyValue> old = txn_get(t, start, budget);
     if (!old.ok()) {
       if (old.code() == StatusCode::kNotFound) return dr;
       return old.status();
@@ -71,8 +78,11 @@ Result<DeleteResult> EngineImpl::delete_in(TxnState& t, std::string_view start,
   }
   ScanOptions so;
   so.keys_only = !prev_kv;
-  Result<ScanResult> found = txn_scan(t, start, end, so);
+  Result<ScanResult> found = txn_scan(t, start, end, so, budget);
   if (!found.ok()) return found.status();
+  // Every deleted key-value must be returned: a cut result fails the call before the
+  // deletes are buffered (the scan stopped copying values at the budget).
+  if (found->more) return budget_exceeded(budget, "the deleted key-values");
   for (KeyValue& kv : found->kvs) {
     if (Status s = txn_del(t, kv.key); !s.ok()) return s;
     ++dr.deleted;

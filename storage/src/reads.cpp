@@ -1,30 +1,56 @@
 // storage/src/reads.cpp — reads at a transaction's snapshot (E2), merged with its own
 // buffered writes, and the buffering of writes. Reads take a kovan guard for the call only
 // (I1) and record what a serializable transaction read, as keys and ranges (never nodes, E6),
-// for validation at commit.
+// for validation at commit. Response budgets (engine.hpp) are checked before a value is
+// copied, so a read never copies a value it cannot return. Buffering a put enforces the
+// memory limits (Options::max_memory_bytes, max_txn_bytes).
 #include "engine_impl.hpp"
+
+namespace kv::storage {
+
+namespace {
+// Value bytes copied out by reads on this thread (value_bytes_copied_on_this_thread()).
+thread_local std::uint64_t tl_value_bytes_copied = 0;
+}  // namespace
+
+std::uint64_t value_bytes_copied_on_this_thread() noexcept { return tl_value_bytes_copied; }
+
+}  // namespace kv::storage
 
 namespace kv::storage::detail {
 
 namespace {
 
+void copy_value(std::string& to, const std::string& from) {
+  to = from;
+  tl_value_bytes_copied += from.size();
+}
+
 void fill(KeyValue* kv, std::string_view key, const Version* v, bool with_value) {
   kv->key.assign(key);
-  if (with_value) kv->value = v->value;
+  if (with_value) copy_value(kv->value, v->value);
   kv->create_revision = v->create_rev;
   kv->mod_revision = v->commit_ts;
   kv->version = v->version;
 }
 
+std::size_t write_entry_cost(std::string_view key, const std::optional<std::string>& value) {
+  return key.size() + (value ? value->size() : 0) + kWriteEntryOverhead;
+}
+
 }  // namespace
 
-Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key) {
+Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key, std::size_t budget) {
   if (Status s = check_key(key); !s.ok()) return s;
+  auto over = [&](std::size_t value_bytes) {
+    return budget != kNoBudget && response_cost(key.size(), value_bytes) > budget;
+  };
   if (auto w = t.writes.find(key); w != t.writes.end()) {
     if (!w->second) return Status(StatusCode::kNotFound, "");
+    if (over(w->second->size())) return budget_exceeded(budget, "reading one key");
     KeyValue kv;
     kv.key.assign(key);
-    kv.value = *w->second;
+    copy_value(kv.value, *w->second);
     return kv;
   }
   if (t.track_reads) t.read_keys.emplace_back(key);
@@ -33,6 +59,7 @@ Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key) {
   if (n == nullptr) return Status(StatusCode::kNotFound, "");
   const Version* v = visible_at(n, t.start_ts, g);
   if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
+  if (over(v->value.size())) return budget_exceeded(budget, "reading one key");
   KeyValue kv;
   fill(&kv, key, v, true);
   return kv;
@@ -95,32 +122,42 @@ void EngineImpl::merge_scan(const TxnState& t, std::string_view start, std::stri
 }
 
 Result<ScanResult> EngineImpl::txn_scan(TxnState& t, std::string_view start, std::string_view end,
-                                        const ScanOptions& opts) {
+                                        const ScanOptions& opts, std::size_t budget) {
   if (Status s = check_range(start, end); !s.ok()) return s;
   ScanResult out;
   out.revision = t.start_ts;
   const bool collect = !opts.count_only;
   const std::size_t limit = collect ? opts.limit : 0;
+  if (opts.max_bytes != 0) budget = std::min(budget, opts.max_bytes);
   kovan::Guard g = kovan::pin();
 
-  // One key, from the snapshot (v) or from the write set (own).
+  // One key, from the snapshot (v) or from the write set (own). Once the limit or the
+  // budget cut the result (`more`), later keys are only counted: the result stays a prefix
+  // of the range in walk order, and no value past the cut is copied.
   auto emit = [&](std::string_view key, const Version* v, const std::optional<std::string>* own) {
     if (own != nullptr ? !own->has_value() : (v == nullptr || v->tombstone)) return;
     ++out.count;  // every key of the range is counted, also past the limit
+    if (!collect || out.more) return;
     if (limit != 0 && out.kvs.size() == limit) {
       out.more = true;
       return;
     }
-    if (collect) {
-      KeyValue kv;
-      if (own != nullptr) {
-        kv.key.assign(key);
-        if (!opts.keys_only) kv.value = **own;
-      } else {
-        fill(&kv, key, v, !opts.keys_only);
-      }
-      out.kvs.push_back(std::move(kv));
+    const std::size_t value_bytes =
+        opts.keys_only ? 0 : (own != nullptr ? (*own)->size() : v->value.size());
+    const std::size_t cost = response_cost(key.size(), value_bytes);
+    if (budget != kNoBudget && out.bytes + cost > budget) {
+      out.more = true;
+      return;
     }
+    out.bytes += cost;
+    KeyValue kv;
+    if (own != nullptr) {
+      kv.key.assign(key);
+      if (!opts.keys_only) copy_value(kv.value, **own);
+    } else {
+      fill(&kv, key, v, !opts.keys_only);
+    }
+    out.kvs.push_back(std::move(kv));
   };
   if (opts.reverse) {
     merge_scan<true>(t, start, end, g, emit);
@@ -133,16 +170,61 @@ Result<ScanResult> EngineImpl::txn_scan(TxnState& t, std::string_view start, std
   return out;
 }
 
+std::uint64_t EngineImpl::memory_bytes() const {
+  std::uint64_t b = index_.bytes() + version_bytes_.load(std::memory_order_relaxed) +
+                    txn_write_bytes_.load(std::memory_order_relaxed);
+  if (opts_.external_memory_bytes) b += opts_.external_memory_bytes();
+  return b;
+}
+
 Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view value) {
   if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = check_value(value); !s.ok()) return s;
-  t.writes.insert_or_assign(std::string(key), std::optional<std::string>(std::string(value)));
+  auto it = t.writes.find(key);
+  const std::size_t old_cost = it == t.writes.end() ? 0 : write_entry_cost(key, it->second);
+  const std::size_t new_cost = key.size() + value.size() + kWriteEntryOverhead;
+  if (new_cost > old_cost) {
+    const std::uint64_t grow = new_cost - old_cost;
+    if (opts_.max_txn_bytes != 0 && t.write_charge.bytes() + grow > opts_.max_txn_bytes) {
+      return Status(StatusCode::kResourceExhausted,
+                    "the transaction's writes would exceed the limit of " +
+                        std::to_string(opts_.max_txn_bytes) +
+                        " bytes per transaction; the put was not applied");
+    }
+    if (opts_.max_memory_bytes != 0) {
+      const std::uint64_t used = memory_bytes();
+      if (used + grow > opts_.max_memory_bytes) {
+        return Status(StatusCode::kResourceExhausted,
+                      "memory limit reached: " + std::to_string(used) + " bytes in use of " +
+                          std::to_string(opts_.max_memory_bytes) +
+                          "; writes that add data are refused until deletes free space (reads "
+                          "and deletes are served)");
+      }
+    }
+  }
+  if (it == t.writes.end()) {
+    t.writes.emplace(std::string(key), std::optional<std::string>(std::string(value)));
+  } else {
+    it->second = std::string(value);
+  }
+  t.write_charge.adjust(txn_write_bytes_,
+                        static_cast<std::int64_t>(new_cost) - static_cast<std::int64_t>(old_cost));
   return Status::Ok();
 }
 
 Status EngineImpl::txn_del(TxnState& t, std::string_view key) {
   if (Status s = check_key(key); !s.ok()) return s;
-  t.writes.insert_or_assign(std::string(key), std::nullopt);
+  // Never refused for memory: a delete is how space is freed.
+  auto it = t.writes.find(key);
+  const std::size_t old_cost = it == t.writes.end() ? 0 : write_entry_cost(key, it->second);
+  const std::size_t new_cost = key.size() + kWriteEntryOverhead;
+  if (it == t.writes.end()) {
+    t.writes.emplace(std::string(key), std::nullopt);
+  } else {
+    it->second = std::nullopt;
+  }
+  t.write_charge.adjust(txn_write_bytes_,
+                        static_cast<std::int64_t>(new_cost) - static_cast<std::int64_t>(old_cost));
   return Status::Ok();
 }
 

@@ -33,6 +33,8 @@ EngineStats EngineImpl::stats() const {
   const kovan::Stats ks = kovan::stats();
   s.kovan_retired = ks.retired;
   s.kovan_reclaimed = ks.reclaimed;
+  s.txn_write_bytes = txn_write_bytes_.load(std::memory_order_relaxed);
+  s.memory_bytes = memory_bytes();
   return s;
 }
 

@@ -41,6 +41,9 @@ struct ServerConfig {
   std::uint32_t max_value_bytes = 1u << 20;            // --max-value-bytes
   std::uint32_t max_active_txns = 4096;                // --max-active-txns (whole server)
   std::chrono::milliseconds summary_interval{60'000};  // --summary-interval; 0 disables
+  // Memory limits (docs/OPERATIONS.md, "Memory limit").
+  std::uint64_t max_memory = 0;                           // --max-memory; 0: off
+  std::uint64_t max_txn_bytes = std::uint64_t{64} << 20;  // --max-txn-bytes; 0: off
 
   // Worker threads to start: `threads`, or the hardware concurrency when it is 0.
   [[nodiscard]] unsigned effective_threads() const noexcept;

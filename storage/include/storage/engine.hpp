@@ -60,6 +60,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -196,7 +197,36 @@ struct Options {
   std::size_t max_active_txns = 4096;              // more concurrent begin()s: RESOURCE_EXHAUSTED
   std::shared_ptr<const Clock> clock;              // null: std::chrono::steady_clock
   std::shared_ptr<AllocationFaults> alloc_faults;  // null: none (tests only)
+
+  // Memory limit (docs/OPERATIONS.md, "Memory limit"). The engine counts its index nodes,
+  // versions, the write sets of unfinished transactions and external_memory_bytes (below);
+  // EngineStats::memory_bytes shows the sum. A put (one-shot, in a conditional or an
+  // interactive transaction) that would take the sum above max_memory_bytes gets
+  // RESOURCE_EXHAUSTED and changes nothing; reads, deletes, aborts and commits are always
+  // served (a commit's data was counted when it was buffered). 0: no limit.
+  std::uint64_t max_memory_bytes = 0;
+  // A put that would take one transaction's write set above this many bytes gets
+  // RESOURCE_EXHAUSTED; the transaction stays active with its earlier writes. 0: no limit.
+  std::uint64_t max_txn_bytes = std::uint64_t{64} << 20;
+  // Bytes held outside the engine that count against max_memory_bytes (a server's
+  // connection buffers). Called on every put while max_memory_bytes is set; must be
+  // thread-safe and cheap. Null: nothing outside the engine is counted.
+  std::function<std::uint64_t()> external_memory_bytes;
 };
+
+// Response budgets. A read that returns key-values can be given a budget in bytes (the room
+// a server has in one response frame). Each key-value returned is charged its key and value
+// bytes plus kKeyValueOverhead; each op of a conditional transaction is charged
+// kOpResultOverhead besides. Both allowances are upper bounds of the protobuf encoding of a
+// KeyValue and of a TxnOpResult around it (docs/PROTOCOL.md), so a response whose charges
+// fit its budget fits its frame. The engine stops copying once the budget is spent.
+inline constexpr std::size_t kKeyValueOverhead = 64;
+inline constexpr std::size_t kOpResultOverhead = 32;
+
+// What one key-value costs against a response budget.
+constexpr std::size_t response_cost(std::size_t key_bytes, std::size_t value_bytes) noexcept {
+  return key_bytes + value_bytes + kKeyValueOverhead;
+}
 
 // Range arguments: [start, end). An empty `end` means "no upper bound"; an empty `start`
 // means "from the first key". A single key k is the range [k, k + '\0').
@@ -205,13 +235,18 @@ struct ScanOptions {
   bool reverse = false;     // descending key order (the limit keeps the largest keys)
   bool keys_only = false;   // KeyValue::value left empty
   bool count_only = false;  // no kvs at all, only `count`
+  // Response budget in bytes (see response_cost); 0: none. The scan returns the longest
+  // prefix of its result whose costs fit, sets `more` when that cut it, and copies no value
+  // past it; `count` still covers the whole range.
+  std::size_t max_bytes = 0;
 };
 
 struct ScanResult {
   std::vector<KeyValue> kvs;  // in key order (descending if reverse)
   std::size_t count = 0;      // keys in the range (all of them, not capped by limit)
-  bool more = false;          // the limit cut the result
+  bool more = false;          // the limit or the byte budget cut the result
   Revision revision = 0;      // the revision the scan read at
+  std::size_t bytes = 0;      // the response cost of `kvs` (sum of response_cost)
 };
 
 struct PutResult {
@@ -261,6 +296,13 @@ struct CondTxn {
   std::vector<Compare> compare;  // all must hold (empty: true)
   std::vector<TxnOp> success;
   std::vector<TxnOp> failure;
+  // Response budget in bytes shared by the ops of the branch that runs, spent in op order
+  // (0: none). Each op is charged kOpResultOverhead, each key-value it returns its
+  // response_cost. A range get is cut to what remains (`more` set, as ScanOptions::max_bytes;
+  // its own max_bytes, if smaller, still applies). A point get or prev_kv that does not fit
+  // what remains fails the whole transaction with RESOURCE_EXHAUSTED before anything is
+  // committed: a transaction never commits with a result it could not return.
+  std::size_t max_response_bytes = 0;
 };
 
 struct CondTxnResult {
@@ -292,7 +334,13 @@ struct EngineStats {
   std::uint64_t index_nodes_removed = 0;   // index nodes of dead keys unlinked and retired
   std::uint64_t kovan_retired = 0;         // process-wide kovan counters
   std::uint64_t kovan_reclaimed = 0;
+  std::uint64_t txn_write_bytes = 0;  // write sets of transactions not yet finished
+  std::uint64_t memory_bytes = 0;     // what counts against Options::max_memory_bytes
 };
+
+// Value bytes that engine reads (gets, scans, prev_kvs, compares) copied out on the calling
+// thread since it started. A diagnostic for tests of the response budgets; never reset.
+std::uint64_t value_bytes_copied_on_this_thread() noexcept;
 
 namespace detail {
 class EngineImpl;
@@ -354,12 +402,17 @@ class Engine {
   [[nodiscard]] Result<KeyValue> get(std::string_view key);
   [[nodiscard]] Result<ScanResult> scan(std::string_view start, std::string_view end,
                                         const ScanOptions& opts = {});
+  //
+  // max_response_bytes (0: none) is a response budget for the prev_kv(s) asked for, as in
+  // CondTxn: when they do not fit, the call returns RESOURCE_EXHAUSTED and writes nothing.
   [[nodiscard]] Result<PutResult> put(std::string_view key, std::string_view value,
-                                      bool prev_kv = false);
+                                      bool prev_kv = false, std::size_t max_response_bytes = 0);
   // deleted == 0 (and OK) when the key did not exist.
-  [[nodiscard]] Result<DeleteResult> del(std::string_view key, bool prev_kv = false);
+  [[nodiscard]] Result<DeleteResult> del(std::string_view key, bool prev_kv = false,
+                                         std::size_t max_response_bytes = 0);
   [[nodiscard]] Result<DeleteResult> delete_range(std::string_view start, std::string_view end,
-                                                  bool prev_kv = false);
+                                                  bool prev_kv = false,
+                                                  std::size_t max_response_bytes = 0);
   [[nodiscard]] Result<CondTxnResult> txn(const CondTxn& request);
 
   // Interactive transactions.
