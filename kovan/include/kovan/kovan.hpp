@@ -111,6 +111,7 @@ inline constexpr std::size_t kMaxThreads = 512;      // threads using kovan at t
 inline constexpr std::uint32_t kRetireBatch = 64;    // retires between attach attempts (R)
 inline constexpr std::uint32_t kEraFrequency = 128;  // allocations per thread per era step
 inline constexpr int kFastPathTries = 16;            // protected-load tries before helping
+inline constexpr std::uint32_t kFreeQuota = 128;     // nodes deleted per retire or unpin (Q)
 
 struct Node;
 

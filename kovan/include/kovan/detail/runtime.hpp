@@ -50,6 +50,9 @@ struct alignas(128) ThreadRec {
   alignas(64) DWord request{0, 0};
   DWord result{0, 0};
   std::atomic<bool> in_use{false};
+  // Orphaned nodes (linked by batch_next): pushed only by this record's owner (one exchange
+  // and one store), taken whole by any adopter (one exchange).
+  std::atomic<Node*> orphans{nullptr};
   // Counters (owner-written; summed by stats()).
   OwnerCounter retired, reclaimed, slow_loads, helps;
   // Owner-only state.
@@ -60,6 +63,14 @@ struct alignas(128) ThreadRec {
   bool in_help = false;
   bool in_attach = false;
   Batch batch;
+  // Nodes of finished batches waiting to be deleted, oldest first, linked by batch_next:
+  // deleted at most kFreeQuota per retire or unpin, and all by flush() and thread exit.
+  Node* free_head = nullptr;
+  Node* free_tail = nullptr;
+  bool in_drain = false;
+  // Orphans taken from some record and not yet moved into the partial batch.
+  Node* adopted = nullptr;
+  std::uint32_t adopt_cursor = 0;
 };
 
 extern std::atomic<std::uint64_t> g_era;
@@ -92,7 +103,8 @@ inline void leave(ThreadRec* me) noexcept {
     // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
     // orders our reads under the guard before a retirer that sees the slot INACTIVE.
     Node* l = me->main.list.exchange(nullptr, std::memory_order_acq_rel);
-    if (is_list_node(l)) traverse(me, l);
+    // Releases the detached list and deletes at most kFreeQuota queued nodes.
+    if (is_list_node(l) || me->free_head != nullptr) traverse(me, l);
   }
 }
 

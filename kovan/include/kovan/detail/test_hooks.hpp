@@ -15,5 +15,11 @@ extern std::atomic<void (*)()> on_request_published;
 // The calling thread's main reservation era, and the global era.
 std::uint64_t slot_era_of_current_thread() noexcept;
 std::uint64_t global_era() noexcept;
+// Called by a helper right before it walks its helper slot's list.
+extern std::atomic<void (*)()> on_help_walk;
+// Era advances entered while the thread was inside help() (must stay 0).
+extern std::atomic<std::uint64_t> nested_advances;
+// The largest batch (nodes, padding included) attached since the last reset to 0.
+extern std::atomic<std::uint64_t> largest_batch;
 #endif
 }  // namespace kovan::detail::test
