@@ -14,6 +14,14 @@
 //  I5. A record's tags only grow (they survive reuse of the record); a result word is
 //      written only for the tag it was requested with.
 //  I6. A thread with no guard has an INACTIVE main slot.
+//  I7. Deleters (user destructors) run only in drain(), called from retire_node, traverse
+//      (unpin), flush and hand_over (thread exit), at most kFreeQuota nodes per retire or
+//      unpin. walk, free_batch, emit, try_attach, help and advance_era never run user code
+//      and never allocate (except try_attach's padding, which is no user code), so no era
+//      advance starts inside help() and no destructor runs inside a Node constructor.
+//  I8. Only a record's owner pushes onto its orphan stack; others only take it whole. Every
+//      batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch has at
+//      most s + 3R nodes when an attempt starts (s carried, R retired, 2R adopted).
 //
 // FENCE PAIRS (named in the comments below)
 //  X  — reader side: after publishing an era (pin, raise in protect, helper raising a

@@ -16,36 +16,65 @@
 //
 // THE GUARANTEES
 // --------------
-//  * `Atomic<T>::load` is wait-free: a bounded fast path, then a slow path that the threads
-//    advancing the era finish for the reader (helping), so it ends in a bounded number of
-//    steps whatever the other threads do. pin() and unpin are wait-free.
 //  * A reservation is always a finite era. A thread that stalls while pinned holds back only
 //    the batches that contain a node born no later than its era (bound below), never
 //    "everything retired since", as epoch-based reclamation does.
-//  * An idle thread (no guard) holds back nothing but its own partial batch, and `flush()`
-//    hands that over too. A thread that exits hands over everything it holds; its leftovers
-//    are adopted by other threads on their ordinary retire path.
+//  * An idle thread (no guard) holds back nothing but its own partial batch, adopted orphans
+//    and free queue (below); `flush()` empties all three. A thread that exits runs its
+//    queued deletions and hands over the rest; its leftovers are adopted by other threads
+//    on their ordinary retire path.
 //  * No locks anywhere, including thread registration. Thread slots are reused.
-//  * retire() is lock-free (attaching a batch to a slot is a CAS that can only fail when
-//    another thread made progress on that slot).
+//
+// PROGRESS, PER OPERATION (n threads at once, s <= 2n slots, R = kRetireBatch,
+// Q = kFreeQuota, L = batches attached to the calling thread's slot while its guard lived)
+//  * pin() (outermost Guard): wait-free, O(1): an era store and a fence. A thread's first
+//    use of kovan claims a record: at most kMaxThreads CAS attempts.
+//  * unpin (the outermost Guard's destruction or reset()): wait-free: one exchange, L
+//    decrements (L is fixed by the exchange, whatever other threads do after it), and at
+//    most Q node deletions.
+//  * Atomic<T>::load: wait-free: kFastPathTries (16) tries, then a slow path that the
+//    threads advancing the era finish for the reader (helping); it fails at most about n
+//    times. store/exchange/compare_exchange: one atomic instruction (a failed CAS reloads
+//    through the guard).
+//  * Constructing a Node: O(1), except every kEraFrequency-th allocation of a thread, which
+//    advances the era: one help per open slow-path request (each wait-free, as the load)
+//    before one increment. It never runs a destructor.
+//  * retire(): lock-free: every R-th call scans 2 * (threads ever at once) slots, adopts at
+//    most 2R orphans, splits at most s + 3R nodes into batches and pushes each batch onto
+//    its slots (a CAS loop that fails only when another thread changed that slot's list);
+//    then at most Q node deletions.
+//  * flush() and thread exit: not bounded: they delete everything this thread has queued,
+//    adopt every orphan and attach what is left, repeating while destructors retire more.
+//
+// WHERE DESTRUCTORS RUN
+// ---------------------
+// A retired node's destructor runs only inside retire(), an unpin, flush(), or the thread's
+// exit, on the thread that released the node's last reference, at most Q per retire or
+// unpin; the rest wait in that thread's free queue for its next operations. Never inside a
+// Node constructor (an allocation), a load, a store, exchange or compare_exchange, or pin().
+// A destructor may itself retire, pin, allocate or flush: such calls do not delete further
+// nodes from inside it (the outer call or the next operation does).
 //
 // THE MEMORY BOUND
 // ----------------
-// Let n be the number of threads, s <= 2n the reservation slots, B the largest batch (at
-// most max(R, s + 1) nodes with R = kRetireBatch), M the number of nodes not yet freed
-// (alive, or retired and waiting) when a thread stalls, and F the number of allocations per era (at
-// most n * kEraFrequency). A thread that stalls while pinned can hold back only batches with a node
-// born at or before its era, and at most M + F such nodes are ever retired after the stall, each in
-// one batch, so:
+// Let B = max(R, s + 1) + s be the largest batch (every batch is cut to it, orphans and
+// flush() included), M the number of nodes not yet freed (alive, or retired and waiting)
+// when a thread stalls, and F <= (n + 1) * kEraFrequency the number of allocations made
+// while the era stays put (each live thread counts up to kEraFrequency, and exited
+// threads' counts are carried over, so the era advances however allocations are spread
+// over short-lived threads). A thread that stalls while pinned can hold back only batches
+// with a node born at or before its era; at most M + F such nodes exist, each in one batch:
 //
 //        unreclaimed nodes held by one stalled thread  <=  (M + F) * B
 //
 // independent of how many nodes are retired after the stall. kovan also splits each batch
-// by birth at the eras of the slots it is attached to, so that an old reservation is handed
-// only old nodes (plus fewer than s + 1 younger ones per batch): the bound tightens to
-// (M + F) * (s + 2), and in practice stays near M + F. Without a stall the unreclaimed count
-// stays near n * B (the partial batches plus batches waiting for short guards).
-// docs/RECLAIMER.md derives this and tests/kovan/bound_test.cpp checks it numerically.
+// by birth at the eras of the slots it is attached to (flush() too), so that an old
+// reservation is handed only old nodes plus at most s younger ones per batch: when the
+// stalled era is among the 8 oldest eligible ones the bound tightens to (M + F) * (s + 1),
+// and in practice stays near M + F. Without a stall, each thread holds its partial batch
+// (at most s + 3R nodes), the orphans it adopted, and its free queue.
+// docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
+// check it numerically.
 //
 // WHEN NOT TO USE IT
 // ------------------
@@ -86,7 +115,8 @@
 //    period waits for every reader, so one stalled reader blocks all reclamation, as with
 //    epochs; synchronize_rcu() also blocks the writer.
 //  * kovan: reads as cheap as an era compare when the era has not moved; memory bounded by
-//    (M + F) * B per stalled thread; reclamation work spread over readers and writers.
+//    (M + F) * B per stalled thread; reclamation work spread over readers and writers, at
+//    most Q deletions per retire or unpin.
 //
 // THREAD SAFETY
 // -------------
@@ -241,8 +271,9 @@ void retire(T* p) noexcept {
   detail::retire_node(static_cast<Node*>(p), [](Node* n) { delete static_cast<T*>(n); });
 }
 
-// Hands over this thread's partial batch (padding it so that it can be attached now) and
-// adopts orphaned nodes; frees what can be freed. Call before a thread goes idle for long.
+// Hands over this thread's partial batch (padding it so that it can be attached now),
+// adopts every orphaned node, and deletes everything in this thread's free queue (running
+// destructors, without the per-call quota). Call before a thread goes idle for long.
 void flush() noexcept;
 
 struct Stats {
