@@ -67,6 +67,34 @@ TEST(Progress, UnpinDeletesABoundedNumberOfNodes) {
   delete cell.exchange(nullptr, h);
 }
 
+// A thread that finished more than its quota and then exits runs the rest of its queued
+// deletions in its exit path: nothing is left behind once it is joined.
+TEST(Progress, ThreadExitRunsItsQueuedDeletions) {
+  constexpr int kNodes = 5'000;
+  std::vector<Obj*> nodes;
+  for (int i = 0; i < kNodes; ++i) nodes.push_back(new Obj(i));
+  kovan::Atomic<Obj> cell(new Obj(0));
+  const auto destroyed0 = Counts::destroyed.load();
+  std::latch pinned(1), retired(1);
+  std::int64_t in_unpin = 0;
+  std::thread reader([&] {
+    kovan::Guard g = kovan::pin();
+    (void)cell.load(g);
+    pinned.count_down();
+    retired.wait();
+    in_unpin = deletions_in([&] { g.reset(); });
+  });  // exits with the rest of the 5,000 queued
+  pinned.wait();
+  for (Obj* o : nodes) kovan::retire(o);
+  kovan::flush();  // everything attached to the reader's slot
+  retired.count_down();
+  reader.join();
+  EXPECT_LE(in_unpin, static_cast<std::int64_t>(kovan::kFreeQuota));
+  EXPECT_EQ(Counts::destroyed.load() - destroyed0, kNodes);
+  kovan::Guard h = kovan::pin();
+  delete cell.exchange(nullptr, h);
+}
+
 // 12,000 orphaned nodes (200 threads each retire 60 and exit); then each retire of this
 // thread may delete at most kFreeQuota nodes, though one of them adopts the orphans.
 TEST(Progress, RetireDeletesABoundedNumberOfNodes) {
