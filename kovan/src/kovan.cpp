@@ -19,9 +19,11 @@
 //      unpin. walk, free_batch, emit, try_attach, help and advance_era never run user code
 //      and never allocate (except try_attach's padding, which is no user code), so no era
 //      advance starts inside help() and no destructor runs inside a Node constructor.
-//  I8. Only a record's owner pushes onto its orphan stack; others only take it whole. Every
-//      batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch has at
-//      most s + 3R nodes when an attempt starts (s carried, R retired, 2R adopted).
+//  I8. Only a record's owner pushes onto its orphan and ready stacks; others only take a
+//      whole stack (exchange). After a retire or an unpin (not nested in a drain) the
+//      owner's free queue is empty: the rest is on its ready stack.
+//  I9. Every batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch
+//      has at most s + 3R nodes when an attempt starts (s carried, R retired, 2R adopted).
 //
 // FENCE PAIRS (named in the comments below)
 //  X  — reader side: after publishing an era (pin, raise in protect, helper raising a
@@ -179,6 +181,57 @@ std::size_t drain(ThreadRec* me, std::size_t quota) noexcept {
 
 void drain_all(ThreadRec* me) noexcept {
   while (me->free_head != nullptr && !me->in_drain) drain(me, ~std::size_t{0});
+}
+
+// End of a retire or an unpin that left nodes in the free queue (it finished more than its
+// quota): publish them on this record's ready stack, so that an idle thread keeps nothing
+// it finished; any thread's retire path takes them. Two steps whatever others do, as in
+// push_orphans: only the owner pushes, others take the whole stack. The head's slot_next
+// carries the chain's tail, so that chains are joined and taken without walking them.
+void publish_ready(ThreadRec* me) noexcept {
+  if (me->free_head == nullptr || me->in_drain) return;
+  // acquire: pairs with the release store below (ours or the record's earlier owner's).
+  Node* old = me->ready.exchange(nullptr, std::memory_order_acquire);
+  Node* tail = me->free_tail;
+  if (old != nullptr) {
+    A::batch_next(tail) = old;
+    tail = A::slot_next(old).load(std::memory_order_relaxed);
+  }
+  A::slot_next(me->free_head).store(tail, std::memory_order_relaxed);
+  // release: pairs with the acquire exchange in take_ready(), publishing the links.
+  me->ready.store(me->free_head, std::memory_order_release);
+  me->free_head = nullptr;
+  me->free_tail = nullptr;
+}
+
+// Moves record r's ready stack, whole, to the end of this thread's free queue.
+bool take_ready_of(ThreadRec* me, ThreadRec& r) noexcept {
+  if (r.ready.load(std::memory_order_relaxed) == nullptr) return false;
+  // acquire: pairs with publish_ready's release store.
+  Node* head = r.ready.exchange(nullptr, std::memory_order_acquire);
+  if (head == nullptr) return false;
+  Node* tail = A::slot_next(head).load(std::memory_order_relaxed);
+  if (me->free_tail == nullptr) {
+    me->free_head = head;
+  } else {
+    A::batch_next(me->free_tail) = head;
+  }
+  me->free_tail = tail;
+  return true;
+}
+
+// Takes one record's ready stack (the next non-empty one after the last taken) when this
+// thread's free queue is empty; `all` takes every one (flush).
+void take_ready(ThreadRec* me, bool all) noexcept {
+  if (!all && me->free_head != nullptr) return;
+  const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < hwm; ++i) {
+    const std::size_t at = (me->ready_cursor + i) % hwm;
+    if (take_ready_of(me, g_recs[at]) && !all) {
+      me->ready_cursor = static_cast<std::uint32_t>((at + 1) % hwm);
+      return;
+    }
+  }
 }
 
 // A batch whose count reached 0 (I2).
@@ -500,6 +553,7 @@ constexpr std::size_t kAdoptPerAttempt = 2 * kRetireBatch;
 void maybe_attach(ThreadRec* me) noexcept {
   if (++me->since_try >= kRetireBatch) {
     me->since_try = 0;
+    take_ready(me, /*all=*/false);  // before the attempt, which may queue a batch
     adopt(me, kAdoptPerAttempt);
     try_attach(me, false);
   }
@@ -508,6 +562,7 @@ void maybe_attach(ThreadRec* me) noexcept {
 // Thread exit: runs the deletions still queued (here, so that nothing leaks), then hands
 // the partial batch and any adopted orphans to this record's orphan stack.
 void hand_over(ThreadRec* me) noexcept {
+  (void)take_ready_of(me, *me);  // what we published and nobody took yet
   drain_all(me);
   while (me->adopted != nullptr) {
     Node* n = me->adopted;
@@ -659,6 +714,7 @@ ThreadRec* register_thread() noexcept { return claim_record(); }
 void traverse(ThreadRec* me, Node* l) noexcept {
   walk(me, l);
   (void)drain(me, kFreeQuota);
+  publish_ready(me);
 }
 
 Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order,
@@ -689,7 +745,13 @@ void retire_node(Node* n, void (*deleter)(Node*)) noexcept {
   me->retired.add(1);
   append(me, n);
   maybe_attach(me);
-  if (me->free_head != nullptr) (void)drain(me, kFreeQuota);
+  // What this thread published after an earlier quota comes back here (one relaxed load
+  // when there is none).
+  if (me->free_head == nullptr) (void)take_ready_of(me, *me);
+  if (me->free_head != nullptr) {
+    (void)drain(me, kFreeQuota);
+    publish_ready(me);
+  }
 }
 
 #ifdef KOVAN_TEST_HOOKS
@@ -716,6 +778,7 @@ void flush() noexcept {
     detail::adopt_all(me);
     detail::try_attach(me, /*force=*/true);
     if (me->in_drain) return;
+    detail::take_ready(me, /*all=*/true);
     detail::drain_all(me);
   } while (me->batch.first != nullptr || me->free_head != nullptr || me->adopted != nullptr);
 }

@@ -95,6 +95,50 @@ TEST(Progress, ThreadExitRunsItsQueuedDeletions) {
   delete cell.exchange(nullptr, h);
 }
 
+struct Held : Tracked {
+  static inline std::atomic<int> destroyed{0};
+  ~Held() { destroyed.fetch_add(1); }
+};
+
+// A thread whose unpin released more than its quota and then stays idle (alive, no more
+// kovan calls) does not keep the rest: it is published for other threads, whose ordinary
+// retires delete it, kFreeQuota per retire.
+TEST(Progress, AnIdleThreadDoesNotKeepWhatItFinished) {
+  constexpr int kNodes = 20'000;
+  std::vector<Held*> nodes;
+  for (int i = 0; i < kNodes; ++i) nodes.push_back(new Held());
+  kovan::Atomic<Obj> cell(new Obj(0));
+  Held::destroyed = 0;
+  std::latch pinned(1), retired(1), unpinned(1), done(1);
+  std::thread idle([&] {
+    kovan::Guard g = kovan::pin();
+    (void)cell.load(g);
+    pinned.count_down();
+    retired.wait();
+    g.reset();  // releases all 20,000, deletes at most kFreeQuota
+    unpinned.count_down();
+    done.wait();  // idle, and alive
+  });
+  pinned.wait();
+  for (Held* h : nodes) kovan::retire(h);
+  kovan::flush();  // everything attached to the idle thread's slot
+  retired.count_down();
+  unpinned.wait();
+  EXPECT_LE(Held::destroyed.load(), static_cast<int>(kovan::kFreeQuota));
+  // Ordinary retires of this thread (no flush): enough for the quota to cover 20,000.
+  const int retires = 4 * (kNodes / static_cast<int>(kovan::kFreeQuota) + 1) *
+                      static_cast<int>(kovan::kRetireBatch) / 8;
+  for (int i = 0; i < retires && Held::destroyed.load() < kNodes; ++i) {
+    kovan::retire(new Obj(i));
+  }
+  EXPECT_EQ(Held::destroyed.load(), kNodes);
+  done.count_down();
+  idle.join();
+  kovan::flush();
+  kovan::Guard h = kovan::pin();
+  delete cell.exchange(nullptr, h);
+}
+
 // 12,000 orphaned nodes (200 threads each retire 60 and exit); then each retire of this
 // thread may delete at most kFreeQuota nodes, though one of them adopts the orphans.
 TEST(Progress, RetireDeletesABoundedNumberOfNodes) {

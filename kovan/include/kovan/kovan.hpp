@@ -19,10 +19,11 @@
 //  * A reservation is always a finite era. A thread that stalls while pinned holds back only
 //    the batches that contain a node born no later than its era (bound below), never
 //    "everything retired since", as epoch-based reclamation does.
-//  * An idle thread (no guard) holds back nothing but its own partial batch, adopted orphans
-//    and free queue (below); `flush()` empties all three. A thread that exits runs its
-//    queued deletions and hands over the rest; its leftovers are adopted by other threads
-//    on their ordinary retire path.
+//  * An idle thread (no guard) holds back nothing but its own partial batch and the orphans
+//    it adopted; `flush()` hands both over. Nodes it finished beyond its deletion quota
+//    (below) are published for other threads, whose ordinary retires delete them. A thread
+//    that exits runs its queued deletions and hands over the rest; its leftovers are
+//    adopted by other threads on their ordinary retire path.
 //  * No locks anywhere, including thread registration. Thread slots are reused.
 //
 // PROGRESS, PER OPERATION (n threads at once, s <= 2n slots, R = kRetireBatch,
@@ -30,8 +31,8 @@
 //  * pin() (outermost Guard): wait-free, O(1): an era store and a fence. A thread's first
 //    use of kovan claims a record: at most kMaxThreads CAS attempts.
 //  * unpin (the outermost Guard's destruction or reset()): wait-free: one exchange, L
-//    decrements (L is fixed by the exchange, whatever other threads do after it), and at
-//    most Q node deletions.
+//    decrements (L is fixed by the exchange, whatever other threads do after it), at most
+//    Q node deletions, and, if nodes are left, one exchange and one store to publish them.
 //  * Atomic<T>::load: wait-free: kFastPathTries (16) tries, then a slow path that the
 //    threads advancing the era finish for the reader (helping); it fails at most about n
 //    times. store/exchange/compare_exchange: one atomic instruction (a failed CAS reloads
@@ -39,18 +40,19 @@
 //  * Constructing a Node: O(1), except every kEraFrequency-th allocation of a thread, which
 //    advances the era: one help per open slow-path request (each wait-free, as the load)
 //    before one increment. It never runs a destructor.
-//  * retire(): lock-free: every R-th call scans 2 * (threads ever at once) slots, adopts at
-//    most 2R orphans, splits at most s + 3R nodes into batches and pushes each batch onto
-//    its slots (a CAS loop that fails only when another thread changed that slot's list);
-//    then at most Q node deletions.
+//  * retire(): lock-free: every R-th call scans 2 * (threads ever at once) slots, takes one
+//    published stack of finished nodes, adopts at most 2R orphans, splits at most s + 3R
+//    nodes into batches and pushes each batch onto its slots (a CAS loop that fails only
+//    when another thread changed that slot's list); then at most Q node deletions.
 //  * flush() and thread exit: not bounded: they delete everything this thread has queued,
 //    adopt every orphan and attach what is left, repeating while destructors retire more.
 //
 // WHERE DESTRUCTORS RUN
 // ---------------------
 // A retired node's destructor runs only inside retire(), an unpin, flush(), or the thread's
-// exit, on the thread that released the node's last reference, at most Q per retire or
-// unpin; the rest wait in that thread's free queue for its next operations. Never inside a
+// exit, at most Q per retire or unpin, on the thread that released the node's last
+// reference or, for what that thread left beyond its quota, on a thread that retires
+// later (or flushes). Never inside a
 // Node constructor (an allocation), a load, a store, exchange or compare_exchange, or pin().
 // A destructor may itself retire, pin, allocate or flush: such calls do not delete further
 // nodes from inside it (the outer call or the next operation does).
@@ -72,7 +74,8 @@
 // reservation is handed only old nodes plus at most s younger ones per batch: when the
 // stalled era is among the 8 oldest eligible ones the bound tightens to (M + F) * (s + 1),
 // and in practice stays near M + F. Without a stall, each thread holds its partial batch
-// (at most s + 3R nodes), the orphans it adopted, and its free queue.
+// (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at most until
+// some thread has retired enough to delete them, Q per retire.
 // docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
 // check it numerically.
 //

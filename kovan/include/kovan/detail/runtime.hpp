@@ -53,6 +53,10 @@ struct alignas(128) ThreadRec {
   // Orphaned nodes (linked by batch_next): pushed only by this record's owner (one exchange
   // and one store), taken whole by any adopter (one exchange).
   std::atomic<Node*> orphans{nullptr};
+  // Finished nodes this record's owner left undeleted after its quota (linked by
+  // batch_next; the head's slot_next holds the tail): pushed only by the owner, taken
+  // whole by any thread, which deletes them kFreeQuota per operation.
+  std::atomic<Node*> ready{nullptr};
   // Counters (owner-written; summed by stats()).
   OwnerCounter retired, reclaimed, slow_loads, helps;
   // Owner-only state.
@@ -71,6 +75,7 @@ struct alignas(128) ThreadRec {
   // Orphans taken from some record and not yet moved into the partial batch.
   Node* adopted = nullptr;
   std::uint32_t adopt_cursor = 0;
+  std::uint32_t ready_cursor = 0;
 };
 
 extern std::atomic<std::uint64_t> g_era;
