@@ -43,7 +43,8 @@
 //  * retire(): lock-free: every R-th call scans 2 * (threads ever at once) slots, takes one
 //    published stack of finished nodes, adopts at most 2R orphans, splits at most s + 3R
 //    nodes into batches and pushes each batch onto its slots (a CAS loop that fails only
-//    when another thread changed that slot's list); then at most Q node deletions.
+//    when another thread changed that slot's list); then at most Q node deletions and one
+//    publication of what is left.
 //  * flush() and thread exit: not bounded: they delete everything this thread has queued,
 //    adopt every orphan and attach what is left, repeating while destructors retire more.
 //
@@ -52,8 +53,8 @@
 // A retired node's destructor runs only inside retire(), an unpin, flush(), or the thread's
 // exit, at most Q per retire or unpin, on the thread that released the node's last
 // reference or, for what that thread left beyond its quota, on a thread that retires
-// later (or flushes). Never inside a
-// Node constructor (an allocation), a load, a store, exchange or compare_exchange, or pin().
+// later (or flushes). Never inside a Node constructor (an allocation), a load, a store,
+// exchange or compare_exchange, or pin().
 // A destructor may itself retire, pin, allocate or flush: such calls do not delete further
 // nodes from inside it (the outer call or the next operation does).
 //
