@@ -25,10 +25,13 @@
 //       helper slots; pairs with X of a helper publishing its helper slot (see free_batch).
 #include "kovan/kovan.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <bitset>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "kovan/detail/dwcas.hpp"
 #include "kovan/detail/test_hooks.hpp"
@@ -38,7 +41,7 @@ namespace detail {
 
 // The runtime's access to Node's private header.
 struct Access {
-  static std::uint64_t& birth(Node* n) noexcept { return n->birth_; }
+  static std::uint64_t birth(const Node* n) noexcept { return n->birth_; }
   static std::atomic<Node*>& slot_next(Node* n) noexcept { return n->slot_next_; }
   static Node*& batch_link(Node* n) noexcept { return n->batch_link_; }
   static Node*& batch_next(Node* n) noexcept { return n->batch_next_; }
@@ -54,12 +57,12 @@ constexpr std::uint64_t kPending = ~std::uint64_t{0};  // result.lo while a requ
 }  // namespace
 
 alignas(128) std::atomic<std::uint64_t> g_era{1};
+alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
 thread_local constinit ThreadRec* tl_rec = nullptr;
 
 namespace {
 
 alignas(128) std::atomic<std::uint64_t> g_slow_counter{0};
-alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
 alignas(128) std::atomic<std::size_t> g_hwm{0};
 alignas(128) std::atomic<Node*> g_orphans{nullptr};
 ThreadRec g_recs[kMaxThreads];
@@ -68,12 +71,43 @@ thread_local std::uint32_t tl_allocs = 0;
 
 void release_thread(ThreadRec* me) noexcept;
 
-struct ThreadExit {
-  ~ThreadExit() {
-    if (tl_rec != nullptr) release_thread(tl_rec);
+// THREAD EXIT. A thread's record is released by the destructor of a pthread key whose value
+// is the record. glibc runs key destructors after every thread_local destructor of the
+// thread, and runs them again (up to PTHREAD_DESTRUCTOR_ITERATIONS rounds) for keys set
+// anew meanwhile. So kovan used from a thread_local destructor, or from another key's
+// destructor (which re-registers the thread and sets the key again), is still released.
+// A thread_local object with a destructor would not do: a destructor that runs after it
+// and uses kovan would register the thread again, and that record would never be released.
+void on_thread_exit(void* rec) noexcept {
+  auto* me = static_cast<ThreadRec*>(rec);
+  if (tl_rec == me) release_thread(me);
+}
+
+constexpr std::uint64_t kNoKey = ~std::uint64_t{0};
+std::atomic<std::uint64_t> g_exit_key{kNoKey};
+
+// Creates the key on first use without a lock: racing creators publish by CAS and the
+// losers delete their own key.
+pthread_key_t exit_key() noexcept {
+  // acquire: pairs with the release CAS below (the key exists before its value is seen).
+  std::uint64_t k = g_exit_key.load(std::memory_order_acquire);
+  if (k != kNoKey) return static_cast<pthread_key_t>(k);
+  pthread_key_t mine;
+  if (pthread_key_create(&mine, &on_thread_exit) != 0) {
+    std::fprintf(stderr, "kovan: cannot create the thread-exit key (pthread_key_create)\n");
+    std::abort();
   }
-};
-thread_local ThreadExit tl_exit;
+  // acq_rel: release publishes our key; acquire (also on failure) pairs with the winner's.
+  if (g_exit_key.compare_exchange_strong(k, mine, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+    return mine;
+  }
+  pthread_key_delete(mine);
+  return static_cast<pthread_key_t>(k);
+}
+// Created during static initialisation, so that its destructor runs before those of keys
+// that users create later (glibc runs key destructors in key order).
+[[maybe_unused]] const pthread_key_t g_exit_key_at_start = exit_key();
 
 ThreadRec* claim_record() noexcept {
   for (std::size_t i = 0; i < kMaxThreads; ++i) {
@@ -90,7 +124,11 @@ ThreadRec* claim_record() noexcept {
                                                          std::memory_order_relaxed)) {
       }
       tl_rec = &r;
-      (void)&tl_exit;  // odr-use: registers the thread-exit destructor
+      // The destructor runs only for a non-null value; it releases the record at exit.
+      if (pthread_setspecific(exit_key(), &r) != 0) {
+        std::fprintf(stderr, "kovan: cannot register the thread for exit (pthread_setspecific)\n");
+        std::abort();
+      }
       return &r;
     }
   }
@@ -157,7 +195,12 @@ void free_batch(ThreadRec* me, Node* refs) noexcept {
   // final decrement that brought us here) and it never dereferences src.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (g_helpers_active.load(std::memory_order_acquire) != 0) {
-    const std::uint64_t min_birth = A::birth(refs);
+    // The batch's minimum birth, from the nodes themselves: births never change (a node's
+    // birth may be read by its users while it is retired, so the runtime never writes it).
+    std::uint64_t min_birth = A::birth(refs);
+    for (Node* n = first; n != refs; n = A::batch_next(n)) {
+      min_birth = std::min(min_birth, A::birth(n));
+    }
     const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < hwm; ++i) {
       Slot& h = g_recs[i].helper;
@@ -256,7 +299,6 @@ void emit(ThreadRec* me, const Eligible& el, Chain& chain) noexcept {
   const std::uint64_t min_birth = chain.min_birth;
   for (Node* n = chain.head; n != refs; n = A::batch_next(n)) A::batch_link(n) = refs;
   A::batch_next(refs) = nullptr;
-  A::birth(refs) = min_birth;  // the counting node records the batch's minimum birth
   A::batch_link(refs) = chain.head;
   A::refs(refs).store(0, std::memory_order_relaxed);  // published by the pushes' release
   chain = Chain{};
@@ -411,8 +453,13 @@ void maybe_attach(ThreadRec* me) noexcept {
   }
 }
 
+// Runs at thread exit (on_thread_exit), on the exiting thread.
 void release_thread(ThreadRec* me) noexcept {
-  if (me->depth != 0) {  // a guard outlived its thread: let it go now
+  // Guards still alive (held by an object destroyed after this point, or leaked): the slot
+  // lets go of its batches now, so that an exiting thread holds nothing. While the walk
+  // runs destructors (which may pin and unpin on this record), depth reads 0.
+  const std::uint32_t stale_guards = me->depth;
+  if (stale_guards != 0) {
     me->depth = 0;
     walk(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
   }
@@ -422,8 +469,15 @@ void release_thread(ThreadRec* me) noexcept {
     b = Batch{};
   }
   me->since_try = 0;
-  tl_rec = nullptr;
-  // release: pairs with the acquire CAS in register_thread.
+  tl_rec = nullptr;  // a later use of kovan on this thread claims a record anew
+  if (stale_guards != 0) {
+    // Keep the record claimed until those guards are destroyed (leave() then calls
+    // release_detached), so that their decrements never reach another owner's depth.
+    me->depth = stale_guards;
+    me->detached = true;
+    return;
+  }
+  // release: pairs with the acquire CAS in claim_record.
   me->in_use.store(false, std::memory_order_release);
 }
 
@@ -441,9 +495,15 @@ void help(ThreadRec* me, ThreadRec& r) noexcept {
   // requester's request write, hence after its raise for that node.
   me->helper.era.store(r.main.era.load(std::memory_order_relaxed), std::memory_order_relaxed);
   me->helper.list.store(empty_list(), std::memory_order_relaxed);
-  // Fence X (helper slot): pairs with Y in try_attach and F in free_batch.
+  // Announce the source we may read; ordered before the re-check by the fence below.
+  me->reading.store(src, std::memory_order_relaxed);
+  // Fence X (helper slot): pairs with Y in try_attach and F in free_batch; also orders the
+  // announcement above before the re-check, for wait_for_helpers.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (dwload(&r.result) == pending) {  // re-check: src's node is covered from here on
+#ifdef KOVAN_TEST_HOOKS
+    if (auto* hook = test::on_helper_reading.load(std::memory_order_acquire)) hook();
+#endif
     for (;;) {
       const std::uint64_t e = g_era.load(std::memory_order_acquire);
       raise(r.main.era, e);  // the requester's slot is active for the whole request
@@ -459,6 +519,9 @@ void help(ThreadRec* me, ThreadRec& r) noexcept {
       if (!(dwload(&r.result) == pending)) break;
     }
   }
+  // release: pairs with the loads in wait_for_helpers; our reads of src happen-before the
+  // destruction of the Atomic that holds it.
+  me->reading.store(nullptr, std::memory_order_release);
   walk(me, me->helper.list.exchange(nullptr, std::memory_order_acq_rel));
   // release: our reads of src happen-before a finisher that reads helpers_active == 0.
   g_helpers_active.fetch_sub(1, std::memory_order_release);
@@ -525,6 +588,49 @@ std::uint64_t on_allocate() noexcept {
 ThreadRec* register_thread() noexcept { return claim_record(); }
 void traverse(ThreadRec* me, Node* l) noexcept { walk(me, l); }
 
+// The last guard of an exited thread was destroyed (see release_thread); its slot is
+// INACTIVE again (leave() detached the list).
+void release_detached(ThreadRec* me) noexcept {
+  me->detached = false;
+  // release: pairs with the acquire CAS in claim_record.
+  me->in_use.store(false, std::memory_order_release);
+}
+
+// See cover_birth and cover_removed in runtime.hpp; the caller's guard is active.
+void raise_reservation(ThreadRec* me, std::uint64_t era) noexcept {
+  // acquire: as in protect(). Raising to the clock, not only to `era`, saves later loads
+  // under this guard a slow try.
+  const std::uint64_t g = g_era.load(std::memory_order_acquire);
+  me->pub_era = raise(me->main.era, std::max(era, g));
+  // Fence X: pairs with Y, like every publication of an era.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+// THE HELPER'S SOURCE. A helper reads a requester's source (an Atomic<T>) on its behalf. It
+// announces the address in `reading`, issues fence X and only then re-checks that the
+// request is pending; it clears `reading` (release) after its last read. The requester may
+// complete and return meanwhile, and its source may then be destroyed; ~Atomic calls this
+// when some helper is active. SC argument: the completion C of the request is a seq_cst RMW
+// that happens-before this call; our loads of g_hwm and of each `reading` are seq_cst. If a
+// load misses a helper's announcement (or its record), it precedes the helper's fence X in
+// S, which precedes the helper's re-check, so C precedes the re-check in S and the re-check
+// sees the request completed: that helper never reads the source. Otherwise we see the
+// announcement and wait until it is cleared. The wait is bounded by the helper's own steps
+// (its loop ends once the request is completed) but is blocking if that helper is
+// descheduled: the price of never making the load itself wait.
+void wait_for_helpers(const void* src) noexcept {
+  const std::size_t hwm = g_hwm.load(std::memory_order_seq_cst);
+  for (std::size_t i = 0; i < hwm; ++i) {
+    std::atomic<const void*>& reading = g_recs[i].reading;
+    if (reading.load(std::memory_order_seq_cst) != src) continue;
+#ifdef KOVAN_TEST_HOOKS
+    if (auto* hook = test::on_destroy_wait.load(std::memory_order_acquire)) hook();
+#endif
+    // acquire: pairs with the helper's release store of nullptr.
+    while (reading.load(std::memory_order_acquire) == src) std::this_thread::yield();
+  }
+}
+
 Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order,
                    std::uint64_t s) noexcept {
 #ifdef KOVAN_TEST_HOOKS
@@ -559,6 +665,8 @@ void retire_node(Node* n, void (*deleter)(Node*)) noexcept {
 namespace test {
 std::atomic<int> fast_path_tries{kFastPathTries};
 std::atomic<void (*)()> on_request_published{nullptr};
+std::atomic<void (*)()> on_helper_reading{nullptr};
+std::atomic<void (*)()> on_destroy_wait{nullptr};
 std::uint64_t slot_era_of_current_thread() noexcept {
   return self()->main.era.load(std::memory_order_relaxed);
 }
