@@ -75,9 +75,13 @@ TEST(ApiSafety, AtomUpdateHandleOutlivesReplacement) {
     return Val(cur.v + 1);
   });
   ASSERT_EQ(h->v, 2);
-  kovan::flush();      // hands over the node update replaced (born before outer: held)
-  cell.store(Val(3));  // replaces h's node and retires it
-  kovan::flush();      // h's node alone in a batch: freed now unless h covers it
+  kovan::flush();  // hands over the node update replaced (born before outer: held)
+  // Another thread replaces h's node, retires it and hands its batch over: h's node is
+  // freed now unless h's guard covers it.
+  std::thread([&] {
+    cell.store(Val(3));
+    kovan::flush();
+  }).join();
   EXPECT_TRUE(h->alive());
   EXPECT_EQ(h->v, 2);
 }
@@ -157,7 +161,9 @@ TEST(ApiSafety, ExchangeResultIsCoveredByTheGuard) {
     young = new Item(1);  // born after g's era, installed by another thread
     cell.store(young);
   }).join();
-  Item* old = cell.exchange(new Item(2), g);
+  // (Exchanging in nullptr: a fresh node would be covered first, which raises the era and
+  // would hide a missing cover of the result.)
+  Item* old = cell.exchange(nullptr, g);
   ASSERT_EQ(old, young);
   kovan::retire(old);
   kovan::flush();  // `old` alone in a batch: freed now unless g covers it
@@ -165,7 +171,6 @@ TEST(ApiSafety, ExchangeResultIsCoveredByTheGuard) {
   EXPECT_EQ(old->value, 1);
   g.reset();
   delete initial;
-  delete cell.load_unprotected();
 }
 
 TEST(ApiSafety, StoreWithGuardCoversTheStoredNode) {

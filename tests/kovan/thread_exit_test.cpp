@@ -115,29 +115,49 @@ TEST(ThreadExit, GuardInLateThreadLocal) {
 
 // A Guard destroyed by a pthread key destructor: on glibc key destructors run after every
 // thread_local destructor, in key order, so this key (created after kovan's) runs after
-// kovan's own exit step.
-pthread_key_t guard_key() {
+// kovan's own exit step. The destructor stops until the test lets it go, so that another
+// thread pins while the late guard is still alive, and again after it is gone.
+struct LateGuard {
+  kovan::Guard* guard = nullptr;
+  std::latch* in_destructor = nullptr;
+  std::latch* go = nullptr;
+};
+
+pthread_key_t late_guard_key() {
   static const pthread_key_t key = [] {
     pthread_key_t k;
-    EXPECT_EQ(pthread_key_create(&k, [](void* g) { delete static_cast<kovan::Guard*>(g); }), 0);
+    EXPECT_EQ(pthread_key_create(&k,
+                                 [](void* p) {
+                                   auto* lg = static_cast<LateGuard*>(p);
+                                   lg->in_destructor->count_down();
+                                   lg->go->wait();
+                                   delete lg->guard;
+                                 }),
+              0);
     return k;
   }();
   return key;
 }
 
 TEST(ThreadExit, GuardDestroyedAfterThreadExitStep) {
-  const pthread_key_t key = guard_key();
+  const pthread_key_t key = late_guard_key();
   const kovan::Stats s0 = kovan::stats();
-  for (int i = 0; i < 4; ++i) {
-    std::thread([key] {
-      auto* outer = new kovan::Guard(kovan::pin());
-      ASSERT_EQ(pthread_setspecific(key, outer), 0);
+  for (int i = 0; i < 3; ++i) {
+    std::latch in_destructor(1), go(1);
+    LateGuard lg{nullptr, &in_destructor, &go};
+    std::thread exiting([&] {
+      lg.guard = new kovan::Guard(kovan::pin());
+      ASSERT_EQ(pthread_setspecific(key, &lg), 0);
       kovan::Guard inner = kovan::pin();  // nested, released normally
-    }).join();
-    expect_next_owner_protected();
+    });
+    in_destructor.wait();           // past kovan's exit step, the outer guard still alive
+    expect_next_owner_protected();  // must not be handed that thread's record
+    go.count_down();
+    exiting.join();
+    expect_next_owner_protected();  // after the late guard was destroyed
   }
   // The record held by the late guard was released once that guard was destroyed.
-  EXPECT_LE(kovan::stats().threads, s0.threads + 2);
+  EXPECT_LE(kovan::stats().threads, s0.threads + 3);
 }
 
 }  // namespace
