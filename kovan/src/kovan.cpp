@@ -14,6 +14,10 @@
 //  I5. A record's tags only grow (they survive reuse of the record); a result word is
 //      written only for the tag it was requested with.
 //  I6. A thread with no guard has an INACTIVE main slot.
+//  I7. A helper reads a requester's source only while its record's `reading` holds the
+//      source's address, announced before its fence X and re-check (wait_for_helpers).
+//  I8. A record is released (in_use = false) only with depth 0: never while a guard made on
+//      it is alive (release_thread, release_detached). Node birth eras never change.
 //
 // FENCE PAIRS (named in the comments below)
 //  X  — reader side: after publishing an era (pin, raise in protect, helper raising a
