@@ -7,10 +7,13 @@
 // its read of the source. The test hooks stop a helper exactly there; the requester then
 // completes, returns and destroys the object; the helper resumes and reads. Before the fix
 // AddressSanitizer reports a heap-use-after-free in help(); now ~Atomic waits for the
-// helper's read to end (the on_destroy_wait hook lets the helper go on).
+// helper's read to end (the on_destroy_wait hook lets the helper go on). The last test is
+// the usual case, a source inside a retired kovan node, which the runtime itself must keep
+// alive for the helper (docs/RECLAIMER.md, the parent problem).
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <latch>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -139,6 +142,70 @@ TEST(HelperSource, SourceInAtom) {
   });
   EXPECT_EQ(seen, 9);
   EXPECT_GE(helps, 1u);
+}
+
+// The source inside a kovan node (the usual case): the node was retired and its batch was
+// attached only to the requester's slot before the helper published its helper slot; the
+// requester then completes, unpins and lets go of the batch while the helper still has to
+// read the source. Finishing the batch must see the helper slot (whose era covers the node)
+// and defer it. The batch is made so that its counting node is younger than the helper's
+// era and the node holding the source older: the check must use the batch's minimum birth,
+// not the counting node's.
+std::atomic<bool> g_parent_destroyed_in_window{false};
+
+struct Parent : Tracked {
+  explicit Parent(Obj* c) : child(c) {}
+  ~Parent() {
+    if (g_phase.load() == kHelperIn) g_parent_destroyed_in_window = true;
+  }
+  kovan::Atomic<Obj> child;
+};
+
+TEST(HelperSource, RetiredNodeHoldingTheSourceOutlivesTheHelper) {
+  g_phase = 0;
+  g_parent_destroyed_in_window = false;
+  Obj* leaf = new Obj(3);
+  kovan::Atomic<Parent> root(new Parent(leaf));
+  kovan::flush();  // this thread's partial batch is empty
+  std::latch loaded(1), retired(1);
+  int seen = 0;
+  std::thread requester([&] {
+    {
+      kovan::Guard g = kovan::pin();
+      Parent* parent = root.load(g);  // born before this guard's era
+      loaded.count_down();
+      retired.wait();                       // parent is unlinked and retired meanwhile
+      seen = parent->child.load(g)->value;  // helped slow path (hooks)
+    }  // unpin: lets go of the parent's batch while the helper is stopped
+    advance_to(kReleased);
+  });
+  loaded.wait();
+  Parent* parent = root.load_unprotected();
+  root.store(nullptr);
+  // One batch {young (counting node, born after the requester's era), parent}, attached
+  // to the requester's slot only.
+  const std::uint64_t e0 = kovan::stats().era;
+  while (kovan::stats().era < e0 + 2) {
+    for (std::uint32_t i = 0; i < kovan::kEraFrequency; ++i) Plain tmp;
+  }
+  kovan::retire(new Obj(-1));
+  kovan::retire(parent);
+  kovan::flush();
+  install_hooks();
+  retired.count_down();
+  wait_for(kPublished);
+  std::thread advancer([] {
+    while (g_phase.load() < kHelperIn) {
+      for (std::uint32_t i = 0; i < kovan::kEraFrequency; ++i) Plain tmp;
+    }
+  });
+  requester.join();
+  advancer.join();
+  remove_hooks();
+  EXPECT_EQ(seen, 3);
+  EXPECT_FALSE(g_parent_destroyed_in_window.load());
+  kovan::flush();  // adopts the deferred batch and frees it
+  delete leaf;
 }
 
 }  // namespace
