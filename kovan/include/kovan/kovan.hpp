@@ -302,9 +302,11 @@ class Atomic {
   static constexpr std::memory_order failure_order(std::memory_order o) noexcept {
     return o == std::memory_order_seq_cst ? std::memory_order_seq_cst : std::memory_order_acquire;
   }
-  // Raises g's reservation to p's birth era (when it is older) before p is published: a
-  // thread that later unlinks and retires p does so after the publication, so its attach
-  // scan sees the raised era and hands p's batch to g's slot.
+  // Raises g's reservation to cover p's birth era (when the reservation is older) before p
+  // is published. A thread that later unlinks p reads our publication (or a later value), so
+  // the raise, which fence X orders before the publication, happens-before its fence Y and
+  // attach scan (seq_cst fences synchronize through that read, whatever `o` is): the scan
+  // sees an era >= p's birth and hands p's batch to g's slot.
   static void cover(const Guard& g, T* p) noexcept {
     static_assert(std::is_base_of_v<Node, T>, "kovan::Atomic<T>: T must derive from kovan::Node");
     if (p != nullptr) detail::cover_birth(g.rec_, static_cast<const Node*>(p)->birth_era());
