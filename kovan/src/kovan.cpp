@@ -14,31 +14,47 @@
 //  I5. A record's tags only grow (they survive reuse of the record); a result word is
 //      written only for the tag it was requested with.
 //  I6. A thread with no guard has an INACTIVE main slot.
-//  I7. Deleters (user destructors) run only in drain(), called from retire_node, traverse
+//  I7. A helper reads a requester's source only while its record's `reading` holds the
+//      source's address, announced before its fence X and re-check (wait_for_helpers),
+//      and cleared (release) after its last read of the source.
+//  I8. A record is released (in_use = false) only with depth 0: never while a guard made on
+//      it is alive (release_thread, release_detached). Node birth eras never change: a
+//      batch's minimum birth is computed from its nodes (free_batch).
+//  I9. Deleters (user destructors) run only in drain(), called from retire_node, traverse
 //      (unpin), flush and hand_over (thread exit), at most kFreeQuota nodes per retire or
 //      unpin. walk, free_batch, emit, try_attach, help and advance_era never run user code
 //      and never allocate (except try_attach's padding, which is no user code), so no era
 //      advance starts inside help() and no destructor runs inside a Node constructor.
-//  I8. Only a record's owner pushes onto its orphan and ready stacks; others only take a
+//      A finished batch is queued for drain() only after free_batch found no active helper
+//      slot that covers it (I2); a later deletion from the queue or a ready stack is safe.
+//  I10. Only a record's owner pushes onto its orphan and ready stacks; others only take a
 //      whole stack (exchange). After a retire or an unpin (not nested in a drain) the
 //      owner's free queue is empty: the rest is on its ready stack.
-//  I9. Every batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch
+//  I11. Every batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch
 //      has at most s + 3R nodes when an attempt starts (s carried, R retired, 2R adopted).
 //
 // FENCE PAIRS (named in the comments below)
-//  X  — reader side: after publishing an era (pin, raise in protect, helper raising a
-//       requester's era, helper publishing its helper slot), before reading a pointer.
+//  X  — reader side: after publishing an era (pin, raise in protect, raise_reservation
+//       covering a node an Atomic operation publishes or removes, helper raising a
+//       requester's era, helper publishing its helper slot and announcing `reading`),
+//       before reading a pointer (or, for raise_reservation, before the publishing store).
 //  Y  — retirer side: in try_attach, before scanning the slots.
 //  By the seq_cst fence rule, for a node unlinked before Y: either the scan after Y sees the
 //  era written before X, or the pointer read after X sees the unlink (so not the node).
 //  F  — finisher side: before a batch whose count reached 0 reads helpers_active and the
 //       helper slots; pairs with X of a helper publishing its helper slot (see free_batch).
+//  The helper's X also orders its `reading` announcement before its re-check of the
+//  request, against the seq_cst loads of ~Atomic's wait_for_helpers (an SC-order argument,
+//  given there; I7).
 #include "kovan/kovan.hpp"
+
+#include <pthread.h>
 
 #include <algorithm>
 #include <bitset>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "kovan/detail/dwcas.hpp"
 #include "kovan/detail/test_hooks.hpp"
@@ -48,7 +64,7 @@ namespace detail {
 
 // The runtime's access to Node's private header.
 struct Access {
-  static std::uint64_t& birth(Node* n) noexcept { return n->birth_; }
+  static std::uint64_t birth(const Node* n) noexcept { return n->birth_; }
   static std::atomic<Node*>& slot_next(Node* n) noexcept { return n->slot_next_; }
   static Node*& batch_link(Node* n) noexcept { return n->batch_link_; }
   static Node*& batch_next(Node* n) noexcept { return n->batch_next_; }
@@ -64,12 +80,12 @@ constexpr std::uint64_t kPending = ~std::uint64_t{0};  // result.lo while a requ
 }  // namespace
 
 alignas(128) std::atomic<std::uint64_t> g_era{1};
+alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
 thread_local constinit ThreadRec* tl_rec = nullptr;
 
 namespace {
 
 alignas(128) std::atomic<std::uint64_t> g_slow_counter{0};
-alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
 alignas(128) std::atomic<std::size_t> g_hwm{0};
 ThreadRec g_recs[kMaxThreads];
 
@@ -80,13 +96,56 @@ alignas(128) std::atomic<std::uint64_t> g_alloc_carry{0};
 void release_thread(ThreadRec* me) noexcept;
 void carry_allocs() noexcept;
 
-struct ThreadExit {
-  ~ThreadExit() {
-    carry_allocs();  // may register the thread to help; released just below
-    if (tl_rec != nullptr) release_thread(tl_rec);
+// THREAD EXIT. A thread's record is released by the destructor of a pthread key whose value
+// is the record. glibc runs key destructors after every thread_local destructor of the
+// thread, and runs them again (up to PTHREAD_DESTRUCTOR_ITERATIONS rounds) for keys set
+// anew meanwhile. So kovan used from a thread_local destructor, or from another key's
+// destructor (which re-registers the thread and sets the key again), is still released.
+// A thread_local object with a destructor would not do: a destructor that runs after it
+// and uses kovan would register the thread again, and that record would never be released.
+// A thread that allocated nodes without ever registering sets the key to kAllocsOnly, so
+// that its allocation count is carried over too (carry_allocs).
+char g_allocs_only_tag;
+void* const kAllocsOnly = &g_allocs_only_tag;
+
+void on_thread_exit(void* /*rec or kAllocsOnly*/) noexcept {
+  // carry_allocs may register the thread (to help an open slow-path request while it
+  // advances the era), and release_thread runs destructors that may allocate: repeat until
+  // neither leaves anything, so that the record is released in this very call. (glibc calls
+  // us once more for a key set meanwhile; tl_rec is null then and tl_allocs is 0.)
+  for (;;) {
+    carry_allocs();
+    ThreadRec* me = tl_rec;
+    if (me == nullptr) break;
+    release_thread(me);
   }
-};
-thread_local ThreadExit tl_exit;
+}
+
+constexpr std::uint64_t kNoKey = ~std::uint64_t{0};
+std::atomic<std::uint64_t> g_exit_key{kNoKey};
+
+// Creates the key on first use without a lock: racing creators publish by CAS and the
+// losers delete their own key.
+pthread_key_t exit_key() noexcept {
+  // acquire: pairs with the release CAS below (the key exists before its value is seen).
+  std::uint64_t k = g_exit_key.load(std::memory_order_acquire);
+  if (k != kNoKey) return static_cast<pthread_key_t>(k);
+  pthread_key_t mine;
+  if (pthread_key_create(&mine, &on_thread_exit) != 0) {
+    std::fprintf(stderr, "kovan: cannot create the thread-exit key (pthread_key_create)\n");
+    std::abort();
+  }
+  // acq_rel: release publishes our key; acquire (also on failure) pairs with the winner's.
+  if (g_exit_key.compare_exchange_strong(k, mine, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+    return mine;
+  }
+  pthread_key_delete(mine);
+  return static_cast<pthread_key_t>(k);
+}
+// Created during static initialisation, so that its destructor runs before those of keys
+// that users create later (glibc runs key destructors in key order).
+[[maybe_unused]] const pthread_key_t g_exit_key_at_start = exit_key();
 
 ThreadRec* claim_record() noexcept {
   for (std::size_t i = 0; i < kMaxThreads; ++i) {
@@ -103,7 +162,11 @@ ThreadRec* claim_record() noexcept {
                                                          std::memory_order_relaxed)) {
       }
       tl_rec = &r;
-      (void)&tl_exit;  // odr-use: registers the thread-exit destructor
+      // The destructor runs only for a non-null value; it releases the record at exit.
+      if (pthread_setspecific(exit_key(), &r) != 0) {
+        std::fprintf(stderr, "kovan: cannot register the thread for exit (pthread_setspecific)\n");
+        std::abort();
+      }
       return &r;
     }
   }
@@ -243,7 +306,12 @@ void free_batch(ThreadRec* me, Node* refs) noexcept {
   // final decrement that brought us here) and it never dereferences src.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (g_helpers_active.load(std::memory_order_acquire) != 0) {
-    const std::uint64_t min_birth = A::birth(refs);
+    // The batch's minimum birth, from the nodes themselves: births never change (a node's
+    // birth may be read by its users while it is retired, so the runtime never writes it).
+    std::uint64_t min_birth = A::birth(refs);
+    for (Node* n = first; n != refs; n = A::batch_next(n)) {
+      min_birth = std::min(min_birth, A::birth(n));
+    }
     const std::size_t hwm = g_hwm.load(std::memory_order_acquire);
     for (std::size_t i = 0; i < hwm; ++i) {
       Slot& h = g_recs[i].helper;
@@ -352,7 +420,6 @@ void emit(ThreadRec* me, const Eligible& el, Chain& chain) noexcept {
   const std::uint64_t min_birth = chain.min_birth;
   for (Node* n = chain.head; n != refs; n = A::batch_next(n)) A::batch_link(n) = refs;
   A::batch_next(refs) = nullptr;
-  A::birth(refs) = min_birth;  // the counting node records the batch's minimum birth
   A::batch_link(refs) = chain.head;
   A::refs(refs).store(0, std::memory_order_relaxed);  // published by the pushes' release
   chain = Chain{};
@@ -576,15 +643,32 @@ void hand_over(ThreadRec* me) noexcept {
   }
 }
 
+// Runs at thread exit (on_thread_exit), on the exiting thread, with tl_rec == me.
 void release_thread(ThreadRec* me) noexcept {
-  if (me->depth != 0) {  // a guard outlived its thread: let it go now
-    me->depth = 0;
-    walk(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
+  // Guards still alive (held by an object destroyed after this point, or leaked): the slot
+  // lets go of its batches now, so that an exiting thread holds nothing. While hand_over
+  // runs destructors (which may pin and unpin on this record), depth reads 0. A guard that
+  // such a destructor leaves alive is let go of in the same way (the loop).
+  std::uint32_t stale_guards = 0;
+  for (;;) {
+    if (me->depth != 0) {
+      stale_guards += me->depth;
+      me->depth = 0;
+      walk(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));  // queues only
+    }
+    hand_over(me);  // runs the queued deletions (user code), then hands the rest over
+    if (me->depth == 0) break;
   }
-  hand_over(me);
   me->since_try = 0;
-  tl_rec = nullptr;
-  // release: pairs with the acquire CAS in register_thread.
+  tl_rec = nullptr;  // a later use of kovan on this thread claims a record anew
+  if (stale_guards != 0) {
+    // Keep the record claimed until those guards are destroyed (leave() then calls
+    // release_detached), so that their decrements never reach another owner's depth.
+    me->depth = stale_guards;
+    me->detached = true;
+    return;
+  }
+  // release: pairs with the acquire CAS in claim_record.
   me->in_use.store(false, std::memory_order_release);
 }
 
@@ -602,9 +686,15 @@ void help(ThreadRec* me, ThreadRec& r) noexcept {
   // requester's request write, hence after its raise for that node.
   me->helper.era.store(r.main.era.load(std::memory_order_relaxed), std::memory_order_relaxed);
   me->helper.list.store(empty_list(), std::memory_order_relaxed);
-  // Fence X (helper slot): pairs with Y in try_attach and F in free_batch.
+  // Announce the source we may read; ordered before the re-check by the fence below.
+  me->reading.store(src, std::memory_order_relaxed);
+  // Fence X (helper slot): pairs with Y in try_attach and F in free_batch; also orders the
+  // announcement above before the re-check, for wait_for_helpers.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (dwload(&r.result) == pending) {  // re-check: src's node is covered from here on
+#ifdef KOVAN_TEST_HOOKS
+    if (auto* hook = test::on_helper_reading.load(std::memory_order_acquire)) hook();
+#endif
     for (;;) {
       const std::uint64_t e = g_era.load(std::memory_order_acquire);
       raise(r.main.era, e);  // the requester's slot is active for the whole request
@@ -620,6 +710,9 @@ void help(ThreadRec* me, ThreadRec& r) noexcept {
       if (!(dwload(&r.result) == pending)) break;
     }
   }
+  // release: pairs with the loads in wait_for_helpers; our reads of src happen-before the
+  // destruction of the Atomic that holds it. After the last read of src (I7).
+  me->reading.store(nullptr, std::memory_order_release);
 #ifdef KOVAN_TEST_HOOKS
   if (auto* hook = test::on_help_walk.load(std::memory_order_acquire)) hook();
 #endif
@@ -700,8 +793,10 @@ void carry_allocs() noexcept {
 
 std::uint64_t on_allocate() noexcept {
   const std::uint32_t a = ++tl_allocs;
-  // A thread's first allocation registers the exit hook that carries its count over.
-  if (a == 1) (void)&tl_exit;
+  // A thread's first allocation makes sure the exit hook runs (it carries the count over),
+  // even if the thread never registers: a registered thread's key already holds its record.
+  // Should the key not be set (out of memory), only this thread's count is not carried.
+  if (a == 1 && tl_rec == nullptr) (void)pthread_setspecific(exit_key(), kAllocsOnly);
   if (a % kEraFrequency == 0) advance_era();
   // acquire: a node's birth is read from the clock when it is built; protect() compares
   // it against later reads of the same clock (coherence keeps them ordered).
@@ -715,6 +810,49 @@ void traverse(ThreadRec* me, Node* l) noexcept {
   walk(me, l);
   (void)drain(me, kFreeQuota);
   publish_ready(me);
+}
+
+// The last guard of an exited thread was destroyed (see release_thread); its slot is
+// INACTIVE again (leave() detached the list).
+void release_detached(ThreadRec* me) noexcept {
+  me->detached = false;
+  // release: pairs with the acquire CAS in claim_record.
+  me->in_use.store(false, std::memory_order_release);
+}
+
+// See cover_birth and cover_removed in runtime.hpp; the caller's guard is active.
+void raise_reservation(ThreadRec* me, std::uint64_t era) noexcept {
+  // acquire: as in protect(). Raising to the clock, not only to `era`, saves later loads
+  // under this guard a slow try.
+  const std::uint64_t g = g_era.load(std::memory_order_acquire);
+  me->pub_era = raise(me->main.era, std::max(era, g));
+  // Fence X: pairs with Y, like every publication of an era.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+// THE HELPER'S SOURCE. A helper reads a requester's source (an Atomic<T>) on its behalf. It
+// announces the address in `reading`, issues fence X and only then re-checks that the
+// request is pending; it clears `reading` (release) after its last read. The requester may
+// complete and return meanwhile, and its source may then be destroyed; ~Atomic calls this
+// when some helper is active. SC argument: the completion C of the request is a seq_cst RMW
+// that happens-before this call; our loads of g_hwm and of each `reading` are seq_cst. If a
+// load misses a helper's announcement (or its record), it precedes the helper's fence X in
+// S, which precedes the helper's re-check, so C precedes the re-check in S and the re-check
+// sees the request completed: that helper never reads the source. Otherwise we see the
+// announcement and wait until it is cleared. The wait is bounded by the helper's own steps
+// (its loop ends once the request is completed) but is blocking if that helper is
+// descheduled: the price of never making the load itself wait.
+void wait_for_helpers(const void* src) noexcept {
+  const std::size_t hwm = g_hwm.load(std::memory_order_seq_cst);
+  for (std::size_t i = 0; i < hwm; ++i) {
+    std::atomic<const void*>& reading = g_recs[i].reading;
+    if (reading.load(std::memory_order_seq_cst) != src) continue;
+#ifdef KOVAN_TEST_HOOKS
+    if (auto* hook = test::on_destroy_wait.load(std::memory_order_acquire)) hook();
+#endif
+    // acquire: pairs with the helper's release store of nullptr.
+    while (reading.load(std::memory_order_acquire) == src) std::this_thread::yield();
+  }
 }
 
 Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order,
@@ -758,6 +896,8 @@ void retire_node(Node* n, void (*deleter)(Node*)) noexcept {
 namespace test {
 std::atomic<int> fast_path_tries{kFastPathTries};
 std::atomic<void (*)()> on_request_published{nullptr};
+std::atomic<void (*)()> on_helper_reading{nullptr};
+std::atomic<void (*)()> on_destroy_wait{nullptr};
 std::atomic<void (*)()> on_help_walk{nullptr};
 std::atomic<std::uint64_t> nested_advances{0};
 std::atomic<std::uint64_t> largest_batch{0};
