@@ -93,6 +93,25 @@ TEST(ChurnBound, ShortLivedThreadsAdvanceTheEraAndKeepTheBound) {
   delete cell.exchange(nullptr, g);
 }
 
+// Threads that only build nodes (and free them themselves, never publishing them) never
+// register with kovan; their allocations must still be carried over at exit, or 400 such
+// threads of 100 allocations each would leave the era where it was.
+TEST(ChurnBound, ThreadsThatOnlyAllocateAdvanceTheEra) {
+  constexpr int kThreads = 400;
+  constexpr std::uint64_t kPerThread = 100;  // fewer than kEraFrequency
+  const std::uint64_t e0 = hooks::global_era();
+  for (int t = 0; t < kThreads; ++t) {
+    std::thread([] {
+      for (std::uint64_t i = 0; i < kPerThread; ++i) delete new Obj(i);
+    }).join();
+  }
+  const std::uint64_t advanced = hooks::global_era() - e0;
+  std::printf("allocating threads: era advanced %llu for %llu allocations\n",
+              static_cast<unsigned long long>(advanced),
+              static_cast<unsigned long long>(kThreads * kPerThread));
+  EXPECT_GE(advanced, kThreads * kPerThread / kovan::kEraFrequency / 2);
+}
+
 // flush() used to attach its whole partial batch, padded, to every eligible slot without
 // the split by birth: one old node flushed with 63 young ones made the stalled reader hold
 // all of them. Each of 500 old objects (born before the stall) is retired with 40 young ones

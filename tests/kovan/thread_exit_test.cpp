@@ -12,6 +12,7 @@
 #include <latch>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "kovan/kovan.hpp"
 #include "tracked.hpp"
@@ -158,6 +159,60 @@ TEST(ThreadExit, GuardDestroyedAfterThreadExitStep) {
   }
   // The record held by the late guard was released once that guard was destroyed.
   EXPECT_LE(kovan::stats().threads, s0.threads + 3);
+}
+
+// The exit step with a late guard alive: it lets go of the guard's batches and runs the
+// deletions they release right there, and those destructors use kovan (pin, load, retire,
+// allocate) on the exiting thread's record while the late guard still holds it. By the
+// time a later key destructor runs, every such node must be deleted, the record must not
+// have been handed to another thread, and what the destructors retired must be handed over.
+kovan::Atomic<Item>& shared_cell() {
+  static kovan::Atomic<Item> cell(new Item(7));
+  return cell;
+}
+
+struct UsesKovanWhenDestroyed : Item {
+  static inline std::atomic<int> destroyed{0};
+  UsesKovanWhenDestroyed() : Item(1) {}
+  ~UsesKovanWhenDestroyed() {
+    kovan::Guard g = kovan::pin();
+    if (shared_cell().load(g)->value != 7) std::abort();
+    kovan::retire(new Item(2));
+    destroyed.fetch_add(1);
+  }
+};
+
+TEST(ThreadExit, ExitStepDeletionsUseKovanWhileALateGuardLives) {
+  constexpr int kNodes = 1'000;  // several times kFreeQuota
+  const pthread_key_t key = late_guard_key();
+  kovan::flush();
+  const kovan::Stats s0 = kovan::stats();
+  std::vector<UsesKovanWhenDestroyed*> nodes;
+  for (int i = 0; i < kNodes; ++i) nodes.push_back(new UsesKovanWhenDestroyed());
+  UsesKovanWhenDestroyed::destroyed = 0;
+  std::latch pinned(1), retired(1), in_destructor(1), go(1);
+  LateGuard lg{nullptr, &in_destructor, &go};
+  std::thread exiting([&] {
+    lg.guard = new kovan::Guard(kovan::pin());  // protects the nodes below (born earlier)
+    (void)shared_cell().load(*lg.guard);
+    ASSERT_EQ(pthread_setspecific(key, &lg), 0);
+    pinned.count_down();
+    retired.wait();
+  });
+  pinned.wait();
+  for (auto* n : nodes) kovan::retire(n);
+  kovan::flush();  // attached to the exiting thread's slot, held by the late guard
+  EXPECT_EQ(UsesKovanWhenDestroyed::destroyed.load(), 0);
+  retired.count_down();
+  in_destructor.wait();  // kovan's exit step is over; the late guard is alive
+  EXPECT_EQ(UsesKovanWhenDestroyed::destroyed.load(), kNodes);
+  expect_next_owner_protected();  // the exiting thread's record was not released
+  go.count_down();
+  exiting.join();
+  kovan::flush();  // adopts what the destructors retired
+  const kovan::Stats s1 = kovan::stats();
+  EXPECT_EQ(s1.retired - s0.retired, s1.reclaimed - s0.reclaimed);
+  EXPECT_EQ(s1.retired - s0.retired, static_cast<std::uint64_t>(2 * kNodes) + 1);
 }
 
 }  // namespace
