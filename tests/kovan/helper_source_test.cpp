@@ -182,15 +182,22 @@ TEST(HelperSource, RetiredNodeHoldingTheSourceOutlivesTheHelper) {
   loaded.wait();
   Parent* parent = root.load_unprotected();
   root.store(nullptr);
-  // One batch {young (counting node, born after the requester's era), parent}, attached
-  // to the requester's slot only.
+  // One batch {parent, young (the counting node, born after the requester's era)}: the
+  // split by birth keeps them together only when the young node is too few for a batch of
+  // its own, which this thread's guard arranges (a second slot whose era covers the young
+  // node, E1 < birth(young) <= E2). The batch is attached to both slots; this thread lets
+  // go of it at once, so the requester's unpin finishes it.
   const std::uint64_t e0 = kovan::stats().era;
   while (kovan::stats().era < e0 + 2) {
     for (std::uint32_t i = 0; i < kovan::kEraFrequency; ++i) Plain tmp;
   }
-  kovan::retire(new Obj(-1));
-  kovan::retire(parent);
-  kovan::flush();
+  Obj* young = new Obj(-1);
+  {
+    kovan::Guard outer = kovan::pin();
+    kovan::retire(parent);
+    kovan::retire(young);
+    kovan::flush();
+  }
   install_hooks();
   retired.count_down();
   wait_for(kPublished);
