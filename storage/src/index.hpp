@@ -106,7 +106,11 @@ class KeyNode final : public kovan::Node {
   // Only when no other thread can reach the node (engine destruction).
   static void destroy(KeyNode* n) noexcept { delete n; }
 
-  // The tower is freed with the node (Link is trivially destructible).
+  // The tower's links are destroyed with the node (~Atomic may wait for a kovan helper that
+  // is still reading one, kovan.hpp) and freed with it.
+  ~KeyNode() {
+    for (int i = 0; i < height; ++i) tower()[i].~Link();
+  }
   static void operator delete(void* p) noexcept { ::operator delete(p); }
   static void operator delete(void* p, int /*height*/, std::size_t /*key_bytes*/) noexcept {
     ::operator delete(p);
@@ -166,7 +170,6 @@ class KeyNode final : public kovan::Node {
   std::atomic<bool> link_lock_{false};
 };
 static_assert(sizeof(KeyNode) % alignof(KeyNode::Link) == 0);
-static_assert(std::is_trivially_destructible_v<KeyNode::Link>);
 
 // Concurrent skip list of KeyNodes. Every call that returns or takes a KeyNode* takes the
 // caller's guard; the pointer is valid while that guard lives. Reads are lock-free (a read

@@ -16,36 +16,78 @@
 //
 // THE GUARANTEES
 // --------------
-//  * `Atomic<T>::load` is wait-free: a bounded fast path, then a slow path that the threads
-//    advancing the era finish for the reader (helping), so it ends in a bounded number of
-//    steps whatever the other threads do. pin() and unpin are wait-free.
 //  * A reservation is always a finite era. A thread that stalls while pinned holds back only
 //    the batches that contain a node born no later than its era (bound below), never
 //    "everything retired since", as epoch-based reclamation does.
-//  * An idle thread (no guard) holds back nothing but its own partial batch, and `flush()`
-//    hands that over too. A thread that exits hands over everything it holds; its leftovers
-//    are adopted by other threads on their ordinary retire path.
+//  * An idle thread (no guard) holds back nothing but its own partial batch and the orphans
+//    it adopted; `flush()` hands both over. Nodes it finished beyond its deletion quota
+//    (below) are published for other threads, whose ordinary retires delete them. A thread
+//    that exits runs its queued deletions and hands over the rest; its leftovers are
+//    adopted by other threads on their ordinary retire path (see THREAD LIFECYCLE below).
 //  * No locks anywhere, including thread registration. Thread slots are reused.
-//  * retire() is lock-free (attaching a batch to a slot is a CAS that can only fail when
-//    another thread made progress on that slot).
+//
+// PROGRESS, PER OPERATION (n threads at once, s <= 2n slots, R = kRetireBatch,
+// Q = kFreeQuota, L = batches attached to the calling thread's slot while its guard lived)
+//  * pin() (outermost Guard): wait-free, O(1): an era store and a fence. A thread's first
+//    use of kovan claims a record: at most kMaxThreads CAS attempts.
+//  * unpin (the outermost Guard's destruction or reset()): wait-free: one exchange, L
+//    decrements (L is fixed by the exchange, whatever other threads do after it), at most
+//    Q node deletions, and, if nodes are left, one exchange and one store to publish them.
+//  * Atomic<T>::load: wait-free: kFastPathTries (16) tries, then a slow path that the
+//    threads advancing the era finish for the reader (helping); it fails at most about n
+//    times. store/exchange/compare_exchange: wait-free: one atomic instruction, plus, when
+//    the node they publish (or, for exchange, remove) is younger than the era the guard
+//    published, one raise of the guard's era and a fence (a failed CAS reloads through the
+//    guard).
+//  * ~Atomic: one load when no helper is active. The one exception to wait-freedom in the
+//    library: when a helper is reading that very Atomic (a slow-path load on it returned
+//    moments ago), the destructor waits until the helper has cleared its announcement, a
+//    constant number of the helper's own steps, blocking if the helper is descheduled
+//    there (see WHAT A GUARD PROTECTS).
+//  * Constructing a Node: O(1), except every kEraFrequency-th allocation of a thread, which
+//    advances the era: one help per open slow-path request (each wait-free, as the load)
+//    before one increment. It never runs a destructor.
+//  * retire(): lock-free: every R-th call scans 2 * (threads ever at once) slots, takes one
+//    published stack of finished nodes, adopts at most 2R orphans, splits at most s + 3R
+//    nodes into batches and pushes each batch onto its slots (a CAS loop that fails only
+//    when another thread changed that slot's list); then at most Q node deletions and one
+//    publication of what is left.
+//  * flush() and thread exit: not bounded: they delete everything this thread has queued
+//    (flush also adopts every orphan and attaches what is left), repeating while
+//    destructors retire more. Thread exit also advances the era once if the allocations
+//    carried over from exited threads reach kEraFrequency (as an allocation does).
+//
+// WHERE DESTRUCTORS RUN
+// ---------------------
+// A retired node's destructor runs only inside retire(), an unpin, flush(), or the thread's
+// exit step (after its thread_local destructors), at most Q per retire or unpin, on the
+// thread that released the node's last reference or, for what that thread left beyond its
+// quota, on a thread that retires later (or flushes). Never inside a Node constructor (an
+// allocation), a load, a store, exchange or compare_exchange, or pin().
+// A destructor may itself retire, pin, allocate or flush: such calls do not delete further
+// nodes from inside it (the outer call or the next operation does).
 //
 // THE MEMORY BOUND
 // ----------------
-// Let n be the number of threads, s <= 2n the reservation slots, B the largest batch (at
-// most max(R, s + 1) nodes with R = kRetireBatch), M the number of nodes not yet freed
-// (alive, or retired and waiting) when a thread stalls, and F the number of allocations per era (at
-// most n * kEraFrequency). A thread that stalls while pinned can hold back only batches with a node
-// born at or before its era, and at most M + F such nodes are ever retired after the stall, each in
-// one batch, so:
+// Let B = max(R, s + 1) + s be the largest batch (every batch is cut to it, orphans and
+// flush() included), M the number of nodes not yet freed (alive, or retired and waiting)
+// when a thread stalls, and F <= (n + 1) * kEraFrequency the number of allocations made
+// while the era stays put (each live thread counts up to kEraFrequency, and exited
+// threads' counts are carried over, so the era advances however allocations are spread
+// over short-lived threads). A thread that stalls while pinned can hold back only batches
+// with a node born at or before its era; at most M + F such nodes exist, each in one batch:
 //
 //        unreclaimed nodes held by one stalled thread  <=  (M + F) * B
 //
 // independent of how many nodes are retired after the stall. kovan also splits each batch
-// by birth at the eras of the slots it is attached to, so that an old reservation is handed
-// only old nodes (plus fewer than s + 1 younger ones per batch): the bound tightens to
-// (M + F) * (s + 2), and in practice stays near M + F. Without a stall the unreclaimed count
-// stays near n * B (the partial batches plus batches waiting for short guards).
-// docs/RECLAIMER.md derives this and tests/kovan/bound_test.cpp checks it numerically.
+// by birth at the eras of the slots it is attached to (flush() too), so that an old
+// reservation is handed only old nodes plus at most s younger ones per batch: when the
+// stalled era is among the 8 oldest eligible ones the bound tightens to (M + F) * (s + 1),
+// and in practice stays near M + F. Without a stall, each thread holds its partial batch
+// (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at most until
+// some thread has retired enough to delete them, Q per retire.
+// docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
+// check it numerically.
 //
 // WHEN NOT TO USE IT
 // ------------------
@@ -86,13 +128,62 @@
 //    period waits for every reader, so one stalled reader blocks all reclamation, as with
 //    epochs; synchronize_rcu() also blocks the writer.
 //  * kovan: reads as cheap as an era compare when the era has not moved; memory bounded by
-//    (M + F) * B per stalled thread; reclamation work spread over readers and writers.
+//    (M + F) * B per stalled thread; reclamation work spread over readers and writers, at
+//    most Q deletions per retire or unpin.
 //
-// THREAD SAFETY
-// -------------
+// WHAT A GUARD PROTECTS (read this before writing a structure)
+// ------------------------------------------------------------
+// A guard publishes an era, its *reservation*. A node is kept alive for the guard when its
+// birth era is at most the reservation and the reservation was published before the node
+// was unlinked. So a guard protects exactly the nodes that the operations below vouch for,
+// and each operation that hands a node back (or publishes one) raises the reservation to
+// cover it when needed (a fence, only when the era moved since the guard last published):
+//
+//   pointer                                  protected by g?  until
+//   ---------------------------------------  ---------------  ----------------------------
+//   returned by cell.load(g)                  yes              g's thread has no guard left
+//   `expected` reloaded by a failed CAS(g)    yes              same
+//   `desired` after a successful CAS(g)       yes              same
+//   `p` after cell.store(p, g)                yes              same
+//   `p` and the result of cell.exchange(p, g) yes (*)          same
+//   `p` after cell.store(p) (no guard)        no: once published it may be freed at any time
+//   cell.load_unprotected()                   no: compare it, do not dereference it
+//   your own node, never published            yours: free it with delete, not retire
+//
+// "Until": guards nest, and an inner guard only counts; every pointer protected through any
+// guard of a thread stays valid until the thread's outermost guard is destroyed (or reset).
+// Reservations are cumulative: a long guard that keeps loading holds what is retired
+// meanwhile, so keep guards to one operation.
+// (*) exchange's result is covered on the usual discipline that a node is retired once, by
+// the thread that unlinked it, after unlinking it: the reservation is raised right after the
+// exchange, before the caller can retire the node. A node that other threads can still reach
+// through another link and retire on their own must have been loaded through a guard first.
+// Every pointer passed to or stored in an Atomic<T> is null or a real node pointer (no tag
+// bits): the covering operations read the node's birth era.
+// Atom<T> handles follow the same rules: a handle returned by load, exchange or update keeps
+// its value alive while the handle lives.
+//
+// Helpers and the lifetime of an Atomic. A load that falls to the slow path hands the
+// address of its Atomic<T> to helpers, which may read it for a few steps after the load has
+// returned. ~Atomic waits for such a helper, so any Atomic<T> may be destroyed once no load
+// on it is in progress (a member of a heap object, a vector element, a stack variable, an
+// Atom<T>). That wait is the only one in the library: it happens only when a helper was
+// reading that very Atomic, and lasts a constant number of the helper's steps (blocking,
+// should the helper be descheduled there). Memory that holds an Atomic<T> may be released
+// without running its destructor only inside a kovan Node freed through retire().
+//
+// THREAD SAFETY AND THREAD LIFECYCLE
+// ----------------------------------
 // Everything here is safe for concurrent use without external synchronization. A Guard
 // belongs to the thread that created it and must be destroyed on that thread. Up to
 // kMaxThreads threads may use the library at once (slots of exited threads are reused).
+// A thread is registered on its first use of kovan and released when it exits, after all of
+// its thread_local destructors (a pthread key destructor): kovan may be used from
+// thread_local destructors. A guard still alive at that point (held by an object destroyed
+// later, or leaked) is let go of at once (the exiting thread holds nothing), and the
+// thread's record stays claimed until that guard is destroyed; a guard never destroyed keeps
+// one of the kMaxThreads records for good. The main thread's record is not released: it
+// ends with the process (key destructors do not run on exit()).
 #pragma once
 
 #include <atomic>
@@ -111,6 +202,7 @@ inline constexpr std::size_t kMaxThreads = 512;      // threads using kovan at t
 inline constexpr std::uint32_t kRetireBatch = 64;    // retires between attach attempts (R)
 inline constexpr std::uint32_t kEraFrequency = 128;  // allocations per thread per era step
 inline constexpr int kFastPathTries = 16;            // protected-load tries before helping
+inline constexpr std::uint32_t kFreeQuota = 128;     // nodes deleted per retire or unpin (Q)
 
 struct Node;
 
@@ -130,18 +222,20 @@ struct Node {
   Node& operator=(const Node&) noexcept { return *this; }
   ~Node() = default;
 
+  // The era at construction. Never changes (the runtime never writes it afterwards), so it
+  // may be read while the node is retired, as long as it is protected.
   std::uint64_t birth_era() const noexcept { return birth_; }
 
  private:
   friend struct detail::Access;
-  // Before retire: the birth era. In a batch's counting node: the batch's minimum birth.
-  std::uint64_t birth_;
-  // Link in a reservation slot's list (one node of a batch per slot it is attached to).
+  const std::uint64_t birth_;
+  // Link in a reservation slot's list (one node of a batch per slot it is attached to); in
+  // the head of a ready stack, that stack's last node.
   std::atomic<Node*> slot_next_{nullptr};
   // Counting node: the first node of its batch. Other nodes: the counting node.
   Node* batch_link_ = nullptr;
   // Next node in the batch (the counting node ends the chain with nullptr); also the link
-  // in the orphan list.
+  // in orphan stacks, free queues and ready stacks.
   Node* batch_next_ = nullptr;
   // Counting node only: attachments not yet released.
   std::atomic<std::int64_t> refs_{0};
@@ -180,17 +274,24 @@ class Guard {
 
 inline Guard pin() noexcept { return Guard(); }
 
-// A shared pointer slot. Loads are protected by a Guard; stores, exchanges and CAS are
-// ordinary atomic operations on the pointer.
+// A shared pointer slot. Every operation that takes a Guard leaves the pointers it hands
+// back (and the node it publishes) protected by that guard: see "WHAT A GUARD PROTECTS"
+// at the top of this file. Not copyable or movable (helpers may hold its address).
 template <class T>
 class Atomic {
   // (T may be incomplete here: a node type usually holds Atomic<itself>. The base-class
-  // check is in load(), where T is complete.)
+  // checks are in the member functions, where T is complete.)
  public:
   Atomic() noexcept : p_(nullptr) {}
   explicit Atomic(T* p) noexcept : p_(p) {}
   Atomic(const Atomic&) = delete;
   Atomic& operator=(const Atomic&) = delete;
+  // A slow-path load hands this object's address to helpers, which may still be reading it
+  // for a few steps after the load returned. The destructor waits for such a helper (it is
+  // rare, bounded by the helper's own steps, and costs one load when no helper is active).
+  // Storage released without running this destructor is safe only inside a kovan Node that
+  // is freed through retire(): kovan then keeps the node alive for its helpers itself.
+  ~Atomic() { detail::before_destroy(&p_); }
 
   // Returns the current pointer, safe to dereference while `g` lives. Wait-free.
   // `o` must be acquire or seq_cst (relaxed and consume are strengthened to acquire).
@@ -203,14 +304,31 @@ class Atomic {
   T* load_unprotected(std::memory_order o = std::memory_order_acquire) const noexcept {
     return static_cast<T*>(p_.load(o));
   }
+  // Publishes `p` without a guard: once stored, `p` may be unlinked, retired and freed by
+  // other threads at any time, so do not dereference it afterwards (use the overload below).
   void store(T* p, std::memory_order o = std::memory_order_release) noexcept { p_.store(p, o); }
-  // Returns the previous pointer; the caller unlinked it and may retire it.
-  T* exchange(T* p, const Guard& /*g*/, std::memory_order o = std::memory_order_acq_rel) noexcept {
-    return static_cast<T*>(p_.exchange(p, o));
+  // Publishes `p` (a node the caller may access: its own, or protected) and keeps it
+  // protected by `g` afterwards.
+  void store(T* p, const Guard& g, std::memory_order o = std::memory_order_release) noexcept {
+    cover(g, p);
+    p_.store(p, o);
   }
-  // On failure `expected` is reloaded through the guard, so it is safe to dereference.
+  // Installs `p` (as store(p, g) does) and returns the previous pointer, which the caller
+  // unlinked and may retire; both stay protected by `g`. For the returned node this holds
+  // because the caller is the one who retires it (a node is retired once, by the thread that
+  // unlinked it), after this call: see "WHAT A GUARD PROTECTS".
+  T* exchange(T* p, const Guard& g, std::memory_order o = std::memory_order_acq_rel) noexcept {
+    cover(g, p);
+    T* old = static_cast<T*>(p_.exchange(p, o));
+    if (old != nullptr) detail::cover_removed(g.rec_);
+    return old;
+  }
+  // On success `desired` is installed and stays protected by `g` (covered before the CAS
+  // publishes it); `expected` keeps the protection it had. On failure `expected` is
+  // reloaded through the guard, so it is safe to dereference.
   bool compare_exchange_strong(T*& expected, T* desired, const Guard& g,
                                std::memory_order o = std::memory_order_acq_rel) noexcept {
+    cover(g, desired);
     Node* e = expected;
     if (p_.compare_exchange_strong(e, desired, o, failure_order(o))) return true;
     expected = load(g);
@@ -218,6 +336,7 @@ class Atomic {
   }
   bool compare_exchange_weak(T*& expected, T* desired, const Guard& g,
                              std::memory_order o = std::memory_order_acq_rel) noexcept {
+    cover(g, desired);
     Node* e = expected;
     if (p_.compare_exchange_weak(e, desired, o, failure_order(o))) return true;
     expected = load(g);
@@ -227,6 +346,15 @@ class Atomic {
  private:
   static constexpr std::memory_order failure_order(std::memory_order o) noexcept {
     return o == std::memory_order_seq_cst ? std::memory_order_seq_cst : std::memory_order_acquire;
+  }
+  // Raises g's reservation to cover p's birth era (when the reservation is older) before p
+  // is published. A thread that later unlinks p reads our publication (or a later value), so
+  // the raise, which fence X orders before the publication, happens-before its fence Y and
+  // attach scan (seq_cst fences synchronize through that read, whatever `o` is): the scan
+  // sees an era >= p's birth and hands p's batch to g's slot.
+  static void cover(const Guard& g, T* p) noexcept {
+    static_assert(std::is_base_of_v<Node, T>, "kovan::Atomic<T>: T must derive from kovan::Node");
+    if (p != nullptr) detail::cover_birth(g.rec_, static_cast<const Node*>(p)->birth_era());
   }
   std::atomic<Node*> p_;
 };
@@ -240,8 +368,9 @@ void retire(T* p) noexcept {
   detail::retire_node(static_cast<Node*>(p), [](Node* n) { delete static_cast<T*>(n); });
 }
 
-// Hands over this thread's partial batch (padding it so that it can be attached now) and
-// adopts orphaned nodes; frees what can be freed. Call before a thread goes idle for long.
+// Hands over this thread's partial batch (padding it so that it can be attached now),
+// adopts every orphaned node, and deletes everything in this thread's free queue (running
+// destructors, without the per-call quota). Call before a thread goes idle for long.
 void flush() noexcept;
 
 struct Stats {
@@ -262,7 +391,9 @@ Stats stats() noexcept;
 //   auto h = cfg.load();  h->field;        // h keeps the value alive while it lives
 //   cfg.store(Config{...});
 //   cfg.update([](const Config& c) { Config d = c; d.x++; return d; });
-// A handle pins its thread (it holds a Guard): keep handles short-lived, on one thread.
+// A handle pins its thread (it holds a Guard) and keeps its value alive while it lives,
+// including the values handed back by exchange and update: keep handles short-lived, on
+// one thread.
 // ---------------------------------------------------------------------------------------
 template <class T>
 class Atom {
@@ -299,7 +430,7 @@ class Atom {
   }
   void store(T value) { (void)exchange(std::move(value)); }
   // Installs `value` and returns a handle to the previous one (retired, alive while the
-  // handle lives).
+  // handle lives: Atomic::exchange covers it with the handle's guard).
   Handle exchange(T value) {
     Box* fresh = new Box(std::move(value));
     Guard g = pin();
@@ -320,7 +451,8 @@ class Atom {
     return false;
   }
   // Replaces the value with fn(current) atomically (retrying if another writer got there
-  // first) and returns a handle to the value it installed.
+  // first) and returns a handle to the value it installed (alive while the handle lives:
+  // the CAS covers the new node with the handle's guard before publishing it).
   template <class Fn>
   Handle update(Fn&& fn) {
     Guard g = pin();

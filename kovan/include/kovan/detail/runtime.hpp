@@ -1,6 +1,6 @@
 // kovan/detail/runtime.hpp — the per-thread record and the fast paths of pin, unpin and
 // the protected load, inlined into callers. Everything else is in kovan/src/kovan.cpp,
-// whose header comment states the invariants (I1-I6) and the fence pairs (X, Y, F) that
+// whose header comment states the invariants (I1-I11) and the fence pairs (X, Y, F) that
 // the comments below refer to. Not part of the public API.
 #pragma once
 
@@ -49,26 +49,54 @@ struct alignas(128) ThreadRec {
   // Slow path words, on their own line: {src, tag} and {pointer or kPending, tag}.
   alignas(64) DWord request{0, 0};
   DWord result{0, 0};
+  // While this thread, helping, may read a requester's source: that source's address.
+  // ~Atomic of that source waits until it changes (wait_for_helpers in kovan.cpp).
+  std::atomic<const void*> reading{nullptr};
   std::atomic<bool> in_use{false};
+  // Orphaned nodes (linked by batch_next): pushed only by this record's owner (one exchange
+  // and one store), taken whole by any adopter (one exchange).
+  std::atomic<Node*> orphans{nullptr};
+  // Finished nodes this record's owner left undeleted after its quota (linked by
+  // batch_next; the head's slot_next holds the tail): pushed only by the owner, taken
+  // whole by any thread, which deletes them kFreeQuota per operation.
+  std::atomic<Node*> ready{nullptr};
   // Counters (owner-written; summed by stats()).
   OwnerCounter retired, reclaimed, slow_loads, helps;
   // Owner-only state.
   alignas(64) std::uint32_t depth = 0;
+  // The thread exited while guards on this record were still alive: the record stays
+  // claimed until the last of them is destroyed (release_detached), so it is never reused
+  // with a nesting depth that belongs to guards of the previous owner.
+  bool detached = false;
   std::uint64_t pub_era = 0;  // the era this thread last published itself (I1)
   std::uint64_t tag = 0;      // last request tag (I5)
   std::uint32_t since_try = 0;
   bool in_help = false;
   bool in_attach = false;
   Batch batch;
+  // Nodes of finished batches waiting to be deleted, oldest first, linked by batch_next:
+  // deleted at most kFreeQuota per retire or unpin, and all by flush() and thread exit.
+  Node* free_head = nullptr;
+  Node* free_tail = nullptr;
+  bool in_drain = false;
+  // Orphans taken from some record and not yet moved into the partial batch.
+  Node* adopted = nullptr;
+  std::uint32_t adopt_cursor = 0;
+  std::uint32_t ready_cursor = 0;
 };
 
 extern std::atomic<std::uint64_t> g_era;
+// Helpers inside help() (kovan.cpp); read by ~Atomic.
+extern std::atomic<std::uint64_t> g_helpers_active;
 // The calling thread's record, or null before its first use of kovan. constinit: no
 // dynamic initialisation, so reading it needs no TLS wrapper call.
 extern thread_local constinit ThreadRec* tl_rec;
 
 ThreadRec* register_thread() noexcept;
 void traverse(ThreadRec* me, Node* l) noexcept;
+void release_detached(ThreadRec* me) noexcept;
+void raise_reservation(ThreadRec* me, std::uint64_t era) noexcept;
+void wait_for_helpers(const void* src) noexcept;
 Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_order order,
                    std::uint64_t s) noexcept;
 
@@ -92,8 +120,34 @@ inline void leave(ThreadRec* me) noexcept {
     // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
     // orders our reads under the guard before a retirer that sees the slot INACTIVE.
     Node* l = me->main.list.exchange(nullptr, std::memory_order_acq_rel);
-    if (is_list_node(l)) traverse(me, l);
+    // Releases the detached list and deletes at most kFreeQuota queued nodes.
+    if (is_list_node(l) || me->free_head != nullptr) traverse(me, l);
+    if (me->detached) release_detached(me);  // the last guard of an exited thread
   }
+}
+
+// Makes the calling thread's reservation cover a node born at `birth`, which the caller
+// can still access (its own, or protected) and is about to publish or has just unlinked.
+// Only when the published era is older than the birth: then a raise and fence X.
+inline void cover_birth(ThreadRec* me, std::uint64_t birth) noexcept {
+  if (birth > me->pub_era) raise_reservation(me, birth);
+}
+
+// After an exchange or CAS that removed a node from a location (under a guard that was
+// active before it): the node was born at or before every later reading of the clock, so if
+// the clock is still within the published era the node is covered already; otherwise the
+// reservation is raised to the clock (see Atomic::exchange for when that is enough).
+inline void cover_removed(ThreadRec* me) noexcept {
+  // acquire: as in protect(); coherence orders this read after the node's birth stamp.
+  const std::uint64_t g = g_era.load(std::memory_order_acquire);
+  if (g > me->pub_era) raise_reservation(me, g);
+}
+
+// Called by ~Atomic: waits while a helper may still read this source (kovan.cpp).
+inline void before_destroy(const void* src) noexcept {
+  // seq_cst: pairs with the helper's seq_cst increment and its fence X before it re-checks
+  // the request (see wait_for_helpers). On x86-64 a seq_cst load is a plain load.
+  if (g_helpers_active.load(std::memory_order_seq_cst) != 0) wait_for_helpers(src);
 }
 
 // The first try of a protected load, inlined; the rest of the fast path and the helped
