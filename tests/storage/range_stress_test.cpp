@@ -1,0 +1,713 @@
+// Concurrent property tests built on range reads: predicate write skew ("on-call doctors"),
+// phantoms, a bank whose balances are read by scans, strictness of commit, and snapshots that
+// must repeat their scans while GC runs. Each test states the invariant it checks; the
+// mutation list in docs/STORAGE.md ("Mutations and the tests that catch them") names the
+// engine bug each one exists to catch.
+//
+// Threads start together on a latch or barrier; nothing is ordered by sleeping. Each test is
+// sized to take a few seconds at most on a loaded two-core machine.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <cstdio>
+#include <latch>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "storage/engine.hpp"
+#include "test_util.hpp"
+
+namespace kv::storage {
+namespace {
+
+using testing::cat;
+
+Options busy_options() {
+  Options o;
+  o.sweeper_period = std::chrono::milliseconds(1);  // GC races with everything
+  o.txn_timeout = std::chrono::minutes(10);
+  return o;
+}
+
+// The exclusive end of the range of keys that start with `prefix`.
+std::string prefix_end(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+Transaction must_begin(Engine& e, Isolation iso) {
+  auto r = e.begin(iso);
+  if (!r.ok()) ADD_FAILURE() << r.status().to_string();
+  return std::move(r).value();
+}
+
+const char* iso_name(Isolation iso) {
+  return iso == Isolation::kSerializable ? "serializable" : "snapshot";
+}
+
+// ---------------------------------------------------------------------------------------
+// On-call doctors. Ward w is the key range "w<w>/". Its doctors on call are the keys
+// "w<w>/d<id>"; after them come kPad padding keys "w<w>/z<i>" that nobody writes (they make
+// each range read, and therefore each validation, walk more nodes, which widens the window in
+// which two committers overlap). A doctor may go off call (delete its key) only if the ward
+// has >= 2 on call; a doctor may join (insert a fresh key) only if the ward has < kMaxOnCall.
+// Both decisions are made on the count returned by a scan of the ward, so under
+// SERIALIZABLE every ward keeps 1..kMaxOnCall doctors at every snapshot; under SNAPSHOT,
+// two transactions that read the same count and write different keys both commit (write
+// skew through a predicate, and a phantom for the upper bound).
+// ---------------------------------------------------------------------------------------
+constexpr int kPad = 24;
+constexpr int kMaxOnCall = 3;
+
+std::string ward_prefix(int w) { return cat("w", w) + "/"; }
+std::string doctor_key(int w, long long id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "d%08lld", id);
+  return ward_prefix(w) + buf;
+}
+std::string pad_key(int w, int i) { return ward_prefix(w) + cat("z", 100 + i); }
+
+void seed_ward(Engine& e, int w, int doctors) {
+  for (int i = 0; i < kPad; ++i) ASSERT_TRUE(e.put(pad_key(w, i), "pad").ok());
+  for (int i = 0; i < doctors; ++i) ASSERT_TRUE(e.put(doctor_key(w, i), "on").ok());
+}
+
+// How a transaction reads the ward.
+enum class WardRead : std::uint8_t {
+  kForward,       // whole range, ascending
+  kReverse,       // whole range, descending
+  kForwardFirst,  // limit 1 ascending: the first doctor, and the exact count
+  kReverseLast,   // limit kPad + 1 descending: the last doctor, and the exact count
+  kCountOnly,     // count only (joins need no key)
+};
+constexpr int kWardReads = 5;
+
+struct WardView {
+  int on_call = 0;
+  std::vector<std::string> doctors;  // the doctors the read returned
+};
+
+// Reads ward w in transaction t. False on an unexpected error.
+bool read_ward(Transaction& t, int w, WardRead how, WardView* out) {
+  ScanOptions so;
+  so.keys_only = true;
+  switch (how) {
+    case WardRead::kForward:
+      break;
+    case WardRead::kReverse:
+      so.reverse = true;
+      break;
+    case WardRead::kForwardFirst:
+      so.limit = 1;
+      break;
+    case WardRead::kReverseLast:
+      so.reverse = true;
+      so.limit = kPad + 1;
+      break;
+    case WardRead::kCountOnly:
+      so.count_only = true;
+      break;
+  }
+  const std::string p = ward_prefix(w);
+  auto r = t.scan(p, prefix_end(p), so);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.status().to_string();
+    return false;
+  }
+  out->on_call = static_cast<int>(r->count) - kPad;
+  out->doctors.clear();
+  for (const KeyValue& kv : r->kvs) {
+    if (kv.key.compare(p.size(), 1, "d") == 0) out->doctors.push_back(kv.key);
+  }
+  return true;
+}
+
+int on_call_now(Engine& e, int w) {
+  ScanOptions so;
+  so.count_only = true;
+  const std::string p = ward_prefix(w);
+  auto r = e.scan(p, prefix_end(p), so);
+  EXPECT_TRUE(r.ok());
+  return static_cast<int>(r->count) - kPad;
+}
+
+struct DoctorsOutcome {
+  long commits = 0;
+  long conflicts = 0;
+  long audits = 0;
+  long violations = 0;  // ward counts outside 1..kMaxOnCall, seen by any reader
+  long unexpected = 0;
+};
+
+// Free-running doctors workload: kWorkers threads leave and join wards through every kind of
+// ward read, while an auditor checks every ward at snapshots (one-shot count scans, and a
+// transaction that reads each ward forward and in reverse and must get the same keys).
+// Stops early once stop_after_violations violations were seen (0: never).
+DoctorsOutcome run_doctors(Isolation iso, int txns_per_worker, long stop_after_violations) {
+  constexpr int kWards = 3;
+  constexpr int kWorkers = 4;
+  Engine e(busy_options());
+  for (int w = 0; w < kWards; ++w) seed_ward(e, w, 2);
+  std::atomic<long long> next_id{1000};
+  std::atomic<long> commits{0}, conflicts{0}, audits{0}, violations{0}, unexpected{0};
+  std::atomic<int> workers_left{kWorkers};
+  std::latch go(kWorkers + 1);
+  auto enough = [&] {
+    return stop_after_violations != 0 && violations.load() >= stop_after_violations;
+  };
+  auto check = [&](int on_call) {
+    if (on_call < 1 || on_call > kMaxOnCall) ++violations;
+  };
+
+  auto worker = [&](int id) {
+    std::mt19937 rng(static_cast<unsigned>(7 + id));
+    go.arrive_and_wait();
+    for (int i = 0; i < txns_per_worker && !enough(); ++i) {
+      const int w = static_cast<int>(rng() % kWards);
+      const bool leave = rng() % 2 == 0;
+      // Leaving needs a doctor's key: every read but count-only returns one.
+      const auto how = static_cast<WardRead>(rng() % (leave ? kWardReads - 1 : kWardReads));
+      Transaction t = must_begin(e, iso);
+      WardView v;
+      if (!read_ward(t, w, how, &v)) {
+        ++unexpected;
+        continue;
+      }
+      check(v.on_call);  // a snapshot of a consistent history
+      Status s;
+      if (leave) {
+        if (v.on_call < 2 || v.doctors.empty()) continue;  // destroyed handle aborts
+        s = t.del(v.doctors[rng() % v.doctors.size()]);
+      } else {
+        if (v.on_call >= kMaxOnCall) continue;
+        s = t.put(doctor_key(w, next_id.fetch_add(1)), "on");
+      }
+      if (!s.ok()) {
+        ++unexpected;
+        continue;
+      }
+      std::this_thread::yield();  // widen the read-to-commit window
+      auto c = t.commit();
+      if (c.ok()) {
+        ++commits;
+      } else if (c.code() == StatusCode::kConflict) {
+        ++conflicts;
+      } else {
+        ++unexpected;
+      }
+    }
+    workers_left.fetch_sub(1);
+  };
+  auto auditor = [&] {
+    go.arrive_and_wait();
+    while (workers_left.load() > 0) {
+      for (int w = 0; w < kWards; ++w) check(on_call_now(e, w));
+      Transaction t = must_begin(e, Isolation::kSerializable);
+      for (int w = 0; w < kWards; ++w) {
+        WardView fwd, rev;
+        if (!read_ward(t, w, WardRead::kForward, &fwd) ||
+            !read_ward(t, w, WardRead::kReverse, &rev)) {
+          ++unexpected;
+          break;
+        }
+        check(fwd.on_call);
+        std::reverse(rev.doctors.begin(), rev.doctors.end());
+        if (fwd.on_call != rev.on_call || fwd.doctors != rev.doctors) ++unexpected;
+      }
+      if (!t.commit().ok()) ++unexpected;  // read-only: never aborts
+      ++audits;
+    }
+  };
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kWorkers; ++i) ts.emplace_back(worker, i);
+  std::thread a(auditor);
+  for (auto& t : ts) t.join();
+  a.join();
+  for (int w = 0; w < kWards; ++w) check(on_call_now(e, w));
+  DoctorsOutcome out;
+  out.commits = commits.load();
+  out.conflicts = conflicts.load();
+  out.audits = audits.load();
+  out.violations = violations.load();
+  out.unexpected = unexpected.load();
+  std::printf("doctors (%s): %ld commits, %ld conflicts, %ld audits, %ld violations\n",
+              iso_name(iso), out.commits, out.conflicts, out.audits, out.violations);
+  return out;
+}
+
+TEST(RangeStressDoctors, SerializableKeepsEveryWardStaffed) {
+  const DoctorsOutcome o = run_doctors(Isolation::kSerializable, 6000, 0);
+  EXPECT_EQ(o.unexpected, 0);
+  EXPECT_EQ(o.violations, 0);
+  EXPECT_GT(o.commits, 1000);
+  EXPECT_GT(o.conflicts, 0);  // the workload does contend
+  EXPECT_GT(o.audits, 0);
+}
+
+// The same workload under SNAPSHOT breaks the invariant: this is the check that the test
+// above can see write skew when it happens.
+TEST(RangeStressDoctors, SnapshotIsolationShowsWriteSkew) {
+  const DoctorsOutcome o = run_doctors(Isolation::kSnapshot, 20000, 1);
+  EXPECT_EQ(o.unexpected, 0);
+  EXPECT_GE(o.violations, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Paired write skew: every round, two transactions read the same ward (which holds exactly
+// 2 doctors) at snapshots taken before either writes, then both write and commit at once
+// (a barrier before each step). Each pair of reads is one of the ways to read a ward: both
+// forward, both in reverse, first-by-limit against last-by-limit, and point reads of both
+// doctors. "leave": each deletes a different doctor (count >= 2 before, >= 1 must hold);
+// "join": each inserts a new doctor when fewer than 3 are on call (<= 3 must hold; a
+// phantom: the key did not exist when the other read the range).
+// ---------------------------------------------------------------------------------------
+struct PairOutcome {
+  int rounds = 0;
+  int both_committed = 0;
+  int violations = 0;  // rounds that ended outside 1..kMaxOnCall
+  int unexpected = 0;
+};
+
+PairOutcome run_pairs(Isolation iso, int rounds) {
+  constexpr int kVariants = 5;  // 4 read pairs for "leave", then "join"
+  Engine e(busy_options());
+  seed_ward(e, 0, 0);
+  std::barrier sync(3);  // two transactions and the referee
+  std::atomic<int> committed{0};
+  std::atomic<int> unexpected{0};
+  std::atomic<long long> next_id{1000};
+
+  auto player = [&](int me) {
+    for (int r = 0; r < rounds; ++r) {
+      const int variant = r % kVariants;
+      sync.arrive_and_wait();  // (1) the referee has reset the ward
+      Transaction t = must_begin(e, iso);
+      WardView v;
+      bool ok = true;
+      std::string victim;
+      switch (variant) {
+        case 0:
+          ok = read_ward(t, 0, WardRead::kForward, &v);
+          if (ok && v.doctors.size() == 2) victim = v.doctors[static_cast<std::size_t>(me)];
+          break;
+        case 1:
+          ok = read_ward(t, 0, WardRead::kReverse, &v);
+          if (ok && v.doctors.size() == 2) victim = v.doctors[static_cast<std::size_t>(me)];
+          break;
+        case 2:
+          ok = read_ward(t, 0, me == 0 ? WardRead::kForwardFirst : WardRead::kReverseLast, &v);
+          if (ok && v.doctors.size() == 1) victim = v.doctors[0];
+          break;
+        case 3: {
+          v.on_call = 0;
+          for (int d = 0; d < 2; ++d) {
+            auto g = t.get(doctor_key(0, d));
+            if (g.ok()) {
+              ++v.on_call;
+            } else if (g.code() != StatusCode::kNotFound) {
+              ok = false;
+            }
+          }
+          victim = doctor_key(0, me);
+          break;
+        }
+        default:
+          ok = read_ward(t, 0, WardRead::kCountOnly, &v);
+          break;
+      }
+      if (!ok || v.on_call != 2 || (variant < 4 && victim.empty())) ++unexpected;
+      sync.arrive_and_wait();  // (2) both snapshots are taken and read
+      const Status s = variant < 4 ? t.del(victim) : t.put(doctor_key(0, next_id++), "on");
+      if (!s.ok()) ++unexpected;
+      sync.arrive_and_wait();  // (3) commit together
+      auto c = t.commit();
+      if (c.ok()) {
+        ++committed;
+      } else if (c.code() != StatusCode::kConflict) {
+        ++unexpected;
+      }
+      sync.arrive_and_wait();  // (4) both finished
+    }
+  };
+
+  PairOutcome out;
+  std::thread a(player, 0), b(player, 1);
+  for (int r = 0; r < rounds; ++r) {
+    // Reset: exactly doctors 0 and 1 on call.
+    auto all = e.scan(ward_prefix(0) + "d", ward_prefix(0) + "e");
+    for (const KeyValue& kv : all->kvs) (void)e.del(kv.key);
+    (void)e.put(doctor_key(0, 0), "on");
+    (void)e.put(doctor_key(0, 1), "on");
+    committed = 0;
+    sync.arrive_and_wait();  // (1)
+    sync.arrive_and_wait();  // (2)
+    sync.arrive_and_wait();  // (3)
+    sync.arrive_and_wait();  // (4)
+    const int n = on_call_now(e, 0);
+    if (n < 1 || n > kMaxOnCall) ++out.violations;
+    if (committed.load() == 2) ++out.both_committed;
+    ++out.rounds;
+  }
+  a.join();
+  b.join();
+  out.unexpected = unexpected.load();
+  std::printf("pairs (%s): %d rounds, %d with both committed, %d violations\n", iso_name(iso),
+              out.rounds, out.both_committed, out.violations);
+  return out;
+}
+
+TEST(RangeStressDoctors, PairedWriteSkewSerializableCommitsAtMostOne) {
+  const PairOutcome o = run_pairs(Isolation::kSerializable, 1000);
+  EXPECT_EQ(o.unexpected, 0);
+  EXPECT_EQ(o.violations, 0);
+  EXPECT_EQ(o.both_committed, 0);
+}
+
+TEST(RangeStressDoctors, PairedWriteSkewSnapshotCommitsBoth) {
+  const PairOutcome o = run_pairs(Isolation::kSnapshot, 100);
+  EXPECT_EQ(o.unexpected, 0);
+  // Every round writes two different keys from two overlapping snapshots: first committer
+  // wins does not apply, both commit, and the ward leaves its bounds.
+  EXPECT_EQ(o.both_committed, o.rounds);
+  EXPECT_EQ(o.violations, o.rounds);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bank read by scans. Accounts are the keys "bank/<id>"; money moves between accounts,
+// accounts are opened (a new key funded from another) and closed (deleted, the balance
+// moved to another). Serializable writers choose accounts and amounts from a scan of the
+// whole bank (forward, reverse, or one page by limit), so their only protection is range
+// validation; a snapshot-isolation writer reads both accounts by point reads (first
+// committer wins protects it). Auditors check, at snapshots: the total is constant; a
+// forward scan, a reverse scan, and a paged scan (limit 3, resumed after the last key) of the
+// same transaction return the same accounts and balances; count/more agree with the keys.
+// ---------------------------------------------------------------------------------------
+TEST(RangeStressBank, TotalHoldsWithScanningWritersAndAuditors) {
+  constexpr int kAccounts = 6;
+  constexpr long kStart = 1000;
+  constexpr long kTotal = kAccounts * kStart;
+  constexpr int kOpsPerWriter = 5000;
+  const std::string lo = "bank/", hi = prefix_end("bank/");
+  Engine e(busy_options());
+  for (int a = 0; a < kAccounts; ++a) ASSERT_TRUE(e.put(cat("bank/", a), "1000").ok());
+  std::atomic<long long> next_account{kAccounts};
+  std::atomic<long> unexpected{0}, bad_audits{0}, audits{0}, commits{0};
+  std::atomic<int> writers_left{3};
+  std::latch go(5);
+
+  auto scan_writer = [&](int id) {
+    std::mt19937 rng(static_cast<unsigned>(31 + id));
+    go.arrive_and_wait();
+    for (int i = 0; i < kOpsPerWriter; ++i) {
+      Transaction t = must_begin(e, Isolation::kSerializable);
+      ScanOptions so;
+      const int how = static_cast<int>(rng() % 3);
+      so.reverse = how == 1;
+      if (how == 2) so.limit = 3;  // only the first page: choose among its accounts
+      auto r = t.scan(lo, hi, so);
+      if (!r.ok()) {
+        ++unexpected;
+        continue;
+      }
+      if (r->kvs.size() < 2) continue;
+      const std::size_t fi = rng() % r->kvs.size();
+      const std::size_t ti = (fi + 1 + rng() % (r->kvs.size() - 1)) % r->kvs.size();
+      const KeyValue& from = r->kvs[fi];
+      const KeyValue& to = r->kvs[ti];
+      const long fb = std::stol(from.value), tb = std::stol(to.value);
+      const int op = static_cast<int>(rng() % 8);
+      bool ok = true;
+      if (op == 0 && r->count > 3) {  // close `from`, moving its balance to `to`
+        ok = t.del(from.key).ok() && t.put(to.key, std::to_string(tb + fb)).ok();
+      } else if (op == 1 && r->count < 10 && fb > 0) {  // open an account funded by `from`
+        const long amount = 1 + static_cast<long>(rng() % static_cast<unsigned long>(fb));
+        ok = t.put(from.key, std::to_string(fb - amount)).ok() &&
+             t.put(cat("bank/", next_account.fetch_add(1)), std::to_string(amount)).ok();
+      } else {  // transfer
+        const long amount = static_cast<long>(rng() % 100);
+        if (amount > fb) continue;
+        ok = t.put(from.key, std::to_string(fb - amount)).ok() &&
+             t.put(to.key, std::to_string(tb + amount)).ok();
+      }
+      if (!ok) {
+        ++unexpected;
+        continue;
+      }
+      std::this_thread::yield();  // widen the read-to-commit window
+      auto c = t.commit();
+      if (c.ok()) {
+        ++commits;
+      } else if (c.code() != StatusCode::kConflict) {
+        ++unexpected;
+      }
+    }
+    writers_left.fetch_sub(1);
+  };
+  auto si_writer = [&] {
+    std::mt19937 rng(97);
+    go.arrive_and_wait();
+    for (int i = 0; i < kOpsPerWriter; ++i) {
+      const long long top = next_account.load();
+      const std::string a = cat("bank/", static_cast<long long>(rng() % top));
+      const std::string b = cat("bank/", static_cast<long long>(rng() % top));
+      if (a == b) continue;
+      Transaction t = must_begin(e, Isolation::kSnapshot);
+      auto ra = t.get(a);
+      auto rb = t.get(b);
+      if (!ra.ok() || !rb.ok()) continue;  // closed (or never opened)
+      const long amount = static_cast<long>(rng() % 100);
+      const long av = std::stol(ra->value), bv = std::stol(rb->value);
+      if (amount > av) continue;
+      if (!t.put(a, std::to_string(av - amount)).ok() ||
+          !t.put(b, std::to_string(bv + amount)).ok()) {
+        ++unexpected;
+        continue;
+      }
+      std::this_thread::yield();
+      auto c = t.commit();
+      if (c.ok()) {
+        ++commits;
+      } else if (c.code() != StatusCode::kConflict) {
+        ++unexpected;
+      }
+    }
+    writers_left.fetch_sub(1);
+  };
+  using Accounts = std::vector<std::pair<std::string, std::string>>;
+  auto accounts_of = [](const ScanResult& r) {
+    Accounts out;
+    for (const KeyValue& kv : r.kvs) out.emplace_back(kv.key, kv.value);
+    return out;
+  };
+  auto sum = [](const Accounts& acc) {
+    long s = 0;
+    for (const auto& kv : acc) s += std::stol(kv.second);
+    return s;
+  };
+  auto auditor = [&](bool interactive) {
+    go.arrive_and_wait();
+    while (writers_left.load() > 0) {
+      ++audits;
+      if (!interactive) {
+        auto r = e.scan(lo, hi);
+        if (!r.ok() || sum(accounts_of(*r)) != kTotal || r->count != r->kvs.size()) ++bad_audits;
+        continue;
+      }
+      Transaction t = must_begin(e, Isolation::kSerializable);
+      auto fwd = t.scan(lo, hi);
+      ScanOptions rev_opts;
+      rev_opts.reverse = true;
+      auto rev = t.scan(lo, hi, rev_opts);
+      if (!fwd.ok() || !rev.ok()) {
+        ++unexpected;
+        continue;
+      }
+      const Accounts f = accounts_of(*fwd);
+      Accounts r = accounts_of(*rev);
+      std::reverse(r.begin(), r.end());
+      // Paged: limit 3, each page resumed just after the previous page's last key.
+      Accounts paged;
+      std::string from = lo;
+      for (;;) {
+        ScanOptions page_opts;
+        page_opts.limit = 3;
+        auto p = t.scan(from, hi, page_opts);
+        if (!p.ok()) {
+          ++unexpected;
+          break;
+        }
+        for (const KeyValue& kv : p->kvs) paged.emplace_back(kv.key, kv.value);
+        if (p->more != (p->count > 3)) ++bad_audits;
+        if (!p->more) break;
+        from = p->kvs.back().key + std::string(1, '\0');
+      }
+      // The last page from the top, in reverse: the largest keys.
+      ScanOptions tail_opts;
+      tail_opts.reverse = true;
+      tail_opts.limit = 2;
+      auto tail = t.scan(lo, hi, tail_opts);
+      const bool tail_ok = f.size() >= 2 && tail.ok() && tail->count == f.size() &&
+                           tail->kvs.size() == 2 && tail->kvs[0].key == f.back().first &&
+                           tail->kvs[1].key == f[f.size() - 2].first;
+      if (sum(f) != kTotal || f != r || f != paged || fwd->count != f.size() || !tail_ok) {
+        ++bad_audits;
+      }
+      if (!t.commit().ok()) ++unexpected;  // read-only: never aborts
+    }
+  };
+  std::thread w1(scan_writer, 0), w2(scan_writer, 1), w3(si_writer);
+  std::thread a1(auditor, true), a2(auditor, false);
+  w1.join();
+  w2.join();
+  w3.join();
+  a1.join();
+  a2.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(bad_audits.load(), 0);
+  EXPECT_GT(audits.load(), 0);
+  EXPECT_GT(commits.load(), 1000);
+  auto fin = e.scan(lo, hi);
+  ASSERT_TRUE(fin.ok());
+  EXPECT_EQ(sum(accounts_of(*fin)), kTotal);
+  for (const KeyValue& kv : fin->kvs) EXPECT_GE(std::stol(kv.value), 0) << kv.key;
+  std::printf("bank by scans: %ld commits, %ld audits, %zu accounts at the end\n", commits.load(),
+              audits.load(), fin->kvs.size());
+}
+
+// ---------------------------------------------------------------------------------------
+// Strictness (E3): a commit returns only once it is visible, so the writer's next read, and
+// any transaction begun after the return, sees it; the revision it returns is <= the
+// current revision at once. Slow committers run alongside: each validates a range of
+// kSlowRange keys after taking its timestamp, so earlier timestamps are often still
+// unfinished when a fast writer's commit returns.
+// ---------------------------------------------------------------------------------------
+TEST(RangeStressStrictness, CommitIsVisibleWhenItReturns) {
+  constexpr int kSlowRange = 400;
+  constexpr int kFastOps = 6000;
+  Engine e(busy_options());
+  for (int i = 0; i < kSlowRange; ++i) ASSERT_TRUE(e.put(cat("slow/", i), "x").ok());
+  std::atomic<bool> fast_done{false};
+  std::atomic<long> stale{0}, unexpected{0}, slow_commits{0};
+  std::latch go(4);
+  auto slow = [&](int id) {
+    go.arrive_and_wait();
+    for (long i = 0; !fast_done.load(); ++i) {
+      Transaction t = must_begin(e, Isolation::kSerializable);
+      ScanOptions so;
+      so.count_only = true;
+      auto r = t.scan("slow/", prefix_end("slow/"), so);
+      if (!r.ok() || !t.put(cat(cat("slowout", id) + "/", i % 16), "v").ok()) {
+        ++unexpected;
+        continue;
+      }
+      auto c = t.commit();
+      if (c.ok()) ++slow_commits;
+    }
+  };
+  auto fast = [&](int id) {
+    go.arrive_and_wait();
+    const std::string key = cat("fast", id);
+    for (int i = 1; i <= kFastOps; ++i) {
+      const std::string val = std::to_string(i);
+      if (i % 2 == 0) {
+        auto p = e.put(key, val);
+        if (!p.ok()) {
+          ++unexpected;
+          continue;
+        }
+        if (e.current_revision() < p->revision) ++stale;
+      } else {
+        Transaction t = must_begin(e, Isolation::kSerializable);
+        if (!t.put(key, val).ok()) ++unexpected;
+        auto c = t.commit();
+        if (!c.ok()) {
+          ++unexpected;
+          continue;
+        }
+        if (e.current_revision() < *c) ++stale;
+      }
+      auto g = e.get(key);
+      if (!g.ok() || g->value != val) ++stale;
+    }
+  };
+  std::thread s1(slow, 0), s2(slow, 1), f1(fast, 0), f2(fast, 1);
+  f1.join();
+  f2.join();
+  fast_done = true;
+  s1.join();
+  s2.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(stale.load(), 0);
+  std::printf("strictness: %ld slow commits alongside\n", slow_commits.load());
+}
+
+// ---------------------------------------------------------------------------------------
+// Repeatable scans under GC: long-lived transactions (both isolation levels) scan a range
+// forward, in reverse and by limit, again and again, while writers update, delete and
+// re-insert its keys and GC prunes every millisecond. Every repeat must return exactly what
+// the first returned (keys, values, revisions): interval GC must keep the version each
+// registered snapshot sees.
+// ---------------------------------------------------------------------------------------
+TEST(RangeStressSnapshot, ScansRepeatWhileWritersAndGcRun) {
+  constexpr int kKeys = 32;
+  constexpr int kReaders = 2;
+  constexpr int kRepeats = 60;
+  constexpr int kSnapshotsPerReader = 40;
+  Engine e(busy_options());
+  for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(e.put(cat("rr/", 10 + k), "init").ok());
+  std::atomic<int> readers_left{kReaders};
+  std::atomic<long> mismatches{0}, unexpected{0}, writes{0};
+  std::latch go(kReaders + 2);
+
+  auto writer = [&](int id) {
+    std::mt19937 rng(static_cast<unsigned>(5 + id));
+    go.arrive_and_wait();
+    while (readers_left.load() > 0) {
+      const std::string k = cat("rr/", 10 + static_cast<long long>(rng() % kKeys));
+      const bool ok = rng() % 4 == 0 ? e.del(k).ok() : e.put(k, cat("v", writes++)).ok();
+      if (!ok) ++unexpected;
+    }
+  };
+  using Snap = std::vector<std::tuple<std::string, std::string, Revision, std::int64_t>>;
+  auto snap_of = [](const ScanResult& r) {
+    Snap s;
+    for (const KeyValue& kv : r.kvs) s.emplace_back(kv.key, kv.value, kv.mod_revision, kv.version);
+    return s;
+  };
+  auto reader = [&](int id) {
+    go.arrive_and_wait();
+    for (int n = 0; n < kSnapshotsPerReader; ++n) {
+      Transaction t =
+          must_begin(e, (n + id) % 2 == 0 ? Isolation::kSnapshot : Isolation::kSerializable);
+      auto first = t.scan("rr/", "rr0");
+      if (!first.ok()) {
+        ++unexpected;
+        continue;
+      }
+      const Snap want = snap_of(*first);
+      Snap want_rev = want;
+      std::reverse(want_rev.begin(), want_rev.end());
+      for (int i = 0; i < kRepeats; ++i) {
+        ScanOptions so;
+        so.reverse = i % 3 == 1;
+        if (i % 3 == 2) so.limit = 5;
+        auto again = t.scan("rr/", "rr0", so);
+        if (!again.ok()) {
+          ++unexpected;
+          break;
+        }
+        const Snap got = snap_of(*again);
+        if (i % 3 == 0 && got != want) ++mismatches;
+        if (i % 3 == 1 && got != want_rev) ++mismatches;
+        if (i % 3 == 2 &&
+            (got != Snap(want.begin(), want.begin() + std::min<std::size_t>(5, want.size())) ||
+             again->count != want.size())) {
+          ++mismatches;
+        }
+        std::this_thread::yield();  // let writers and GC run between repeats
+      }
+      if (!t.commit().ok()) ++unexpected;  // read-only: never aborts
+    }
+    readers_left.fetch_sub(1);
+  };
+  std::vector<std::thread> ts;
+  ts.emplace_back(writer, 0);
+  ts.emplace_back(writer, 1);
+  for (int r = 0; r < kReaders; ++r) ts.emplace_back(reader, r);
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_GT(writes.load(), 0);
+  EXPECT_GT(e.stats().versions_pruned, 0u);
+  std::printf("repeatable scans: %ld writes alongside, %llu versions pruned\n", writes.load(),
+              static_cast<unsigned long long>(e.stats().versions_pruned));
+}
+
+}  // namespace
+}  // namespace kv::storage
