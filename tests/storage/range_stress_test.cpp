@@ -7,6 +7,8 @@
 // Threads start together on a latch or barrier; nothing is ordered by sleeping. Each test is
 // sized to take a few seconds at most on a loaded two-core machine.
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -49,6 +51,26 @@ Transaction must_begin(Engine& e, Isolation iso) {
 
 const char* iso_name(Isolation iso) {
   return iso == Isolation::kSerializable ? "serializable" : "snapshot";
+}
+
+// Pins the calling thread to the i-th CPU it may run on (i < the number of such CPUs, at
+// least two; otherwise it does nothing). Threads that must race are spread over two cores
+// this way: on a loaded machine the scheduler may otherwise keep them on one core, where
+// their commits never overlap.
+void pin_to_own_cpu(int i) {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
+  int seen = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    if (seen++ == i) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      return;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -166,6 +188,7 @@ DoctorsOutcome run_doctors(Isolation iso, int txns_per_worker, long stop_after_v
   };
 
   auto worker = [&](int id) {
+    pin_to_own_cpu(id % 2);
     std::mt19937 rng(static_cast<unsigned>(7 + id));
     go.arrive_and_wait();
     for (int i = 0; i < txns_per_worker && !enough(); ++i) {
@@ -300,6 +323,7 @@ PairOutcome run_pairs(Isolation iso, int rounds) {
   std::atomic<int> rendezvous{0};
 
   auto player = [&](int me) {
+    pin_to_own_cpu(me);
     for (int r = 0; r < rounds; ++r) {
       const int variant = r % kVariants;
       sync.arrive_and_wait();  // (1) the referee has reset the ward
@@ -348,7 +372,9 @@ PairOutcome run_pairs(Isolation iso, int rounds) {
       // alone can be tens of microseconds apart).
       rendezvous.fetch_add(1);
       for (int spins = 0; rendezvous.load() < 2 * (r + 1); ++spins) {
-        if (spins > 1000) std::this_thread::yield();  // the other thread is descheduled
+        // Spin for long before yielding: on a loaded machine a thread that yields at once
+        // rarely runs at the same time as the other one.
+        if (spins > (1 << 22)) std::this_thread::yield();
       }
       auto c = t.commit();
       if (c.ok()) {
@@ -387,7 +413,7 @@ PairOutcome run_pairs(Isolation iso, int rounds) {
 }
 
 TEST(RangeStressDoctors, PairedWriteSkewSerializableCommitsAtMostOne) {
-  const PairOutcome o = run_pairs(Isolation::kSerializable, 1000);
+  const PairOutcome o = run_pairs(Isolation::kSerializable, 400);
   EXPECT_EQ(o.unexpected, 0);
   EXPECT_EQ(o.violations, 0);
   EXPECT_EQ(o.both_committed, 0);
@@ -604,7 +630,7 @@ TEST(RangeStressBank, TotalHoldsWithScanningWritersAndAuditors) {
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
   constexpr int kCounters = 96;
-  constexpr int kWideTxns = 700;
+  constexpr int kWideTxns = 1000;
   const std::string lo = "ctr/", hi = prefix_end("ctr/");
   Engine e(busy_options());
   auto counter_key = [](int i) {
@@ -617,6 +643,16 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
   std::atomic<long> wide_commits{0}, narrow_commits{0}, unexpected{0}, torn{0}, audits{0};
   std::atomic<int> wide_left{2};
   std::latch go(5);
+  // All counters but the last equal, the last at least as large (kvs in either key order).
+  auto torn_view = [&](const ScanResult& r) {
+    std::vector<long> v;
+    for (const KeyValue& kv : r.kvs) v.push_back(std::stol(kv.value));
+    if (r.kvs.front().key > r.kvs.back().key) std::reverse(v.begin(), v.end());
+    for (int i = 0; i < kCounters - 1; ++i) {
+      if (v[static_cast<std::size_t>(i)] != v[0]) return true;
+    }
+    return v.back() < v[0];
+  };
   auto finish = [&](Transaction& t, std::atomic<long>& commits) {
     auto c = t.commit();
     if (c.ok()) {
@@ -627,6 +663,7 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
   };
 
   auto wide = [&](Isolation iso) {
+    pin_to_own_cpu(iso == Isolation::kSerializable ? 0 : 1);
     go.arrive_and_wait();
     for (int i = 0; i < kWideTxns; ++i) {
       Transaction t = must_begin(e, iso);
@@ -643,6 +680,7 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
         ++unexpected;
         continue;
       }
+      if (torn_view(*r)) ++torn;  // each writer's snapshot is an audit too
       bool ok = true;
       for (const KeyValue& kv : r->kvs) {
         ok = ok && t.put(kv.key, std::to_string(std::stol(kv.value) + 1)).ok();
@@ -656,6 +694,7 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
     wide_left.fetch_sub(1);
   };
   auto narrow = [&](Isolation iso) {
+    pin_to_own_cpu(iso == Isolation::kSerializable ? 1 : 0);  // away from the wide one
     go.arrive_and_wait();
     while (wide_left.load() > 0) {
       Transaction t = must_begin(e, iso);
@@ -686,14 +725,7 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
         ++unexpected;
         continue;
       }
-      const long first = std::stol(r->kvs.front().value);
-      for (int i = 0; i < kCounters - 1; ++i) {
-        if (std::stol(r->kvs[static_cast<std::size_t>(i)].value) != first) {
-          ++torn;
-          break;
-        }
-      }
-      if (std::stol(r->kvs.back().value) < first) ++torn;
+      if (torn_view(*r)) ++torn;
     }
   };
   std::thread w1(wide, Isolation::kSerializable), w2(wide, Isolation::kSnapshot);
@@ -726,16 +758,35 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
 // readers begin transaction after transaction and read the key twice. The key always exists,
 // so each read must find it, and both reads of a transaction must agree: pruning must keep
 // the version visible at every snapshot that registered, even one that registered while the
-// pruner was building its view.
+// pruner was building its view. A slow committer runs alongside: it validates a range of
+// kSlowRange keys after taking its timestamp, so W often stays behind commits that have
+// finished, and the hot key's newest versions are often newer than W when it is pruned.
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
   constexpr long kWrites = 150000;
+  constexpr int kSlowRange = 1000;
   Engine e(busy_options());
   ASSERT_TRUE(e.put("hot", "0").ok());
+  for (int i = 0; i < kSlowRange; ++i) ASSERT_TRUE(e.put(cat("slow/", i), "x").ok());
   std::atomic<long> written{0}, missing{0}, changed{0}, unexpected{0}, reads{0};
   std::atomic<int> writers_left{2};
-  std::latch go(4);
+  std::latch go(5);
+  auto slow = [&] {
+    go.arrive_and_wait();
+    for (long i = 0; writers_left.load() > 0; ++i) {
+      Transaction t = must_begin(e, Isolation::kSerializable);
+      ScanOptions so;
+      so.count_only = true;
+      if (!t.scan("slow/", prefix_end("slow/"), so).ok() || !t.put("slowout", cat("", i)).ok()) {
+        ++unexpected;
+        continue;
+      }
+      if (auto c = t.commit(); !c.ok() && c.code() != StatusCode::kConflict) ++unexpected;
+    }
+  };
+  std::atomic<int> writer_ids{0};
   auto writer = [&] {
+    pin_to_own_cpu(writer_ids.fetch_add(1) % 2);
     go.arrive_and_wait();
     for (long i = written.fetch_add(1); i < kWrites; i = written.fetch_add(1)) {
       auto p = e.put("hot", std::to_string(i));
@@ -744,6 +795,7 @@ TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
     writers_left.fetch_sub(1);
   };
   auto reader = [&](Isolation iso) {
+    pin_to_own_cpu(iso == Isolation::kSerializable ? 0 : 1);
     go.arrive_and_wait();
     while (writers_left.load() > 0) {
       Transaction t = must_begin(e, iso);
@@ -759,11 +811,12 @@ TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
     }
   };
   std::thread w1(writer), w2(writer), r1(reader, Isolation::kSnapshot),
-      r2(reader, Isolation::kSerializable);
+      r2(reader, Isolation::kSerializable), s1(slow);
   w1.join();
   w2.join();
   r1.join();
   r2.join();
+  s1.join();
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_EQ(missing.load(), 0);
   EXPECT_EQ(changed.load(), 0);
@@ -787,6 +840,7 @@ TEST(RangeStressStrictness, CommitIsVisibleWhenItReturns) {
   std::atomic<long> stale{0}, unexpected{0}, slow_commits{0};
   std::latch go(4);
   auto slow = [&](int id) {
+    pin_to_own_cpu(id % 2);
     go.arrive_and_wait();
     for (long i = 0; !fast_done.load(); ++i) {
       Transaction t = must_begin(e, Isolation::kSerializable);
@@ -802,6 +856,7 @@ TEST(RangeStressStrictness, CommitIsVisibleWhenItReturns) {
     }
   };
   auto fast = [&](int id) {
+    pin_to_own_cpu((id + 1) % 2);
     go.arrive_and_wait();
     const std::string key = cat("fast", id);
     for (int i = 1; i <= kFastOps; ++i) {
