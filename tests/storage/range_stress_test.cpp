@@ -30,6 +30,16 @@ namespace {
 
 using testing::cat;
 
+// Sanitizer builds run each test on a quarter of the work (they are 5-20x slower).
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+constexpr int scaled(int n) { return kSanitized ? n / 4 : n; }
+// How long a thread spins for its partner before yielding (see run_pairs).
+constexpr int kSpinsBeforeYield = kSanitized ? 1 << 16 : 1 << 22;
+
 Options busy_options() {
   Options o;
   o.sweeper_period = std::chrono::milliseconds(1);  // GC races with everything
@@ -272,10 +282,10 @@ DoctorsOutcome run_doctors(Isolation iso, int txns_per_worker, long stop_after_v
 }
 
 TEST(RangeStressDoctors, SerializableKeepsEveryWardStaffed) {
-  const DoctorsOutcome o = run_doctors(Isolation::kSerializable, 4000, 0);
+  const DoctorsOutcome o = run_doctors(Isolation::kSerializable, scaled(4000), 0);
   EXPECT_EQ(o.unexpected, 0);
   EXPECT_EQ(o.violations, 0);
-  EXPECT_GT(o.commits, 1000);
+  EXPECT_GT(o.commits, scaled(1000));
   EXPECT_GT(o.conflicts, 0);  // the workload does contend
   EXPECT_GT(o.audits, 0);
 }
@@ -374,7 +384,7 @@ PairOutcome run_pairs(Isolation iso, int rounds) {
       for (int spins = 0; rendezvous.load() < 2 * (r + 1); ++spins) {
         // Spin for long before yielding: on a loaded machine a thread that yields at once
         // rarely runs at the same time as the other one.
-        if (spins > (1 << 22)) std::this_thread::yield();
+        if (spins > kSpinsBeforeYield) std::this_thread::yield();
       }
       auto c = t.commit();
       if (c.ok()) {
@@ -413,14 +423,14 @@ PairOutcome run_pairs(Isolation iso, int rounds) {
 }
 
 TEST(RangeStressDoctors, PairedWriteSkewSerializableCommitsAtMostOne) {
-  const PairOutcome o = run_pairs(Isolation::kSerializable, 400);
+  const PairOutcome o = run_pairs(Isolation::kSerializable, scaled(400));
   EXPECT_EQ(o.unexpected, 0);
   EXPECT_EQ(o.violations, 0);
   EXPECT_EQ(o.both_committed, 0);
 }
 
 TEST(RangeStressDoctors, PairedWriteSkewSnapshotCommitsBoth) {
-  const PairOutcome o = run_pairs(Isolation::kSnapshot, 100);
+  const PairOutcome o = run_pairs(Isolation::kSnapshot, scaled(100));
   EXPECT_EQ(o.unexpected, 0);
   // Every round writes two different keys from two overlapping snapshots: first committer
   // wins does not apply, both commit, and the ward leaves its bounds.
@@ -442,7 +452,7 @@ TEST(RangeStressBank, TotalHoldsWithScanningWritersAndAuditors) {
   constexpr int kAccounts = 6;
   constexpr long kStart = 1000;
   constexpr long kTotal = kAccounts * kStart;
-  constexpr int kOpsPerWriter = 3000;
+  constexpr int kOpsPerWriter = scaled(3000);
   const std::string lo = "bank/", hi = prefix_end("bank/");
   Engine e(busy_options());
   for (int a = 0; a < kAccounts; ++a) ASSERT_TRUE(e.put(cat("bank/", a), "1000").ok());
@@ -608,7 +618,7 @@ TEST(RangeStressBank, TotalHoldsWithScanningWritersAndAuditors) {
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_EQ(bad_audits.load(), 0);
   EXPECT_GT(audits.load(), 0);
-  EXPECT_GT(commits.load(), 1000);
+  EXPECT_GT(commits.load(), scaled(1000));
   auto fin = e.scan(lo, hi);
   ASSERT_TRUE(fin.ok());
   EXPECT_EQ(sum(accounts_of(*fin)), kTotal);
@@ -630,7 +640,7 @@ TEST(RangeStressBank, TotalHoldsWithScanningWritersAndAuditors) {
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
   constexpr int kCounters = 96;
-  constexpr int kWideTxns = 1000;
+  constexpr int kWideTxns = scaled(1000);
   const std::string lo = "ctr/", hi = prefix_end("ctr/");
   Engine e(busy_options());
   auto counter_key = [](int i) {
@@ -738,7 +748,7 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
   a.join();
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_EQ(torn.load(), 0);
-  EXPECT_GT(wide_commits.load(), kWideTxns / 2);
+  EXPECT_GT(wide_commits.load(), kWideTxns / 10);  // narrow ones may win most races
   long wrong = 0;
   for (int i = 0; i < kCounters; ++i) {
     auto g = e.get(counter_key(i));
@@ -763,7 +773,7 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
 // finished, and the hot key's newest versions are often newer than W when it is pruned.
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
-  constexpr long kWrites = 150000;
+  constexpr long kWrites = scaled(150000);
   constexpr int kSlowRange = 1000;
   Engine e(busy_options());
   ASSERT_TRUE(e.put("hot", "0").ok());
@@ -833,7 +843,7 @@ TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressStrictness, CommitIsVisibleWhenItReturns) {
   constexpr int kSlowRange = 400;
-  constexpr int kFastOps = 30000;
+  constexpr int kFastOps = scaled(30000);
   Engine e(busy_options());
   for (int i = 0; i < kSlowRange; ++i) ASSERT_TRUE(e.put(cat("slow/", i), "x").ok());
   std::atomic<bool> fast_done{false};
@@ -904,7 +914,7 @@ TEST(RangeStressSnapshot, ScansRepeatWhileWritersAndGcRun) {
   constexpr int kKeys = 32;
   constexpr int kReaders = 2;
   constexpr int kRepeats = 45;
-  constexpr int kSnapshotsPerReader = 30;
+  constexpr int kSnapshotsPerReader = scaled(30);
   constexpr long kWritesBetweenRepeats = 16;
   Engine e(busy_options());
   for (int k = 0; k < kKeys; ++k) ASSERT_TRUE(e.put(cat("rr/", 10 + k), "init").ok());
