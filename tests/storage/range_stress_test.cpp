@@ -770,17 +770,26 @@ TEST(RangeStressCounters, WideAndNarrowIncrementsAreAtomicAndLoseNothing) {
 // the version visible at every snapshot that registered, even one that registered while the
 // pruner was building its view. A slow committer runs alongside: it validates a range of
 // kSlowRange keys after taking its timestamp, so W often stays behind commits that have
-// finished, and the hot key's newest versions are often newer than W when it is pruned.
+// finished, and the hot key's newest versions are often newer than W when it is pruned; a
+// sweeper thread prunes every chain over and over meanwhile.
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
-  constexpr long kWrites = scaled(150000);
+  constexpr long kWrites = scaled(100000);
   constexpr int kSlowRange = 1000;
+  constexpr int kIdleSnapshots = 1000;
+  constexpr int kFreeSlots = 64;
   Engine e(busy_options());
   ASSERT_TRUE(e.put("hot", "0").ok());
   for (int i = 0; i < kSlowRange; ++i) ASSERT_TRUE(e.put(cat("slow/", i), "x").ok());
+  // Many idle snapshots, registered in all but the first kFreeSlots registry slots: every
+  // pruner's pass over the registry takes long, and the readers' snapshots (in the free
+  // low slots) are read early in it, long before the pass ends.
+  std::vector<Transaction> idle;
+  for (int i = 0; i < kIdleSnapshots; ++i) idle.push_back(must_begin(e, Isolation::kSnapshot));
+  for (int i = 0; i < kFreeSlots; ++i) ASSERT_TRUE(idle[static_cast<std::size_t>(i)].abort().ok());
   std::atomic<long> written{0}, missing{0}, changed{0}, unexpected{0}, reads{0};
   std::atomic<int> writers_left{2};
-  std::latch go(5);
+  std::latch go(6);
   auto slow = [&] {
     go.arrive_and_wait();
     for (long i = 0; writers_left.load() > 0; ++i) {
@@ -820,13 +829,18 @@ TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
       if (!t.commit().ok()) ++unexpected;  // read-only
     }
   };
+  auto sweeper = [&] {  // prunes every chain over and over, also while W lags
+    go.arrive_and_wait();
+    while (writers_left.load() > 0) e.run_maintenance();
+  };
   std::thread w1(writer), w2(writer), r1(reader, Isolation::kSnapshot),
-      r2(reader, Isolation::kSerializable), s1(slow);
+      r2(reader, Isolation::kSerializable), s1(slow), s2(sweeper);
   w1.join();
   w2.join();
   r1.join();
   r2.join();
   s1.join();
+  s2.join();
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_EQ(missing.load(), 0);
   EXPECT_EQ(changed.load(), 0);
