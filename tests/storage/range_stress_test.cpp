@@ -1,8 +1,9 @@
 // Concurrent property tests built on range reads: predicate write skew ("on-call doctors"),
-// phantoms, a bank whose balances are read by scans, strictness of commit, and snapshots that
-// must repeat their scans while GC runs. Each test states the invariant it checks; the
-// mutation list in docs/STORAGE.md ("Mutations and the tests that catch them") names the
-// engine bug each one exists to catch.
+// phantoms, a bank whose balances are read by scans, wide and narrow increments, a hot key
+// pruned under constant snapshots, puts racing index-node removal, strictness of commit, and
+// snapshots that must repeat their scans while GC runs. Each test states the invariant it checks;
+// the mutation list in docs/STORAGE.md ("Mutations and the tests that catch them") names the engine
+// bug each one exists to catch.
 //
 // Threads start together on a latch or barrier (or spin until their partner arrives);
 // nothing is ordered by sleeping. Each test is sized to take a few seconds at most on a
@@ -860,7 +861,7 @@ TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
 // put and the read.
 // ---------------------------------------------------------------------------------------
 TEST(RangeStressRemoval, PutsRacingNodeRemovalAreNeverLost) {
-  constexpr long kPuts = scaled(100000);
+  constexpr long kPuts = scaled(300000);
   Options o = busy_options();
   o.background_sweeper = false;  // the deleter's commits remove the nodes
   Engine e(o);
