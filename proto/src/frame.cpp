@@ -57,26 +57,35 @@ FrameReader::FrameReader(std::uint32_t max_frame_bytes, std::size_t initial_capa
       initial_capacity_(buf_.size()),
       max_frame_bytes_(max_frame_bytes) {}
 
-std::span<char> FrameReader::prepare() {
+std::size_t FrameReader::wanted_capacity() const noexcept {
+  if (failed_) return buf_.size();
+  const std::size_t cap = buf_.size();
+  const std::size_t n = end_ - begin_;  // what prepare() keeps after compacting
+  const bool full = n == cap;
+  const bool widen = last_read_filled_ && cap < kMaxReadWindow;
+  if (!full && !widen) return cap;
+  // How far this frame may take the buffer: its whole length once the header is there
+  // (next() checked it against the limit, so this is at most 4 + max_frame_bytes_), and
+  // the read window for a sender that keeps the buffer full.
+  std::size_t ceiling = widen ? kMaxReadWindow : n + 1;
+  if (n >= kFrameHeaderBytes) {
+    const std::uint32_t len = get_frame_header(buf_.data() + begin_);
+    if (len <= max_frame_bytes_) ceiling = std::max(ceiling, kFrameHeaderBytes + len);
+  }
+  ceiling = std::max(ceiling, n + 1);
+  // Never more than double what is there: capacity follows the bytes that arrived.
+  return std::max(cap, std::min(cap * 2, ceiling));
+}
+
+std::span<char> FrameReader::prepare(bool grow) {
   if (failed_) return {};
+  const std::size_t want = grow ? wanted_capacity() : buf_.size();
   // Move the partial frame to the front so that the free tail is as large as possible.
   if (begin_ > 0) {
     const std::size_t n = end_ - begin_;
     if (n > 0) std::memmove(buf_.data(), buf_.data() + begin_, n);
     begin_ = 0;
     end_ = n;
-  }
-  // Room the frame under assembly needs: its whole length once the header is known. The
-  // length was checked against the limit by next() before we get here, so this is bounded
-  // by 4 + max_frame_bytes_.
-  std::size_t want = end_ + 1;
-  if (end_ >= kFrameHeaderBytes) {
-    const std::uint32_t len = get_frame_header(buf_.data());
-    if (len <= max_frame_bytes_) want = std::max(want, kFrameHeaderBytes + len);
-  }
-  // A read that filled all the space offered suggests a fast sender: widen the window.
-  if (last_read_filled_ && buf_.size() < kMaxReadWindow) {
-    want = std::max(want, std::min(buf_.size() * 2, kMaxReadWindow));
   }
   if (want > buf_.size()) buf_.resize(want);
   return {buf_.data() + end_, buf_.size() - end_};

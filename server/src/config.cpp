@@ -97,6 +97,11 @@ unsigned ServerConfig::effective_threads() const noexcept {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+std::uint32_t ServerConfig::effective_txns_per_peer() const noexcept {
+  if (max_txns_per_peer != 0) return max_txns_per_peer;
+  return std::max(1u, max_active_txns / 4);
+}
+
 storage::Options ServerConfig::engine_options() const {
   storage::Options o;
   o.max_key_bytes = max_key_bytes;
@@ -128,7 +133,13 @@ std::string ServerConfig::describe() const {
     << " max-value-bytes=" << max_value_bytes << " max-active-txns=" << max_active_txns
     << " summary-interval=" << duration_string(summary_interval)
     << " max-memory=" << (max_memory == 0 ? std::string("off") : std::to_string(max_memory))
-    << " max-txn-bytes=" << max_txn_bytes;
+    << " max-txn-bytes=" << max_txn_bytes
+    << " max-input-bytes-total=" << max_input_bytes_total
+    << " max-output-bytes-total=" << max_output_bytes_total
+    << " frame-timeout=" << duration_string(frame_timeout)
+    << " max-txns-per-peer=" << effective_txns_per_peer()
+    << " max-metrics-connections=" << max_metrics_connections
+    << " max-fault-stall=" << duration_string(max_fault_stall);
   return s.str();
 }
 
@@ -142,9 +153,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       "given as `key = value` in the --config file (TOML/INI); flags on the command line win.",
       "kovan-server"};
   app.option_defaults()->always_capture_default();
-  app.set_config("--config", "",
-                 "Read settings from this TOML/INI file (keys are the long flag names)")
-      ->type_name("FILE");
+  CLI::Option* config_option =
+      app.set_config("--config", "",
+                     "Read settings from this TOML/INI file (keys are the long flag names)")
+          ->type_name("FILE");
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_version_flag("--version", "kovan-server 0.1.0");
 
@@ -155,6 +167,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   std::string shutdown_grace = duration_string(c.shutdown_grace);
   std::string summary_interval = duration_string(c.summary_interval);
   std::string gc_policy = gc_policy_name(c.gc_policy);
+  std::string frame_timeout = duration_string(c.frame_timeout);
+  std::string max_fault_stall = duration_string(c.max_fault_stall);
   const auto duration_check = CLI::Validator(check_duration, "");
   const auto endpoint_check = CLI::Validator(check_endpoint, "");
   const auto size = CLI::AsSizeValue(false);
@@ -240,6 +254,37 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 50))
       ->type_name("SIZE");
 
+  app.add_option("--max-input-bytes-total", c.max_input_bytes_total,
+                 "Received bytes buffered over all connections; a connection whose frame needs "
+                 "more waits (its --frame-timeout runs on)")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{1} << 20, std::uint64_t{1} << 40))
+      ->type_name("SIZE");
+  app.add_option("--max-output-bytes-total", c.max_output_bytes_total,
+                 "Unsent response bytes over all connections above which connections that "
+                 "already have output waiting stop being read")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{1} << 20, std::uint64_t{1} << 40))
+      ->type_name("SIZE");
+  app.add_option("--frame-timeout", frame_timeout,
+                 "Once a frame has begun to arrive, close the connection (UNAVAILABLE notice) if "
+                 "the frame is not complete within this time (0: never)")
+      ->check(duration_check)
+      ->type_name("DURATION");
+  app.add_option("--max-txns-per-peer", c.max_txns_per_peer,
+                 "Interactive transactions all connections from one client IP address may hold "
+                 "(0: a quarter of --max-active-txns)")
+      ->check(CLI::Range(0u, 10'000'000u))
+      ->type_name("N");
+  app.add_option("--max-metrics-connections", c.max_metrics_connections,
+                 "Open connections to the metrics endpoint; more are closed at once")
+      ->check(CLI::Range(1u, 10'000u))
+      ->type_name("N");
+  app.add_option("--max-fault-stall", max_fault_stall,
+                 "Longest stall a FAULT request may ask for (at most 600s); one stall at a time")
+      ->check(duration_check)
+      ->type_name("DURATION");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -273,6 +318,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   c.idle_timeout = *parse_duration(idle_timeout);
   c.shutdown_grace = *parse_duration(shutdown_grace);
   c.summary_interval = *parse_duration(summary_interval);
+  c.frame_timeout = *parse_duration(frame_timeout);
+  c.max_fault_stall = *parse_duration(max_fault_stall);
+  if (config_option->count() > 0) c.config_file = config_option->as<std::string>();
   c.gc_policy =
       gc_policy == "watermark" ? storage::GcPolicy::kWatermark : storage::GcPolicy::kInterval;
 
@@ -285,6 +333,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   }
   if (c.max_key_bytes + 64 > c.max_frame_bytes)
     problem = "--max-key-bytes must be well below --max-frame-bytes";
+  if (c.max_input_bytes_total < 2ull * c.max_frame_bytes)
+    problem = "--max-input-bytes-total must be at least twice --max-frame-bytes";
+  if (c.max_fault_stall > std::chrono::minutes(10))
+    problem = "--max-fault-stall must be at most 600s";
   if (!problem.empty()) {
     out.action = ParseOutcome::Action::kExit;
     out.exit_code = 2;

@@ -6,6 +6,8 @@
 #include <thread>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "kovan/kovan.hpp"
 
 namespace kv::server {
@@ -17,7 +19,63 @@ namespace st = storage;
 // ConnectionTxns
 // ---------------------------------------------------------------------------------------
 
+bool PeerTxnSlots::acquire(const std::string& peer) {
+  std::lock_guard lock(mu_);
+  std::uint32_t& n = held_[peer];
+  if (n >= max_) return false;
+  ++n;
+  return true;
+}
+
+void PeerTxnSlots::release(const std::string& peer, std::size_t n) noexcept {
+  if (n == 0) return;
+  std::lock_guard lock(mu_);
+  auto it = held_.find(peer);
+  if (it == held_.end()) return;
+  if (it->second <= n) {
+    held_.erase(it);
+  } else {
+    it->second -= static_cast<std::uint32_t>(n);
+  }
+}
+
+std::uint32_t PeerTxnSlots::held(const std::string& peer) {
+  std::lock_guard lock(mu_);
+  auto it = held_.find(peer);
+  return it == held_.end() ? 0 : it->second;
+}
+
 ConnectionTxns::~ConnectionTxns() { clear(); }
+
+void ConnectionTxns::set_peer(PeerTxnSlots* slots, std::string peer) noexcept {
+  peer_slots_ = slots;
+  peer_ = std::move(peer);
+}
+
+void ConnectionTxns::released(std::size_t n) noexcept {
+  counters_->txns_open.fetch_sub(n, std::memory_order_relaxed);
+  if (peer_slots_ != nullptr) peer_slots_->release(peer_, n);
+}
+
+std::size_t ConnectionTxns::prune() noexcept {
+  const auto before = txns_.size();
+  std::erase_if(txns_, [](const st::Transaction& t) { return !t.active(); });
+  const std::size_t gone = before - txns_.size();
+  released(gone);
+  return gone;
+}
+
+bool ConnectionTxns::admit() {
+  if (peer_slots_ == nullptr) return true;
+  if (peer_slots_->acquire(peer_)) return true;
+  if (prune() > 0 && peer_slots_->acquire(peer_)) return true;
+  counters_->txns_refused_per_peer.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void ConnectionTxns::unadmit() noexcept {
+  if (peer_slots_ != nullptr) peer_slots_->release(peer_, 1);
+}
 
 st::Transaction* ConnectionTxns::find(std::uint64_t id) noexcept {
   for (auto& t : txns_) {
@@ -28,14 +86,17 @@ st::Transaction* ConnectionTxns::find(std::uint64_t id) noexcept {
 
 bool ConnectionTxns::full(std::uint32_t max) {
   if (txns_.size() < max) return false;
-  const auto before = txns_.size();
-  std::erase_if(txns_, [](const st::Transaction& t) { return !t.active(); });
-  counters_->txns_open.fetch_sub(before - txns_.size(), std::memory_order_relaxed);
+  prune();
   return txns_.size() >= max;
 }
 
 void ConnectionTxns::add(st::Transaction txn) {
-  txns_.push_back(std::move(txn));
+  try {
+    txns_.push_back(std::move(txn));
+  } catch (...) {
+    unadmit();
+    throw;
+  }
   counters_->txns_open.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -43,7 +104,7 @@ void ConnectionTxns::erase(std::uint64_t id) noexcept {
   for (auto it = txns_.begin(); it != txns_.end(); ++it) {
     if (it->id() == id) {
       txns_.erase(it);
-      counters_->txns_open.fetch_sub(1, std::memory_order_relaxed);
+      released(1);
       return;
     }
   }
@@ -53,7 +114,7 @@ void ConnectionTxns::clear() noexcept {
   std::uint64_t active = 0;
   for (const auto& t : txns_) active += t.active() ? 1 : 0;
   counters_->txns_disconnect_aborted.fetch_add(active, std::memory_order_relaxed);
-  counters_->txns_open.fetch_sub(txns_.size(), std::memory_order_relaxed);
+  released(txns_.size());
   txns_.clear();  // each active handle aborts its transaction as it is destroyed
 }
 
@@ -304,6 +365,7 @@ Dispatcher::Dispatcher(st::Engine& engine, const ServerConfig& config, ServerSta
     : engine_(&engine),
       max_frame_bytes_(config.max_frame_bytes),
       max_txns_per_connection_(config.max_txns_per_connection),
+      max_fault_stall_ms_(static_cast<std::uint32_t>(config.max_fault_stall.count())),
       fault_injection_(config.enable_fault_injection),
       server_stats_(std::move(server_stats)) {
   limits_.max_key_bytes = config.max_key_bytes;
@@ -514,10 +576,19 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
         header->set_revision(engine_->current_revision());
         return;
       }
+      if (!txns.admit()) {
+        set_status(response, pb::Status::RESOURCE_EXHAUSTED,
+                   "this client address holds --max-txns-per-peer transactions already");
+        header->set_revision(engine_->current_revision());
+        return;
+      }
       const auto iso = request.begin().isolation() == pb::SNAPSHOT ? st::Isolation::kSnapshot
                                                                    : st::Isolation::kSerializable;
       auto r = engine_->begin(iso);
-      if (!r.ok()) return fail(r.status());
+      if (!r.ok()) {
+        txns.unadmit();
+        return fail(r.status());
+      }
       header->set_revision(r->snapshot_revision());
       response.mutable_begin()->set_txn_id(r->id());
       txns.add(std::move(r).value());
@@ -583,12 +654,34 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
         header->set_revision(engine_->current_revision());
         return;
       }
+      const std::uint32_t stall_ms = request.fault().stall_ms();
+      if (stall_ms > max_fault_stall_ms_) {
+        set_status(response, pb::Status::INVALID_ARGUMENT,
+                   "stall_ms " + std::to_string(stall_ms) + " exceeds --max-fault-stall (" +
+                       std::to_string(max_fault_stall_ms_) + " ms)");
+        header->set_revision(engine_->current_revision());
+        return;
+      }
+      // One stall at a time, so that FAULT requests cannot freeze every worker. The flag
+      // orders nothing else: relaxed exchange and store.
+      if (stalling_.exchange(true, std::memory_order_relaxed)) {
+        set_status(response, pb::Status::RESOURCE_EXHAUSTED,
+                   "another fault stall is in progress (one at a time)");
+        header->set_revision(engine_->current_revision());
+        return;
+      }
+      struct EndStall {
+        std::atomic<bool>& flag;
+        ~EndStall() { flag.store(false, std::memory_order_relaxed); }
+      } end_stall{stalling_};
+      spdlog::warn("fault injection: stalling a worker thread for {} ms", stall_ms);
       {
         // A stalled thread: pinned by the reclaimer for the whole stall, as a preempted
         // reader would be.
         kovan::Guard guard = kovan::pin();
-        std::this_thread::sleep_for(std::chrono::milliseconds(request.fault().stall_ms()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms));
       }
+      spdlog::warn("fault injection: stall of {} ms ended", stall_ms);
       response.mutable_fault();
       header->set_revision(engine_->current_revision());
       return;

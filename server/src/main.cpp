@@ -1,17 +1,90 @@
-// kovan-server: parse flags, start the engine and the server, wait for SIGINT/SIGTERM,
-// shut down gracefully, exit 0.
+// kovan-server: parse flags, start the engine and the server, wait for signals, shut down
+// gracefully, exit 0.
+//
+// Signals (docs/OPERATIONS.md, "Signals and shutdown"): SIGINT, SIGTERM and SIGQUIT shut
+// down gracefully; SIGHUP re-reads the configuration and applies the settings that can
+// change live (the log level), logging every other setting that changed as needing a
+// restart; SIGPIPE is ignored.
 #include <pthread.h>
 #include <signal.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdio>
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "server/config.hpp"
 #include "server/server.hpp"
 #include "storage/engine.hpp"
+
+namespace {
+
+// "key=value" pairs of ServerConfig::describe().
+std::map<std::string, std::string> settings(const kv::server::ServerConfig& c) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(c.describe());
+  std::string item;
+  while (in >> item) {
+    const auto eq = item.find('=');
+    if (eq != std::string::npos) out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+// SIGHUP: parse the command line (and so the --config file) again; apply what can change
+// while running, report the rest.
+void reload(int argc, char** argv, kv::server::ServerConfig& running) {
+  using namespace kv::server;
+  if (running.config_file.empty()) {
+    spdlog::info("received SIGHUP: no --config file, nothing to re-read");
+    return;
+  }
+  spdlog::info("received SIGHUP: re-reading {}", running.config_file);
+  ParseOutcome parsed = parse_command_line(argc, argv);
+  if (parsed.action != ParseOutcome::Action::kRun) {
+    std::string why = parsed.output;
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    for (char& ch : why) {
+      if (ch == '\n') ch = ' ';
+    }
+    spdlog::warn("SIGHUP: the configuration does not parse ({}); keeping the current settings",
+                 why);
+    return;
+  }
+  const ServerConfig& fresh = parsed.config;
+  if (fresh.log_level != running.log_level) {
+    spdlog::set_level(spdlog::level::from_str(fresh.log_level));
+    spdlog::info("SIGHUP: log-level is now {}", fresh.log_level);
+    running.log_level = fresh.log_level;
+  }
+  const auto before = settings(running);
+  for (const auto& [key, value] : settings(fresh)) {
+    const auto it = before.find(key);
+    if (it != before.end() && it->second != value) {
+      spdlog::warn("SIGHUP: {} changed ({} -> {}); it takes effect after a restart", key,
+                   it->second, value);
+    }
+  }
+}
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGQUIT:
+      return "SIGQUIT";
+    default:
+      return "a signal";
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace kv::server;
@@ -20,7 +93,7 @@ int main(int argc, char** argv) {
     std::fputs(parsed.output.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
   }
-  const ServerConfig& config = parsed.config;
+  ServerConfig& config = parsed.config;
 
   auto logger = spdlog::stderr_color_mt("kovan");
   spdlog::set_default_logger(logger);
@@ -28,30 +101,48 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::flush_on(spdlog::level::info);
 
-  // Block the shutdown signals in every thread (the workers inherit this mask); this thread
+  // Block the handled signals in every thread (the workers inherit this mask); this thread
   // then receives them synchronously with sigwait.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGQUIT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A client that disappears must not kill the process.
   signal(SIGPIPE, SIG_IGN);
 
-  kv::storage::Engine engine(config.engine_options());
+  // --max-memory counts the connections' buffers too: the engine asks the server for them
+  // on each put while the limit is set. The server exists only inside the block below;
+  // outside it (no worker runs, so no put is in flight) the hook counts nothing.
+  // acquire/release: the Server is fully constructed before a worker can see its address.
+  std::atomic<const Server*> running{nullptr};
+  kv::storage::Options engine_options = config.engine_options();
+  engine_options.external_memory_bytes = [&running]() -> std::uint64_t {
+    const Server* s = running.load(std::memory_order_acquire);
+    return s != nullptr ? s->connection_buffer_bytes() : 0;
+  };
+  kv::storage::Engine engine(std::move(engine_options));
   int rc = 0;
   {
     Server server(config, engine);
+    running.store(&server, std::memory_order_release);
     std::string error;
     if (!server.start(error)) {
       spdlog::critical("{}", error);
       return 1;
     }
     int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    for (;;) {
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig != SIGHUP) break;
+      reload(argc, argv, config);
+    }
+    spdlog::info("received {}", signal_name(sig));
     server.shutdown();
     server.wait();
+    running.store(nullptr, std::memory_order_release);
   }
   engine.shutdown();
   spdlog::info("stopped");

@@ -207,12 +207,36 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
   line(out, "kv_frames_rejected_total", "reason=\"oversized\"", relaxed(counters.frames_oversized));
   line(out, "kv_frames_rejected_total", "reason=\"unparsable\"",
        relaxed(counters.frames_unparsable));
+  line(out, "kv_frames_rejected_total", "reason=\"timeout\"", relaxed(counters.frames_timed_out));
+  help(out, "kv_connection_buffer_bytes", "gauge",
+       "Bytes held in connection buffers: receive buffers (in) and unsent responses (out).");
+  line(out, "kv_connection_buffer_bytes", "direction=\"in\"", relaxed(counters.input_buffer_bytes));
+  line(out, "kv_connection_buffer_bytes", "direction=\"out\"",
+       relaxed(counters.output_buffer_bytes));
+  help(out, "kv_buffer_budget_waits_total", "counter",
+       "Times a connection stopped reading because a server-wide buffer budget was spent.");
+  line(out, "kv_buffer_budget_waits_total", "direction=\"in\"",
+       relaxed(counters.input_budget_waits));
+  line(out, "kv_buffer_budget_waits_total", "direction=\"out\"",
+       relaxed(counters.output_budget_pauses));
+  help(out, "kv_accept_errors_total", "counter",
+       "Failed accepts on the client and metrics listeners (e.g. out of descriptors).");
+  line(out, "kv_accept_errors_total", nullptr, relaxed(counters.accept_errors));
+  help(out, "kv_metrics_connections", "gauge", "Open connections to the metrics endpoint.");
+  line(out, "kv_metrics_connections", nullptr, relaxed(counters.metrics_connections_open));
+  help(out, "kv_metrics_connections_refused_total", "counter",
+       "Metrics connections closed at once over --max-metrics-connections.");
+  line(out, "kv_metrics_connections_refused_total", nullptr,
+       relaxed(counters.metrics_connections_refused));
   help(out, "kv_connection_txns", "gauge", "Interactive transactions held open by connections.");
   line(out, "kv_connection_txns", nullptr, relaxed(counters.txns_open));
   help(out, "kv_txns_aborted_by_disconnect_total", "counter",
        "Interactive transactions aborted because their connection closed.");
   line(out, "kv_txns_aborted_by_disconnect_total", nullptr,
        relaxed(counters.txns_disconnect_aborted));
+  help(out, "kv_txns_refused_per_peer_total", "counter",
+       "Begin requests refused because their client address holds --max-txns-per-peer.");
+  line(out, "kv_txns_refused_per_peer_total", nullptr, relaxed(counters.txns_refused_per_peer));
 
   help(out, "kv_revision", "gauge", "Current visible store revision.");
   line(out, "kv_revision", nullptr, engine.revision);

@@ -15,12 +15,25 @@ namespace {
 constexpr std::size_t kArenaBlockBytes = 64 * 1024;
 constexpr std::uint64_t kMaxRefusing = 256;  // refusal sessions alive at once
 constexpr std::size_t kMaxHttpRequestBytes = 8 * 1024;
+// Accept errors: the retry delay starts here and doubles up to the maximum; the log line
+// appears at most once per kAcceptLogEvery per listener.
+constexpr auto kAcceptRetryFirst = std::chrono::milliseconds(10);
+constexpr auto kAcceptRetryMax = std::chrono::milliseconds(1000);
+constexpr auto kAcceptLogEvery = std::chrono::seconds(10);
 
 // One scrape of the metrics endpoint: read the request head, answer, close.
 class MetricsConnection : public std::enable_shared_from_this<MetricsConnection> {
  public:
+  // Counts itself in counters.metrics_connections_open while it lives.
   MetricsConnection(ServerImpl& server, asio::ip::tcp::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+    server_.counters.metrics_connections_open.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~MetricsConnection() {
+    server_.counters.metrics_connections_open.fetch_sub(1, std::memory_order_relaxed);
+  }
+  MetricsConnection(const MetricsConnection&) = delete;
+  MetricsConnection& operator=(const MetricsConnection&) = delete;
 
   void start() {
     timer_.expires_after(std::chrono::seconds(5));
@@ -123,7 +136,19 @@ Worker::Worker(std::size_t i) : index(i), arena_block(std::make_unique<char[]>(k
 ServerImpl::ServerImpl(const ServerConfig& cfg, storage::Engine& eng)
     : config(cfg),
       engine(eng),
-      dispatcher(eng, cfg, [this](proto::pb::StatsResponse& out) { fill_server_stats(out); }) {}
+      dispatcher(eng, cfg, [this](proto::pb::StatsResponse& out) { fill_server_stats(out); }),
+      peer_txns(cfg.effective_txns_per_peer()) {}
+
+bool ServerImpl::reserve_input(std::size_t n) noexcept {
+  // Never passes the limit: the total is re-read and re-checked until the exchange wins.
+  // Relaxed: see the top of server_impl.hpp.
+  std::uint64_t cur = counters.input_buffer_bytes.load(std::memory_order_relaxed);
+  do {
+    if (cur + n > config.max_input_bytes_total) return false;
+  } while (
+      !counters.input_buffer_bytes.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+  return true;
+}
 
 ServerImpl::~ServerImpl() {
   if (started_) {
@@ -139,6 +164,7 @@ ServerImpl::~ServerImpl() {
   grace_timer_.reset();
   summary_timer_.reset();
   accept_retry_timer_.reset();
+  metrics_retry_timer_.reset();
   metrics_acceptor_.reset();
   acceptor_.reset();
   workers_.clear();
@@ -156,6 +182,7 @@ bool ServerImpl::start(std::string& error) {
     metrics_port = metrics_acceptor_->local_endpoint().port();
   }
   accept_retry_timer_.emplace(w0.ctx);
+  metrics_retry_timer_.emplace(w0.ctx);
   summary_timer_.emplace(w0.ctx);
   grace_timer_.emplace(w0.ctx);
   last_summary_at_ = Clock::now();
@@ -188,54 +215,86 @@ bool ServerImpl::start(std::string& error) {
 
 void ServerImpl::do_accept() {
   Worker& target = *workers_[next_worker_];
-  acceptor_->async_accept(
-      target.ctx, [this, &target](const std::error_code& ec, asio::ip::tcp::socket socket) {
-        if (ec) {
-          if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
-          // Out of descriptors or similar: back off briefly instead of spinning.
-          spdlog::warn("accept failed: {}", ec.message());
-          accept_retry_timer_->expires_after(std::chrono::milliseconds(50));
-          accept_retry_timer_->async_wait([this](const std::error_code& e) {
-            if (!e && acceptor_->is_open()) do_accept();
-          });
-          return;
-        }
-        next_worker_ = (next_worker_ + 1) % workers_.size();
-        if (draining()) {
-          std::error_code ignored;
-          socket.close(ignored);
-        } else if (counters.connections_open.load(std::memory_order_relaxed) >=
-                   config.max_connections) {
-          counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
-          spdlog::debug("connection refused: {} connections open", config.max_connections);
-          if (refusing_.load(std::memory_order_relaxed) >= kMaxRefusing) {
-            std::error_code ignored;
-            socket.close(ignored);
-          } else {
-            refusing_.fetch_add(1, std::memory_order_relaxed);
-            auto s = std::make_shared<Session>(*this, target, std::move(socket), false);
-            asio::post(target.ctx, [s] { s->refuse("too many connections (--max-connections)"); });
-          }
-        } else {
-          // Only this handler increments, so the check above cannot be overtaken.
-          counters.connections_open.fetch_add(1, std::memory_order_relaxed);
-          counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
-          auto s = std::make_shared<Session>(*this, target, std::move(socket), true);
-          asio::post(target.ctx, [s] { s->start(); });
-        }
-        do_accept();
-      });
+  acceptor_->async_accept(target.ctx, [this, &target](const std::error_code& ec,
+                                                      asio::ip::tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+      accept_failed(accept_backoff_, "client", ec, *accept_retry_timer_, &ServerImpl::do_accept);
+      return;
+    }
+    accept_backoff_.delay = std::chrono::milliseconds(0);
+    next_worker_ = (next_worker_ + 1) % workers_.size();
+    if (draining()) {
+      std::error_code ignored;
+      socket.close(ignored);
+    } else if (counters.connections_open.load(std::memory_order_relaxed) >=
+               config.max_connections) {
+      counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("connection refused: {} connections open", config.max_connections);
+      if (refusing_.load(std::memory_order_relaxed) >= kMaxRefusing) {
+        std::error_code ignored;
+        socket.close(ignored);
+      } else {
+        refusing_.fetch_add(1, std::memory_order_relaxed);
+        auto s = std::make_shared<Session>(*this, target, std::move(socket), false);
+        asio::post(target.ctx, [s] { s->refuse("too many connections (--max-connections)"); });
+      }
+    } else {
+      // Only this handler increments, so the check above cannot be overtaken.
+      counters.connections_open.fetch_add(1, std::memory_order_relaxed);
+      counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+      auto s = std::make_shared<Session>(*this, target, std::move(socket), true);
+      asio::post(target.ctx, [s] { s->start(); });
+    }
+    do_accept();
+  });
 }
 
 void ServerImpl::do_accept_metrics() {
   metrics_acceptor_->async_accept([this](const std::error_code& ec, asio::ip::tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !metrics_acceptor_->is_open()) return;
-      spdlog::debug("metrics accept failed: {}", ec.message());
+      accept_failed(metrics_backoff_, "metrics", ec, *metrics_retry_timer_,
+                    &ServerImpl::do_accept_metrics);
+      return;
+    }
+    metrics_backoff_.delay = std::chrono::milliseconds(0);
+    if (counters.metrics_connections_open.load(std::memory_order_relaxed) >=
+        config.max_metrics_connections) {
+      // Over the limit: close at once, so that idle scrapers cannot hold descriptors.
+      counters.metrics_connections_refused.fetch_add(1, std::memory_order_relaxed);
+      std::error_code ignored;
+      socket.close(ignored);
     } else {
       std::make_shared<MetricsConnection>(*this, std::move(socket))->start();
     }
     do_accept_metrics();
+  });
+}
+
+void ServerImpl::accept_failed(AcceptBackoff& backoff, const char* listener,
+                               const std::error_code& ec, asio::steady_timer& timer,
+                               void (ServerImpl::*retry)()) {
+  counters.accept_errors.fetch_add(1, std::memory_order_relaxed);
+  // Out of descriptors or similar: the condition lasts until connections close, so retry
+  // after a delay that doubles while it lasts instead of spinning.
+  backoff.delay =
+      backoff.delay.count() == 0 ? kAcceptRetryFirst : std::min(backoff.delay * 2, kAcceptRetryMax);
+  const auto now = Clock::now();
+  if (backoff.last_log == Clock::time_point{} || now - backoff.last_log >= kAcceptLogEvery) {
+    spdlog::warn(
+        "accept failed on the {} listener: {} ({} more since the last report); "
+        "retrying in {} ms",
+        listener, ec.message(), backoff.unlogged, backoff.delay.count());
+    backoff.last_log = now;
+    backoff.unlogged = 0;
+  } else {
+    ++backoff.unlogged;
+  }
+  timer.expires_after(backoff.delay);
+  timer.async_wait([this, retry](const std::error_code& e) {
+    if (e || finished_.load(std::memory_order_relaxed) || draining()) return;
+    (this->*retry)();
   });
 }
 
@@ -300,6 +359,7 @@ void ServerImpl::shutdown() {
     acceptor_->close(ignored);
     if (metrics_acceptor_) metrics_acceptor_->close(ignored);
     accept_retry_timer_->cancel();
+    metrics_retry_timer_->cancel();
     summary_timer_->cancel();
     grace_timer_->expires_after(config.shutdown_grace);
     grace_timer_->async_wait([this](const std::error_code& ec) {
@@ -340,6 +400,7 @@ void ServerImpl::finish() {
         if (acceptor_) acceptor_->close(ignored);
         if (metrics_acceptor_) metrics_acceptor_->close(ignored);
         if (accept_retry_timer_) accept_retry_timer_->cancel();
+        if (metrics_retry_timer_) metrics_retry_timer_->cancel();
         if (summary_timer_) summary_timer_->cancel();
         if (grace_timer_) grace_timer_->cancel();
       }
@@ -373,5 +434,8 @@ void Server::wait() { impl_->wait(); }
 const ServerCounters& Server::counters() const noexcept { return impl_->counters; }
 std::uint64_t Server::total_requests() const noexcept { return impl_->total_requests(); }
 std::string Server::metrics_text() const { return impl_->metrics_text(); }
+std::uint64_t Server::connection_buffer_bytes() const noexcept {
+  return impl_->connection_buffer_bytes();
+}
 
 }  // namespace kv::server

@@ -12,6 +12,20 @@
 // Atomics: draining_, finished_, refusing_ and the ServerCounters are flags and statistics
 // that publish no other data (everything a session needs from another thread travels
 // through asio::post, which synchronizes), so every access is relaxed.
+//
+// Connection memory budgets: counters.input_buffer_bytes and counters.output_buffer_bytes
+// are the bytes all sessions hold in receive buffers (their capacity) and unsent output.
+// Each session adds and subtracts exactly what it holds (Session::input_accounted_ and
+// output_accounted_), so the totals are exact whenever no session is between an
+// allocation and its accounting. Relaxed is enough: the totals publish no data (the
+// buffers themselves stay on their session's thread); read-modify-writes never lose an
+// update whatever the order, and a budget check that reads a slightly stale total only
+// makes the limit soft by what the other threads are changing at that instant. Invariants:
+//   * input_buffer_bytes <= --max-input-bytes-total + (initial receive buffers of the
+//     connections that did not grow), since growth is reserved with a compare-exchange
+//     loop that never passes the limit;
+//   * output_buffer_bytes <= --max-output-bytes-total + one response per connection, since
+//     a connection with output waiting stops reading while the total is at the limit.
 #pragma once
 
 #include <google/protobuf/arena.h>
@@ -77,6 +91,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void do_read();
+  void account_output() noexcept;  // output_accounted_ := backlog(), in the server total
+  void release_buffers() noexcept;
   void on_read(const std::error_code& ec, std::size_t n);
   void process();
   void handle_frame(std::string_view payload);
@@ -88,6 +104,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_discard();
   void arm_timer();
   void on_timer(const std::error_code& ec);
+  void note_frame_progress();  // starts / clears the --frame-timeout deadline
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -103,12 +120,19 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<char[]> discard_;  // read target while lingering
   Clock::time_point last_activity_;
   Clock::time_point linger_deadline_ = Clock::time_point::max();
-  std::string peer_;  // for debug logs
+  // --frame-timeout: when the frame under assembly must be complete (max: none pending).
+  Clock::time_point frame_deadline_ = Clock::time_point::max();
+  Clock::time_point input_retry_at_ = Clock::time_point::max();  // input budget wait
+  Clock::time_point timer_at_ = Clock::time_point::max();        // when timer_ fires
+  std::size_t input_accounted_ = 0;   // reader_ capacity counted in the server total
+  std::size_t output_accounted_ = 0;  // backlog() counted in the server total
+  std::string peer_;                  // for debug logs
   bool counted_;
   bool registered_ = false;
   bool reading_ = false;
   bool writing_ = false;
   bool read_paused_ = false;        // backpressure: output backlog over the limit
+  bool input_waiting_ = false;      // the receive buffer must grow; the budget is spent
   bool close_after_write_ = false;  // stream no longer framed / refusal / idle notice sent
   bool lingering_ = false;          // send side shut; draining input until EOF or deadline
   bool drain_noticed_ = false;
@@ -128,18 +152,51 @@ class ServerImpl {
 
   // Called by sessions.
   void session_closed(bool counted);
+  // Connection buffer budgets (see the top of this file).
+  void add_input(std::size_t n) noexcept {
+    counters.input_buffer_bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool reserve_input(std::size_t n) noexcept;
+  void release_input(std::size_t n) noexcept {
+    counters.input_buffer_bytes.fetch_sub(n, std::memory_order_relaxed);
+  }
+  void add_output(std::size_t n) noexcept {
+    counters.output_buffer_bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  void release_output(std::size_t n) noexcept {
+    counters.output_buffer_bytes.fetch_sub(n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool output_budget_spent() const noexcept {
+    return counters.output_buffer_bytes.load(std::memory_order_relaxed) >=
+           config.max_output_bytes_total;
+  }
+  // Bytes held in all connections' receive buffers and unsent output.
+  [[nodiscard]] std::uint64_t connection_buffer_bytes() const noexcept {
+    return counters.input_buffer_bytes.load(std::memory_order_relaxed) +
+           counters.output_buffer_bytes.load(std::memory_order_relaxed);
+  }
   [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
 
   const ServerConfig config;
   storage::Engine& engine;
   ServerCounters counters;
   Dispatcher dispatcher;
+  PeerTxnSlots peer_txns;
   std::uint16_t port = 0;
   std::uint16_t metrics_port = 0;
 
  private:
+  // Retry state of one listener after accept errors (worker 0 only).
+  struct AcceptBackoff {
+    std::chrono::milliseconds delay{0};
+    Clock::time_point last_log{};
+    std::uint64_t unlogged = 0;
+  };
   void do_accept();
   void do_accept_metrics();
+  // Logs (rate-limited) and schedules `retry` on `timer` after a growing delay.
+  void accept_failed(AcceptBackoff& backoff, const char* listener, const std::error_code& ec,
+                     asio::steady_timer& timer, void (ServerImpl::*retry)());
   void arm_summary();
   void log_summary();
   void finish();
@@ -150,6 +207,9 @@ class ServerImpl {
   std::optional<asio::ip::tcp::acceptor> acceptor_;
   std::optional<asio::ip::tcp::acceptor> metrics_acceptor_;
   std::optional<asio::steady_timer> accept_retry_timer_;
+  std::optional<asio::steady_timer> metrics_retry_timer_;
+  AcceptBackoff accept_backoff_;
+  AcceptBackoff metrics_backoff_;
   std::optional<asio::steady_timer> summary_timer_;
   std::optional<asio::steady_timer> grace_timer_;
   std::size_t next_worker_ = 0;

@@ -6,6 +6,17 @@
 // out_pending_ and go out in the next write. Reading stops while the unsent output exceeds
 // --max-output-bytes and resumes when a write brings it below (backpressure), so a client
 // that sends without reading costs at most that much memory plus one frame.
+//
+// Server-wide budgets (server_impl.hpp): a connection that already has output waiting
+// also stops reading while all connections together hold --max-output-bytes-total; its
+// own write completions wake it (a connection with nothing waiting may always go on, so a
+// well-behaved client is served however many others stall). The receive buffer grows
+// only with bytes that arrived (FrameReader), and each growth is reserved in
+// --max-input-bytes-total first; when the budget is spent the connection stops reading
+// and retries every kInputRetry. Once a frame has begun to arrive it must be complete
+// within --frame-timeout (not counting time spent paused for output backpressure), or the
+// connection gets an UNAVAILABLE notice and is closed: so neither a stalled sender nor a
+// wait for the input budget lasts forever.
 #include <spdlog/spdlog.h>
 
 #include "server_impl.hpp"
@@ -23,6 +34,8 @@ constexpr std::size_t kDiscardBytes = 4096;
 // Arena and buffer sizes above which memory is given back after a batch / write.
 constexpr std::size_t kArenaResetBytes = 512 * 1024;
 constexpr std::size_t kKeepOutputCapacity = 1 << 20;
+// How often a connection waiting for the input budget tries again.
+constexpr auto kInputRetry = std::chrono::milliseconds(50);
 
 bool quiet_error(const std::error_code& ec) {
   return ec == asio::error::eof || ec == asio::error::operation_aborted ||
@@ -38,7 +51,12 @@ Session::Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socke
       timer_(worker.ctx),
       reader_(server.config.max_frame_bytes),
       txns_(server.counters),
-      counted_(counted) {}
+      counted_(counted) {
+  // The initial receive buffer is always granted (--max-connections bounds it), but it is
+  // counted so that the total reports what connections hold.
+  input_accounted_ = reader_.capacity();
+  server_.add_input(input_accounted_);
+}
 
 Session::~Session() { close(); }
 
@@ -47,11 +65,13 @@ void Session::start() {
   registered_ = true;
   std::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  if (spdlog::should_log(spdlog::level::debug)) {
-    auto ep = socket_.remote_endpoint(ec);
-    if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-    spdlog::debug("connection {} opened on worker {}", peer_, worker_.index);
+  const auto ep = socket_.remote_endpoint(ec);
+  if (!ec) {
+    std::string address = ep.address().to_string();
+    peer_ = address + ":" + std::to_string(ep.port());
+    txns_.set_peer(&server_.peer_txns, std::move(address));
   }
+  spdlog::debug("connection {} opened on worker {}", peer_, worker_.index);
   last_activity_ = Clock::now();
   if (server_.draining()) begin_drain();
   arm_timer();
@@ -77,6 +97,25 @@ void Session::notice(pb::Status::Code code, std::string_view message) {
   r.mutable_status()->set_message(std::string(message));
   r.mutable_header()->set_revision(server_.engine.current_revision());
   proto::append_message(out_pending_, r);
+  account_output();
+}
+
+void Session::account_output() noexcept {
+  if (closed_) return;
+  const std::size_t now = backlog();
+  if (now > output_accounted_) {
+    server_.add_output(now - output_accounted_);
+  } else if (now < output_accounted_) {
+    server_.release_output(output_accounted_ - now);
+  }
+  output_accounted_ = now;
+}
+
+void Session::release_buffers() noexcept {
+  server_.release_input(input_accounted_);
+  server_.release_output(output_accounted_);
+  input_accounted_ = 0;
+  output_accounted_ = 0;
 }
 
 void Session::close_after_flush() {
@@ -93,9 +132,23 @@ void Session::close_after_flush() {
 // ---------------------------------------------------------------------------------------
 
 void Session::do_read() {
-  if (closed_ || reading_ || read_paused_ || close_after_write_) return;
-  std::span<char> space = reader_.prepare();
-  if (space.empty()) return;  // the reader failed; the session is closing
+  if (closed_ || reading_ || read_paused_ || input_waiting_ || close_after_write_) return;
+  // Growth of the receive buffer is reserved in the input budget before it happens.
+  const std::size_t cap = reader_.capacity();
+  const std::size_t want = reader_.wanted_capacity();
+  const bool grow = want <= cap || server_.reserve_input(want - cap);
+  std::span<char> space = reader_.prepare(grow);
+  if (grow && want > cap) input_accounted_ += want - cap;  // prepare grew it to `want`
+  if (space.empty()) {
+    if (reader_.failed()) return;  // the session is closing
+    // The frame needs more room than the budget has left: try again shortly (the frame
+    // deadline keeps running, so this ends).
+    input_waiting_ = true;
+    server_.counters.input_budget_waits.fetch_add(1, std::memory_order_relaxed);
+    input_retry_at_ = Clock::now() + kInputRetry;
+    arm_timer();
+    return;
+  }
   reading_ = true;
   socket_.async_read_some(asio::buffer(space.data(), space.size()),
                           [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
@@ -139,7 +192,14 @@ void Session::process() {
   const std::size_t max_output = server_.config.max_output_bytes;
   std::size_t since_reset = 0;
   while (!closed_ && !close_after_write_) {
-    if (backlog() >= max_output) {
+    const std::size_t pending = backlog();
+    if (pending >= max_output) {
+      read_paused_ = true;
+      break;
+    }
+    if (pending > 0 && server_.output_budget_spent()) {
+      // All connections together hold the output budget: wait for this one's writes.
+      server_.counters.output_budget_pauses.fetch_add(1, std::memory_order_relaxed);
       read_paused_ = true;
       break;
     }
@@ -157,6 +217,7 @@ void Session::process() {
       close_after_flush();
       break;
     }
+    frame_deadline_ = Clock::time_point::max();  // a whole frame arrived
     handle_frame(f.payload);
     since_reset += f.payload.size();
     if (since_reset > kArenaResetBytes) {
@@ -168,9 +229,22 @@ void Session::process() {
   // After an unusually large frame, give the receive buffer back once it is empty.
   if (reader_.buffered() == 0 && reader_.capacity() > proto::FrameReader::kMaxReadWindow) {
     reader_.shrink();
+    server_.release_input(input_accounted_ - reader_.capacity());
+    input_accounted_ = reader_.capacity();
   }
+  note_frame_progress();
   flush();
   if (!read_paused_) do_read();
+}
+
+void Session::note_frame_progress() {
+  if (closed_ || reader_.buffered() == 0 || server_.config.frame_timeout.count() == 0) {
+    frame_deadline_ = Clock::time_point::max();
+    return;
+  }
+  if (frame_deadline_ != Clock::time_point::max()) return;  // the same frame goes on
+  frame_deadline_ = Clock::now() + server_.config.frame_timeout;
+  if (frame_deadline_ < timer_at_) arm_timer();
 }
 
 void Session::handle_frame(std::string_view payload) {
@@ -202,6 +276,7 @@ void Session::handle_frame(std::string_view payload) {
                              "response would exceed --max-frame-bytes", *response);
     proto::append_message(out_pending_, *response);
   }
+  account_output();
   worker_.metrics.record(op, response->status().code(), Clock::now() - t0);
 }
 
@@ -231,14 +306,17 @@ void Session::on_write(const std::error_code& ec, std::size_t n) {
   last_activity_ = Clock::now();
   out_writing_.clear();
   if (out_writing_.capacity() > kKeepOutputCapacity) std::string().swap(out_writing_);
+  account_output();
   if (!out_pending_.empty()) {
     flush();
   } else if (close_after_write_) {
     begin_linger();
     return;
   }
-  if (read_paused_ && backlog() < server_.config.max_output_bytes) {
+  if (read_paused_ && backlog() < server_.config.max_output_bytes &&
+      (backlog() == 0 || !server_.output_budget_spent())) {
     read_paused_ = false;
+    frame_deadline_ = Clock::time_point::max();  // the pause was ours: the clock restarts
     process();  // frames may be waiting in the buffer already; reads again when done
   }
 }
@@ -275,6 +353,7 @@ void Session::close() {
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   txns_.clear();  // aborts this connection's transactions now
+  release_buffers();
   if (registered_) {
     worker_.sessions.erase(this);
     registered_ = false;
@@ -287,20 +366,40 @@ void Session::arm_timer() {
   if (closed_) return;
   Clock::time_point at = linger_deadline_;
   const auto idle = server_.config.idle_timeout;
-  if (idle.count() > 0 && !lingering_) at = std::min(at, last_activity_ + idle);
+  if (!lingering_) {
+    if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
+    if (!read_paused_) at = std::min(at, frame_deadline_);
+    if (input_waiting_) at = std::min(at, input_retry_at_);
+  }
   if (at == Clock::time_point::max()) return;
+  timer_at_ = at;
   timer_.expires_at(at);
   timer_.async_wait([self = shared_from_this()](const std::error_code& ec) { self->on_timer(ec); });
 }
 
 void Session::on_timer(const std::error_code& ec) {
   if (ec == asio::error::operation_aborted || closed_) return;
+  timer_at_ = Clock::time_point::max();
   const auto now = Clock::now();
   if (lingering_) {
     if (now >= linger_deadline_) {
       close();
       return;
     }
+  } else if (!read_paused_ && now >= frame_deadline_) {
+    server_.counters.frames_timed_out.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("connection {}: frame incomplete after {} ms ({} bytes buffered); closing", peer_,
+                  server_.config.frame_timeout.count(), reader_.buffered());
+    input_waiting_ = false;
+    notice(pb::Status::UNAVAILABLE, "frame not completed within --frame-timeout (" +
+                                        std::to_string(server_.config.frame_timeout.count()) +
+                                        " ms); closing");
+    close_after_flush();
+    return;
+  } else if (input_waiting_ && now >= input_retry_at_) {
+    input_waiting_ = false;
+    input_retry_at_ = Clock::time_point::max();
+    do_read();  // waits again (and re-arms) if the budget is still spent
   } else if (server_.config.idle_timeout.count() > 0 &&
              now - last_activity_ >= server_.config.idle_timeout) {
     server_.counters.connections_idle_closed.fetch_add(1, std::memory_order_relaxed);

@@ -166,9 +166,10 @@ TEST(FrameReader, FramesAfterAGoodOneStillDetectOversize) {
 }
 
 TEST(FrameReader, GrowsToHoldALargeFrameButNotBeyondIt) {
-  const std::string big(100'000, 'z');
+  // Larger than the read window, so only the frame can take the buffer this far.
+  const std::string big(300'000, 'z');
   const std::string stream = frame_of(big);
-  FrameReader reader(200'000, 64);
+  FrameReader reader(400'000, 64);
   std::size_t pos = 0;
   std::string got;
   while (pos < stream.size()) {
@@ -185,6 +186,58 @@ TEST(FrameReader, GrowsToHoldALargeFrameButNotBeyondIt) {
   EXPECT_EQ(got, big);
   reader.shrink();
   EXPECT_EQ(reader.capacity(), 64u);
+}
+
+TEST(FrameReader, AHeaderAloneDoesNotReserveTheFrameItAnnounces) {
+  FrameReader reader(kDefaultMaxFrameBytes, 4096);
+  char h[4];
+  put_frame_header(h, kDefaultMaxFrameBytes);
+  std::span<char> space = reader.prepare();
+  std::memcpy(space.data(), h, 4);
+  reader.commit(4);
+  EXPECT_EQ(reader.next().status, FrameStatus::kNeedMore);
+  EXPECT_EQ(reader.wanted_capacity(), 4096u);
+  space = reader.prepare();
+  EXPECT_EQ(reader.capacity(), 4096u);
+  EXPECT_EQ(space.size(), 4092u);
+}
+
+TEST(FrameReader, CapacityFollowsTheBytesThatArrive) {
+  // A 1 MiB frame arriving in reads that fill whatever space is offered.
+  const std::string big(1u << 20, 'q');
+  const std::string stream = frame_of(big);
+  FrameReader reader(kDefaultMaxFrameBytes, 4096);
+  std::size_t pos = 0;
+  std::string got;
+  while (pos < stream.size()) {
+    const std::size_t before = reader.buffered();
+    std::span<char> space = reader.prepare();
+    // Never more than twice what has arrived (or the initial size).
+    ASSERT_LE(reader.capacity(), std::max<std::size_t>(4096, 2 * before)) << pos;
+    const std::size_t n = std::min(space.size(), stream.size() - pos);
+    std::memcpy(space.data(), stream.data() + pos, n);
+    reader.commit(n);
+    pos += n;
+    FrameResult f = reader.next();
+    if (f.status == FrameStatus::kComplete) got = f.payload;
+  }
+  EXPECT_EQ(got, big);
+  EXPECT_EQ(reader.capacity(), 4 + big.size());  // the last step fits the frame exactly
+}
+
+TEST(FrameReader, PrepareWithoutGrowthOffersOnlyTheSpaceThereIs) {
+  FrameReader reader(1000, 64);
+  const std::string stream = frame_of(std::string(500, 'a'));
+  std::span<char> space = reader.prepare(false);
+  ASSERT_EQ(space.size(), 64u);
+  std::memcpy(space.data(), stream.data(), 64);
+  reader.commit(64);
+  EXPECT_EQ(reader.next().status, FrameStatus::kNeedMore);
+  EXPECT_EQ(reader.wanted_capacity(), 128u);  // doubles, toward the 504 bytes it needs
+  EXPECT_TRUE(reader.prepare(false).empty());
+  EXPECT_EQ(reader.capacity(), 64u);
+  EXPECT_EQ(reader.prepare(true).size(), 64u);
+  EXPECT_EQ(reader.capacity(), 128u);
 }
 
 TEST(FrameReader, ReadWindowWidensForFastSendersAndStaysBounded) {

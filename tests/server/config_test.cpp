@@ -26,6 +26,40 @@ TEST(Config, DefaultsMatchTheDocumentation) {
   EXPECT_FALSE(o.config.metrics_listen.has_value());
   EXPECT_FALSE(o.config.enable_fault_injection);
   EXPECT_GE(o.config.effective_threads(), 1u);
+  EXPECT_EQ(o.config.max_input_bytes_total, 128u << 20);
+  EXPECT_EQ(o.config.max_output_bytes_total, 128u << 20);
+  EXPECT_EQ(o.config.frame_timeout, 30s);
+  EXPECT_EQ(o.config.effective_txns_per_peer(), 1024u);  // a quarter of 4096
+  EXPECT_EQ(o.config.max_metrics_connections, 16u);
+  EXPECT_EQ(o.config.max_fault_stall, 60s);
+  EXPECT_TRUE(o.config.config_file.empty());
+}
+
+TEST(Config, BudgetFlagsAreAppliedAndChecked) {
+  ParseOutcome o = parse({"--max-input-bytes-total", "64MiB", "--max-output-bytes-total", "32MiB",
+                          "--frame-timeout", "5s", "--max-txns-per-peer", "10",
+                          "--max-metrics-connections", "3", "--max-fault-stall", "250ms"});
+  ASSERT_EQ(o.action, ParseOutcome::Action::kRun) << o.output;
+  EXPECT_EQ(o.config.max_input_bytes_total, 64u << 20);
+  EXPECT_EQ(o.config.max_output_bytes_total, 32u << 20);
+  EXPECT_EQ(o.config.frame_timeout, 5s);
+  EXPECT_EQ(o.config.effective_txns_per_peer(), 10u);
+  EXPECT_EQ(o.config.max_metrics_connections, 3u);
+  EXPECT_EQ(o.config.max_fault_stall, 250ms);
+  // The per-peer default follows --max-active-txns.
+  EXPECT_EQ(parse({"--max-active-txns", "100"}).config.effective_txns_per_peer(), 25u);
+  EXPECT_EQ(parse({"--max-active-txns", "2"}).config.effective_txns_per_peer(), 1u);
+  for (auto args : std::vector<std::vector<const char*>>{
+           {"--max-input-bytes-total", "4MiB"},  // below twice --max-frame-bytes
+           {"--max-output-bytes-total", "1k"},
+           {"--frame-timeout", "later"},
+           {"--max-metrics-connections", "0"},
+           {"--max-fault-stall", "11m"}}) {
+    ParseOutcome bad = parse(args);
+    EXPECT_EQ(bad.action, ParseOutcome::Action::kExit) << args[0];
+    EXPECT_EQ(bad.exit_code, 2) << args[0];
+    EXPECT_NE(bad.output.find(args[0]), std::string::npos) << bad.output;
+  }
 }
 
 TEST(Config, FlagsAreApplied) {

@@ -343,5 +343,44 @@ TEST(Limits, ClientThatSendsButNeverReadsIsThrottled) {
   }
 }
 
+TEST(Limits, ConnectionBufferAccountingFollowsTheBuffersAndReturnsToZero) {
+  auto cfg = InProcessServer::small_config();
+  cfg.max_output_bytes = 64 * 1024;
+  cfg.max_frame_bytes = 512 * 1024;
+  cfg.max_value_bytes = 256 * 1024;
+  InProcessServer srv(cfg);
+  const auto& counters = srv.server().counters();
+  EXPECT_EQ(srv.server().connection_buffer_bytes(), 0u);
+  {
+    std::vector<std::unique_ptr<Client>> idle;
+    for (int i = 0; i < 5; ++i) {
+      idle.push_back(std::make_unique<Client>(srv.port()));
+      ASSERT_EQ(idle.back()->call(ping(1)).status().code(), pb::Status::OK);
+    }
+    // Five initial 4 KiB receive buffers, nothing unsent.
+    EXPECT_TRUE(eventually([&] { return srv.server().connection_buffer_bytes() == 5u * 4096; }))
+        << srv.server().connection_buffer_bytes();
+    // A large request grows one receive buffer: counted.
+    ASSERT_EQ(idle[0]->call(put(2, "big", std::string(200 * 1024, 'v'))).status().code(),
+              pb::Status::OK);
+    EXPECT_GT(counters.input_buffer_bytes.load(), 5u * 4096 + 200 * 1024);
+    // A client that does not read leaves responses unsent: counted as output.
+    Client slow(srv.port(), 4096);
+    std::vector<pb::Request> gets;
+    for (int i = 0; i < 40; ++i) gets.push_back(get(static_cast<std::uint64_t>(10 + i), "big"));
+    ASSERT_TRUE(slow.send_all(gets));
+    EXPECT_TRUE(eventually([&] { return counters.output_buffer_bytes.load() >= 64u * 1024; }))
+        << counters.output_buffer_bytes.load();
+    // Once the client reads everything, the output account is back to zero.
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(slow.recv().has_value()) << i;
+    EXPECT_TRUE(eventually([&] { return counters.output_buffer_bytes.load() == 0; }))
+        << counters.output_buffer_bytes.load();
+  }
+  // Every connection closed: every byte given back.
+  EXPECT_TRUE(eventually([&] { return srv.server().connection_buffer_bytes() == 0; }))
+      << "in " << counters.input_buffer_bytes.load() << " out "
+      << counters.output_buffer_bytes.load();
+}
+
 }  // namespace
 }  // namespace kv::test

@@ -47,9 +47,17 @@ bool eventually(Cond cond, std::chrono::milliseconds timeout = 5s) {
 class Client {
  public:
   // Connects to 127.0.0.1:port. `rcvbuf`: optional SO_RCVBUF set before connecting.
-  explicit Client(std::uint16_t port, int rcvbuf = 0) {
+  // `source`: optional local IPv4 address to connect from (another loopback address such
+  // as 127.0.0.2 makes a distinct peer).
+  explicit Client(std::uint16_t port, int rcvbuf = 0, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (source != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
+    }
     int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     sockaddr_in addr{};

@@ -71,20 +71,28 @@ void append_frame(std::string& out, std::string_view payload);
 //   }
 //
 // Payload views returned by next() stay valid until the following prepare() (which may
-// move or reallocate the buffer). The buffer starts at `initial_capacity`, grows to fit
-// one complete frame (at most 4 + max_frame_bytes) or to a larger read window while reads
-// keep filling it, and never grows past max(initial_capacity, 4 + max_frame_bytes,
-// kMaxReadWindow).
+// move or reallocate the buffer).
+//
+// Growth follows the bytes that actually arrive, never the length a header announces: the
+// buffer grows only when it is full (or the previous read filled it: a fast sender), and
+// then at most doubles, up to the room the frame under assembly needs (at most
+// 4 + max_frame_bytes) or the read window (kMaxReadWindow), whichever is larger. So the
+// capacity stays at most max(initial_capacity, 2 x the most bytes it has held at once), and
+// a peer that sends a header announcing a large frame and then stalls costs nothing extra.
 class FrameReader {
  public:
   static constexpr std::size_t kMaxReadWindow = 256 * 1024;
 
   explicit FrameReader(std::uint32_t max_frame_bytes, std::size_t initial_capacity = 4096);
 
-  // Free space after the buffered bytes, at least 1 byte unless the reader has failed.
-  // Compacts consumed bytes away first and grows the buffer when the frame being
-  // assembled needs more room than there is.
-  [[nodiscard]] std::span<char> prepare();
+  // Free space after the buffered bytes. Compacts consumed bytes away first; then, when
+  // `grow` is true, grows the buffer to wanted_capacity(), so the span holds at least 1
+  // byte unless the reader has failed. With `grow` false the buffer keeps its size and the
+  // span may be empty (the caller could not afford the growth; see wanted_capacity()).
+  [[nodiscard]] std::span<char> prepare(bool grow = true);
+  // The capacity prepare(true) would grow the buffer to (equal to capacity() when it would
+  // not grow). Lets a caller account for the growth before it happens.
+  [[nodiscard]] std::size_t wanted_capacity() const noexcept;
   // Records that `n` bytes were written at the start of the span from prepare().
   void commit(std::size_t n) noexcept;
 
@@ -95,6 +103,7 @@ class FrameReader {
   [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return buf_.size(); }
   [[nodiscard]] bool failed() const noexcept { return failed_; }
+  [[nodiscard]] std::size_t initial_capacity() const noexcept { return initial_capacity_; }
 
   // When nothing is buffered and the buffer grew beyond the initial capacity, returns it
   // to the initial capacity (called when a connection goes quiet after large frames).

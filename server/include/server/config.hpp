@@ -44,7 +44,19 @@ struct ServerConfig {
   // Memory limits (docs/OPERATIONS.md, "Memory limit").
   std::uint64_t max_memory = 0;                           // --max-memory; 0: off
   std::uint64_t max_txn_bytes = std::uint64_t{64} << 20;  // --max-txn-bytes; 0: off
+  // Budgets over all connections (docs/OPERATIONS.md, "Limits and budgets").
+  std::uint64_t max_input_bytes_total = 128u << 20;   // --max-input-bytes-total
+  std::uint64_t max_output_bytes_total = 128u << 20;  // --max-output-bytes-total
+  std::chrono::milliseconds frame_timeout{30'000};    // --frame-timeout; 0 disables
+  std::uint32_t max_txns_per_peer = 0;                // --max-txns-per-peer; 0: a quarter of
+                                                      // --max-active-txns
+  std::uint32_t max_metrics_connections = 16;         // --max-metrics-connections
+  std::chrono::milliseconds max_fault_stall{60'000};  // --max-fault-stall
+  std::string config_file;                            // --config; empty: none
 
+  // Transactions one peer address may hold: max_txns_per_peer, or when it is 0 a quarter
+  // of max_active_txns (at least 1).
+  [[nodiscard]] std::uint32_t effective_txns_per_peer() const noexcept;
   // Worker threads to start: `threads`, or the hardware concurrency when it is 0.
   [[nodiscard]] unsigned effective_threads() const noexcept;
   // The engine options these settings imply (limits, age limit, GC policy, sweeper

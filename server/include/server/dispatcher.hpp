@@ -4,13 +4,17 @@
 // resolves connection-local transaction ids, and applies the transport's limits (frame size
 // of a scan response, transactions per connection, fault injection switch).
 //
-// Thread safety: a Dispatcher is immutable after construction and safe for concurrent use
-// by all worker threads. A ConnectionTxns belongs to one connection and is used only by
-// the thread serving it.
+// Thread safety: a Dispatcher is immutable after construction (except for the flag that
+// lets one fault stall run at a time) and safe for concurrent use by all worker threads. A
+// ConnectionTxns belongs to one connection and is used only by the thread serving it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "proto/codec.hpp"
@@ -19,6 +23,25 @@
 #include "storage/engine.hpp"
 
 namespace kv::server {
+
+// Interactive transactions held per client IP address over all connections and workers
+// (--max-txns-per-peer), so that one client cannot take every --max-active-txns slot.
+// Thread-safe (a mutex: it is touched once per begin and once per transaction end).
+class PeerTxnSlots {
+ public:
+  explicit PeerTxnSlots(std::uint32_t max_per_peer) : max_(max_per_peer) {}
+  // Takes one slot for `peer`; false when it holds the maximum already.
+  [[nodiscard]] bool acquire(const std::string& peer);
+  // Gives back `n` slots of `peer`.
+  void release(const std::string& peer, std::size_t n) noexcept;
+  [[nodiscard]] std::uint32_t max() const noexcept { return max_; }
+  [[nodiscard]] std::uint32_t held(const std::string& peer);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::uint32_t> held_;  // peers holding at least one
+  std::uint32_t max_;
+};
 
 // The interactive transactions one connection holds, by engine transaction id. Destroying
 // it aborts every transaction still open (the engine aborts an active Transaction handle
@@ -35,6 +58,14 @@ class ConnectionTxns {
   // True when `max` transactions are held even after dropping handles the engine has
   // already ended (expired ones).
   [[nodiscard]] bool full(std::uint32_t max);
+  // Counts this connection's transactions against `slots` under the key `peer` (its client
+  // address) from now on. Call before the first add().
+  void set_peer(PeerTxnSlots* slots, std::string peer) noexcept;
+  // Takes a slot of the peer for a transaction about to begin; false when the peer holds
+  // its maximum even after dropping this connection's handles the engine has ended. A
+  // taken slot passes to the transaction by add(), or goes back by unadmit().
+  [[nodiscard]] bool admit();
+  void unadmit() noexcept;
   void add(storage::Transaction txn);
   void erase(std::uint64_t id) noexcept;
   // Drops every handle (aborting active transactions) now.
@@ -42,8 +73,15 @@ class ConnectionTxns {
   [[nodiscard]] std::size_t size() const noexcept { return txns_.size(); }
 
  private:
+  // Drops handles of transactions the engine has already ended (expired); returns how
+  // many went.
+  std::size_t prune() noexcept;
+  void released(std::size_t n) noexcept;  // n transactions left this connection
+
   std::vector<storage::Transaction> txns_;  // few per connection: linear search is fastest
   ServerCounters* counters_;
+  PeerTxnSlots* peer_slots_ = nullptr;
+  std::string peer_;
 };
 
 class Dispatcher {
@@ -75,7 +113,10 @@ class Dispatcher {
   proto::RequestLimits limits_;
   std::uint32_t max_frame_bytes_;
   std::uint32_t max_txns_per_connection_;
+  std::uint32_t max_fault_stall_ms_;
   bool fault_injection_;
+  // True while a FAULT stall runs (one at a time). It guards no other data: relaxed.
+  mutable std::atomic<bool> stalling_{false};
   ServerStatsFn server_stats_;
 };
 

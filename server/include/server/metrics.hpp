@@ -89,7 +89,10 @@ class WorkerMetrics {
   std::atomic<std::uint64_t> bytes_out_{0};
 };
 
-// Process-wide counters (many writers, relaxed).
+// Process-wide counters (many writers, relaxed). The two buffer gauges are also the
+// server-wide budgets of --max-input-bytes-total and --max-output-bytes-total: each
+// connection adds and subtracts its own share with relaxed read-modify-writes (see
+// server_impl.hpp for why relaxed is enough).
 struct ServerCounters {
   std::atomic<std::uint64_t> connections_open{0};
   std::atomic<std::uint64_t> connections_accepted{0};
@@ -99,6 +102,15 @@ struct ServerCounters {
   std::atomic<std::uint64_t> frames_unparsable{0};
   std::atomic<std::uint64_t> txns_open{0};  // interactive transactions held by connections
   std::atomic<std::uint64_t> txns_disconnect_aborted{0};
+  std::atomic<std::uint64_t> txns_refused_per_peer{0};  // over --max-txns-per-peer
+  std::atomic<std::uint64_t> frames_timed_out{0};       // over --frame-timeout
+  std::atomic<std::uint64_t> input_buffer_bytes{0};     // receive buffers, all connections
+  std::atomic<std::uint64_t> output_buffer_bytes{0};    // unsent responses, all connections
+  std::atomic<std::uint64_t> input_budget_waits{0};     // reads deferred by the input budget
+  std::atomic<std::uint64_t> output_budget_pauses{0};   // reads paused by the output budget
+  std::atomic<std::uint64_t> accept_errors{0};          // failed accepts, both listeners
+  std::atomic<std::uint64_t> metrics_connections_open{0};
+  std::atomic<std::uint64_t> metrics_connections_refused{0};  // over --max-metrics-connections
 };
 
 // Resident set size of this process in bytes (0 if it cannot be read).

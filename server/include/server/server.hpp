@@ -55,6 +55,9 @@ class Server {
   [[nodiscard]] const ServerCounters& counters() const noexcept;
   [[nodiscard]] std::uint64_t total_requests() const noexcept;
   [[nodiscard]] std::string metrics_text() const;
+  // Bytes all client connections hold in receive buffers and unsent responses (the sum of
+  // the --max-input-bytes-total and --max-output-bytes-total accounts).
+  [[nodiscard]] std::uint64_t connection_buffer_bytes() const noexcept;
 
  private:
   std::unique_ptr<detail::ServerImpl> impl_;
