@@ -236,6 +236,50 @@ TEST(Hardening, NonReadingPipelinersAreHeldByTheServerWideOutputBudget) {
   EXPECT_EQ(r.get().kv().value().size(), 1000u * 1000u);
 }
 
+// --max-memory counts the connections' buffers as well as the engine's data: unsent output
+// held for clients that do not read pushes the total over the limit, so puts are refused
+// until those connections go away.
+TEST(Hardening, MaxMemoryCountsUnsentOutput) {
+  ServerProcess p(with_defaults({"--threads", "2", "--metrics-listen", "127.0.0.1:0",
+                                 "--max-memory", "24MiB", "--max-output-bytes-total", "64MiB"}),
+                  "memout");
+  const std::uint16_t port = start(p);
+  const std::uint16_t mport = p.metrics_port();
+  ASSERT_NE(mport, 0);
+  Client w(port);
+  ASSERT_EQ(w.call(put(1, "big", std::string(1000 * 1000, 'v'))).status().code(), pb::Status::OK);
+  ASSERT_EQ(w.call(put(2, "small", "x")).status().code(), pb::Status::OK);
+
+  // 40 non-reading connections x 40 pipelined `get big`: unsent output far above 24 MiB,
+  // while the stored data is about 1 MB.
+  std::string requests;
+  for (int i = 0; i < 40; ++i) proto::append_message(requests, get(100 + i, "big"));
+  std::vector<std::unique_ptr<Client>> attackers;
+  for (int i = 0; i < 40; ++i) {
+    attackers.push_back(std::make_unique<Client>(port, 4096));
+    ASSERT_TRUE(attackers.back()->connected());
+    ASSERT_EQ(send_some(attackers.back()->fd(), requests), requests.size());
+  }
+  const auto out_bytes = [&](const std::string& m) {
+    const auto at = m.find("kv_connection_buffer_bytes{direction=\"out\"} ");
+    return at == std::string::npos ? -1.0 : std::strtod(m.c_str() + at + 44, nullptr);
+  };
+  ASSERT_TRUE(eventually([&] { return out_bytes(scrape(mport)) >= 32.0 * (1 << 20); }, 20s))
+      << scrape(mport);
+  pb::Response refused = w.call(put(3, "another", "y"));
+  EXPECT_EQ(refused.status().code(), pb::Status::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.status().message().find("memory limit"), std::string::npos)
+      << refused.status().message();
+  // Reads and deletes are still served.
+  EXPECT_EQ(w.call(get(4, "small")).status().code(), pb::Status::OK);
+
+  // The connections go away with their output: puts are accepted again.
+  attackers.clear();
+  ASSERT_TRUE(eventually([&] { return out_bytes(scrape(mport)) < 1.0 * (1 << 20); }, 20s))
+      << scrape(mport);
+  EXPECT_EQ(w.call(put(5, "another", "y")).status().code(), pb::Status::OK);
+}
+
 // --- 6. Transactions: one peer address cannot take every slot ----------------------------
 
 TEST(Hardening, OnePeerCannotTakeEveryTransactionSlot) {
