@@ -64,7 +64,9 @@ start_server() {  # start_server <log> <flags...>; sets SERVER_PID and PORT
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); logs in $LOGS"
 for policy in interval watermark; do
   # The transaction age limit is raised above the run so that the stall lasts.
-  start_server "$LOGS/server-$policy.log" --gc-policy "$policy" --txn-timeout "$((DURATION + 60))s"
+  # The stalled transactions all come from this one address: let it hold them.
+  start_server "$LOGS/server-$policy.log" --gc-policy "$policy" --txn-timeout "$((DURATION + 60))s" \
+    --max-txns-per-peer "$((TXNS + 64))"
   echo "== stalled transactions, --gc-policy $policy"
   "$KOVAN_BENCH" stall --target "kovan://127.0.0.1:$PORT" --mode txn --txns "$TXNS" \
     --reads-per-txn "$READS" --keys "$KEYS" --rate "$RATE" --duration "$DURATION" \
@@ -74,7 +76,7 @@ for policy in interval watermark; do
   stop_server
 done
 
-start_server "$LOGS/server-thread.log" --enable-fault-injection
+start_server "$LOGS/server-thread.log" --enable-fault-injection --max-fault-stall 600s
 echo "== stalled server thread"
 "$KOVAN_BENCH" stall --target "kovan://127.0.0.1:$PORT" --mode thread \
   --server-threads "$SERVER_THREADS" --keys "$KEYS" --rate "$RATE" --duration "$DURATION" \
