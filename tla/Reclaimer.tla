@@ -742,6 +742,7 @@ View == <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slow
 Budget23 == [t \in Threads |-> IF t = 1 THEN 2 ELSE 3]
 Budget12 == [t \in Threads |-> IF t = 1 THEN 1 ELSE 2]
 Budget14 == [t \in Threads |-> IF t = 1 THEN 1 ELSE 4]
+Budget15 == [t \in Threads |-> IF t = 1 THEN 1 ELSE 5]
 
 ---------------------------------------------------------------------------
 (* Properties *)
