@@ -1,10 +1,11 @@
 ----------------------------- MODULE Reclaimer -----------------------------
 (***************************************************************************)
 (* kovan, the reclaimer, as built: docs/RECLAIMER.md, kovan/src/kovan.cpp  *)
-(* (enter, leave, protect, slow_path, advance_era, help, try_attach_once,  *)
-(* emit, traverse, free_batch, adopt, release_thread) and                  *)
-(* kovan/include/kovan/kovan.hpp (Node header, Guard, Atomic, retire,      *)
-(* flush).                                                                 *)
+(* (protect_slow, slow_path, advance_era, help, raise, try_attach_once,    *)
+(* emit, walk, free_batch, adopt, release_thread),                         *)
+(* kovan/include/kovan/detail/runtime.hpp (enter, leave, protect: the      *)
+(* inlined first try) and kovan/include/kovan/kovan.hpp (Node header,      *)
+(* Guard, Atomic, retire, flush).                                          *)
 (*                                                                         *)
 (* The shared structure is a Treiber stack over a pool of node ids: `root` *)
 (* points to the top node, each node's `nxt` field to the next one. A      *)
@@ -14,6 +15,15 @@
 (* and then either unpins or pops (CAS root p -> q, retire p) and unpins.  *)
 (* A pusher allocates a free id (birth = G), possibly advancing the era    *)
 (* first (with helping), and pushes it. A freed id can be allocated again. *)
+(*                                                                         *)
+(* Granularity: one step per shared access of the code, except where a     *)
+(* comment at the action says which accesses are merged and why that adds *)
+(* no behaviour the code lacks. In particular the slow path reads the era  *)
+(* and acts on it in separate steps, as the code does: the requester reads *)
+(* g := G, and only later either CASes its result (g <= s) or raises its   *)
+(* slot to that g (possibly older than G by then); the helper reads        *)
+(* e := G, later raises the requester's slot to e, later reads src, later  *)
+(* reads g := G and compares it with e, and later CASes the result.        *)
 (*                                                                         *)
 (* Memory model: sequential consistency (every shared access is one step   *)
 (* in a global order). The code's seq_cst fences are what make SC reasoning*)
@@ -25,14 +35,17 @@
 (* holds it under a guard; a protected load returns a pointer freed since  *)
 (* it was read; a helper dereferences the node holding src after that node *)
 (* was freed; a reader dereferences a freed node.                          *)
+(* Wait-freedom of the slow path: the requester's own steps in it are      *)
+(* counted (ghost loc.ss) and bounded by a function of the thread count    *)
+(* alone, whatever MaxEra is (SlowStepsBounded).                           *)
 (*                                                                         *)
-(* Not modelled: try_attach's split of the partial batch by birth (each    *)
-(* group follows the same attach rule as the whole batch modelled here);   *)
-(* dummy padding nodes (flush attaches whatever it has, as padding allows);*)
-(* nested guards; kRetireBatch (an attach is tried on every retire);       *)
+(* Not modelled: dummy padding nodes (flush attaches whatever it has, as   *)
+(* padding allows); nested guards; allocations made by destructors (so no *)
+(* era advance nested inside help); kMaxSplits (at most 4 slots here, 8    *)
+(* cuts in the code); kRetireBatch (an attach is tried on every retire);   *)
 (* kEraFrequency (an allocation may or may not advance the era).           *)
 (***************************************************************************)
-EXTENDS Integers, FiniteSets
+EXTENDS Integers, FiniteSets, Sequences
 
 CONSTANTS
     Threads,            \* thread records, e.g. {1, 2}
@@ -41,11 +54,12 @@ CONSTANTS
     FastTries,          \* kFastPathTries
     Budget,             \* Budget[t]: operations thread t may start (0: unbounded)
     StallSet,           \* threads that may stall for ever
-    SlowBound,          \* bound checked on failed slow-path iterations
     UseBump,            \* include allocations that are never published (Bump)
     StaleRetireScan,    \* MUTATION: no fence Y (retirer scans a stale view)
     NoHelperRecheck,    \* MUTATION: helper skips the re-check after publishing
-    NoFinisherCheck     \* MUTATION: finisher ignores active helper slots
+    NoFinisherCheck,    \* MUTATION: finisher ignores active helper slots
+    NoHelping,          \* MUTATION: advance_era never helps
+    NoRaise             \* MUTATION: help() does not raise the requester's era
 
 Nodes   == 1..K
 Null    == 0
@@ -53,6 +67,7 @@ Pending == -1
 Kinds   == {"m", "h"}            \* main and helper slot
 SlotIds == Threads \X Kinds
 NoBatch == [nodes |-> {}, min |-> 0, refs |-> 0]
+N       == Cardinality(Threads)
 
 VARIABLES
     G,              \* g_era
@@ -69,7 +84,7 @@ VARIABLES
     slowc,          \* g_slow_counter
     req, res, tag,  \* request / result words and tags
     pc,             \* pc[t]
-    loc,            \* loc[t]: local variables of t
+    loc,            \* loc[t]: local variables of t (and its ghost step counters)
     dang,           \* ghost: dang[t]: "freed since read" flags of t's references
     held,           \* ghost: held[t]: nodes t holds under its guard
     uaf,            \* ghost: a use-after-free happened
@@ -80,10 +95,19 @@ VARIABLES
 vars == <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
           req, res, tag, pc, loc, dang, held, uaf, stalled, budget, bnd>>
 
+\* Locals: s (the era the load checks against), lp (pointer read), src (0: root,
+\* x: the nxt field of node x), ret (which load), tries, p1 (the popped node), g
+\* (the requester's era read), el (the eligible slots seen by a scan, as
+\* <<thread, kind, era>>), emits (batches still to emit), cands (slots left to
+\* push to), view (StaleRetireScan), c, k (batch being emitted, pushes done),
+\* force, aret (where an attach returns), walk, wret, todo, r, hsrc, htag, hera,
+\* he, hp (helper's locals), ax (node being allocated). Ghosts: fails (failed
+\* slow-path iterations), ss (slow-path steps).
 InitLoc == [s |-> 0, lp |-> Null, src |-> 0, ret |-> "p", tries |-> 0, p1 |-> Null,
-            cands |-> {}, view |-> {}, c |-> 0, k |-> 0, force |-> FALSE, aret |-> "idle",
-            walk |-> {}, wret |-> "idle", todo |-> {}, r |-> 0, hsrc |-> 0, htag |-> 0,
-            he |-> 0, hp |-> Null, ax |-> 0, fails |-> 0]
+            g |-> 0, el |-> {}, emits |-> <<>>, cands |-> {}, view |-> {}, c |-> 0,
+            k |-> 0, force |-> FALSE, aret |-> "idle", walk |-> {}, wret |-> "idle",
+            todo |-> {}, r |-> 0, hsrc |-> 0, htag |-> 0, hera |-> 0, he |-> 0,
+            hp |-> Null, ax |-> 0, fails |-> 0, ss |-> 0]
 InitDang == [lp |-> FALSE, hp |-> FALSE, hpar |-> FALSE, res |-> FALSE, reqpar |-> FALSE]
 
 Init ==
@@ -116,12 +140,39 @@ Init ==
 
 Max(a, b) == IF a >= b THEN a ELSE b
 MinBirth(S) == CHOOSE b \in {birth[x] : x \in S} : \A y \in S : b <= birth[y]
+MinId(S) == CHOOSE x \in S : \A y \in S : x <= y
 
-\* Slots a scan sees eligible for a batch born no later than mb: active, era >= mb.
-Eligible(mb) == {<<u, k>> \in SlotIds : slot[u][k].act /\ slot[u][k].era >= mb}
+\* The slots a scan sees (after fence Y): active, era >= mb, with their eras.
+EligibleNow(mb) == {<<u, k, slot[u][k].era>> :
+                      <<u, k>> \in {s \in SlotIds : slot[s[1]][s[2]].act /\
+                                                    slot[s[1]][s[2]].era >= mb}}
 \* The same from a recorded view (a set of <<u, k, era>> of active slots).
-EligibleIn(V, mb) == {<<v[1], v[2]>> : v \in {w \in V : w[3] >= mb}}
+EligibleIn(V, mb) == {v \in V : v[3] >= mb}
 ActiveView == {<<u, k, slot[u][k].era>> : <<u, k>> \in {s \in SlotIds : slot[s[1]][s[2]].act}}
+
+\* Eligible::count_at_least: slots of el whose era is >= m.
+AtLeast(el, m) == {v \in el : v[3] >= m}
+
+\* try_attach_once's split by birth. The distinct eras of el cut the nodes P
+\* into groups (births <= the smallest cut, ..., and the youngest group born
+\* after every cut); from the youngest group to the oldest, a group with the
+\* nodes carried into it becomes a batch when it has at least
+\* |AtLeast(el, its minimum birth)| + 1 nodes, else it is carried into the next
+\* older one. Result: <<batches in emit order, what stays as the partial batch>>.
+Forms(C, el) == C # {} /\ Cardinality(C) >= Cardinality(AtLeast(el, MinBirth(C))) + 1
+RECURSIVE SplitR(_, _, _, _, _)
+\* P: nodes born at or before the current group's upper bound; cs: cuts below it.
+SplitR(P, el, cs, out, carry) ==
+    IF cs = {}
+    THEN LET c2 == carry \cup P
+         IN  IF Forms(c2, el) THEN <<Append(out, c2), {}>> ELSE <<out, c2>>
+    ELSE LET top == CHOOSE x \in cs : \A y \in cs : y <= x
+             c2  == carry \cup {x \in P : birth[x] > top}
+             rest == {x \in P : birth[x] <= top}
+         IN  IF Forms(c2, el)
+             THEN SplitR(rest, el, cs \ {top}, Append(out, c2), {})
+             ELSE SplitR(rest, el, cs \ {top}, out, c2)
+Split(P, el) == SplitR(P, el, {v[3] : v \in el}, <<>>, {})
 
 \* free_batch's deferral test (fence F, helpers_active, then the helper slots).
 Defer(mb) ==
@@ -162,9 +213,10 @@ Goto(t, l) == pc' = [pc EXCEPT ![t] = l]
 Spend(t) == budget' = [budget EXCEPT ![t] = IF Budget[t] = 0 THEN @ ELSE @ - 1]
 CanSpend(t) == Budget[t] = 0 \/ budget[t] > 0
 
-\* A reader / popper: enter() -- era := G, pub_era := era, then the list is
-\* activated, then fence X (one step: a scan in between would see the slot
-\* inactive, as it would before the pin).
+\* A reader / popper: enter() -- e := G; era := e, pub_era := e, then the list
+\* is activated, then fence X (one step: a scan in between would see the slot
+\* inactive, as it would before the pin; eras never exceed G, so the store of
+\* e is the max written here).
 StartRead(t) ==
     /\ pc[t] = "idle" /\ CanSpend(t) /\ Spend(t)
     /\ LET e == Max(slot[t]["m"].era, G)
@@ -252,12 +304,13 @@ Stall(t) ==
                    req, res, tag, pc, loc, dang, held, uaf, budget>>
 
 ---------------------------------------------------------------------------
-(* The protected load, fast path (protect) *)
+(* The protected load, fast path: protect (runtime.hpp), protect_slow *)
 
 \* Read src: the root, or the nxt field of node loc.src (a dereference).
 SrcVal(x) == IF x = 0 THEN root ELSE nxt[x]
 DerefBad(x) == x # 0 /\ nst[x] = "free"
 
+\* p := src.load()  (s was set when the try began: pub_era, or the raise).
 LdRead(t) ==
     /\ pc[t] = "ld"
     /\ uaf' = (uaf \/ DerefBad(loc[t].src))
@@ -281,25 +334,45 @@ AfterLoad(t, v) ==
                                      !.view = IF StaleRetireScan THEN ActiveView ELSE {}])
          /\ \E pop \in BOOLEAN : Goto(t, IF pop THEN "cas" ELSE "unpin")
 
+\* g := G; if g <= s, return p. Otherwise: the first try (protect) goes on to
+\* protect_slow without raising; protect_slow's loop makes kFastPathTries - 1
+\* more tries (FRaise), then calls slow_path.
 LdCheck(t) ==
     /\ pc[t] = "ldchk"
     /\ IF G <= loc[t].s
        THEN /\ uaf' = (uaf \/ dang[t].lp)
             /\ held' = [held EXCEPT ![t] = IF loc[t].lp = Null THEN @ ELSE @ \cup {loc[t].lp}]
             /\ AfterLoad(t, loc[t].lp)
-            /\ UNCHANGED <<slot, pub>>
-       ELSE LET e == Max(slot[t]["m"].era, G)     \* raise, then fence X
-            IN  /\ slot' = [slot EXCEPT ![t]["m"].era = e]
-                /\ pub' = [pub EXCEPT ![t] = e]
-                /\ SetLoc(t, [loc[t] EXCEPT !.s = e, !.tries = @ + 1])
-                /\ Goto(t, IF loc[t].tries + 1 >= FastTries THEN "slow0" ELSE "ld")
-                /\ UNCHANGED <<uaf, held>>
+       ELSE /\ SetLoc(t, [loc[t] EXCEPT !.tries = @ + 1])
+            /\ Goto(t, IF loc[t].tries + 1 < FastTries THEN "fraise" ELSE "slow0")
+            /\ UNCHANGED <<uaf, held>>
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, dang, stalled, budget, bnd>>
+
+\* protect_slow's loop head: s := raise(era, G.load()); pub_era := s; fence X.
+\* (The read of G and the raise are merged: the raise only writes this
+\* thread's own slot, and the check that follows re-reads G.)
+FRaise(t) ==
+    /\ pc[t] = "fraise"
+    /\ LET e == Max(slot[t]["m"].era, G)
+       IN  /\ slot' = [slot EXCEPT ![t]["m"].era = e]
+           /\ pub' = [pub EXCEPT ![t] = e]
+           /\ SetLoc(t, [loc[t] EXCEPT !.s = e])
+    /\ Goto(t, "ld")
     /\ UNCHANGED <<G, root, nst, birth, nxt, bat, part, orphans, helpers, slowc, req, res,
-                   tag, dang, stalled, budget, bnd>>
+                   tag, dang, held, uaf, stalled, budget, bnd>>
 
 ---------------------------------------------------------------------------
-(* The slow path (slow_path): publish the request, then try, helped *)
+(* The slow path (slow_path): publish the request, then try, helped.       *)
+(* Every step of the requester here adds 1 to its ghost step count loc.ss. *)
 
+PendingOf(t) == [ptr |-> Pending, tag |-> tag[t]]
+
+\* tag := ++my_tag; request := {src, tag}; result := {PENDING, tag};
+\* slow_counter += 1. One step: a helper that reads the request between the
+\* two stores finds the old result, not {PENDING, tag}, and skips it, as it
+\* would before the request; the order against advancers' reads of
+\* slow_counter is kept (this step is that increment).
 Slow0(t) ==
     /\ pc[t] = "slow0"
     /\ tag' = [tag EXCEPT ![t] = @ + 1]
@@ -307,40 +380,62 @@ Slow0(t) ==
     /\ res' = [res EXCEPT ![t] = [ptr |-> Pending, tag |-> tag[t] + 1]]
     /\ dang' = [dang EXCEPT ![t].res = FALSE, ![t].reqpar = FALSE]
     /\ slowc' = slowc + 1
-    /\ SetLoc(t, [loc[t] EXCEPT !.fails = 0])
+    /\ SetLoc(t, [loc[t] EXCEPT !.fails = 0, !.ss = 1])
     /\ Goto(t, "sld")
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, held,
                    uaf, stalled, budget, bnd>>
 
-PendingOf(t) == [ptr |-> Pending, tag |-> tag[t]]
-
+\* Loop head: s := pub_era (owner-only); p := src.load().
 SlowRead(t) ==
     /\ pc[t] = "sld"
     /\ uaf' = (uaf \/ DerefBad(loc[t].src))
-    /\ SetLoc(t, [loc[t] EXCEPT !.s = pub[t], !.lp = SrcVal(loc[t].src)])
+    /\ SetLoc(t, [loc[t] EXCEPT !.s = pub[t], !.lp = SrcVal(loc[t].src), !.ss = @ + 1])
     /\ dang' = [dang EXCEPT ![t].lp = FALSE]
-    /\ Goto(t, "schk")
+    /\ Goto(t, "sg")
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
                    req, res, tag, held, stalled, budget, bnd>>
 
+\* g := G.load().
+SlowG(t) ==
+    /\ pc[t] = "sg"
+    /\ SetLoc(t, [loc[t] EXCEPT !.g = G, !.ss = @ + 1])
+    /\ Goto(t, "schk")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, dang, held, uaf, stalled, budget, bnd>>
+
+\* g <= s: dwcas(result, {PENDING, tag} -> {p, tag}) and leave the loop.
+\* Otherwise pub_era := raise(era, g) -- the g read before, which G may have
+\* passed since -- then fence X.
 SlowCheck(t) ==
     /\ pc[t] = "schk"
-    /\ IF G <= loc[t].s
+    /\ IF loc[t].g <= loc[t].s
        THEN /\ IF res[t] = PendingOf(t)
                THEN /\ res' = [res EXCEPT ![t].ptr = loc[t].lp]
                     /\ dang' = [dang EXCEPT ![t].res = dang[t].lp]
                ELSE UNCHANGED <<res, dang>>
+            /\ SetLoc(t, [loc[t] EXCEPT !.ss = @ + 1])
             /\ Goto(t, "send")
-            /\ UNCHANGED <<slot, pub, loc>>
-       ELSE LET e == Max(slot[t]["m"].era, G)
+            /\ UNCHANGED <<slot, pub>>
+       ELSE LET e == Max(slot[t]["m"].era, loc[t].g)
             IN  /\ slot' = [slot EXCEPT ![t]["m"].era = e]
                 /\ pub' = [pub EXCEPT ![t] = e]
-                /\ SetLoc(t, [loc[t] EXCEPT !.fails = @ + 1])
-                /\ Goto(t, IF res[t] # PendingOf(t) THEN "send" ELSE "sld")
+                /\ SetLoc(t, [loc[t] EXCEPT !.fails = @ + 1, !.ss = @ + 1])
+                /\ Goto(t, "sres")
                 /\ UNCHANGED <<res, dang>>
     /\ UNCHANGED <<G, root, nst, birth, nxt, bat, part, orphans, helpers, slowc, req, tag,
                    held, uaf, stalled, budget, bnd>>
 
+\* if result != {PENDING, tag}: break (a helper did it); else loop.
+SlowRes(t) ==
+    /\ pc[t] = "sres"
+    /\ SetLoc(t, [loc[t] EXCEPT !.ss = @ + 1])
+    /\ Goto(t, IF res[t] = PendingOf(t) THEN "sld" ELSE "send")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, dang, held, uaf, stalled, budget, bnd>>
+
+\* res := dwload(result); slow_counter -= 1; return res.pointer. (The result
+\* no longer changes once it is not PENDING, so the read and the decrement
+\* are merged: an advancer that reads slow_counter in between helps nothing.)
 SlowEnd(t) ==
     /\ pc[t] = "send"
     /\ LET v == res[t].ptr
@@ -370,27 +465,40 @@ Cas(t) ==
                    tag, dang, held, uaf, stalled, budget, bnd>>
 
 ---------------------------------------------------------------------------
-(* Attaching a batch (try_attach_once + emit) *)
+(* Attaching (try_attach_once with the split by birth, emit) *)
 
-\* Fence Y, then count the eligible slots; too few nodes -> keep growing.
+\* emit's set-up for the first batch of `emits` (owner-only: the batch is not
+\* visible before its first push): the counting node, the slots to push to.
+BeginEmit(t, emits, el) ==
+    LET C == Head(emits)
+        c == MinId(C)
+        mb == MinBirth(C)
+    IN  /\ bat' = [bat EXCEPT ![c] = [nodes |-> C, min |-> mb, refs |-> 0]]
+        /\ SetLoc(t, [loc[t] EXCEPT !.emits = Tail(emits), !.el = el, !.c = c, !.k = 0,
+                                    !.cands = {<<v[1], v[2]>> : v \in AtLeast(el, mb)}])
+        /\ Goto(t, "push")
+
+\* Fence Y, then the scan of every main and helper slot (one step: SC). Not
+\* forced: split by birth; the batches formed are emitted one after the
+\* other, what is left stays as the partial batch. Forced (flush): the whole
+\* partial batch is one batch, padded to |eligible| + 1 nodes.
 Scan(t) ==
     /\ pc[t] = "scan"
     /\ IF part[t] = {}
        THEN /\ Goto(t, loc[t].aret) /\ UNCHANGED <<part, bat, loc>>
        ELSE LET mb == MinBirth(part[t])
                 el == IF StaleRetireScan /\ ~loc[t].force
-                      THEN EligibleIn(loc[t].view, mb) ELSE Eligible(mb)
-                c  == CHOOSE x \in part[t] : \A y \in part[t] : x <= y
-            IN  IF ~loc[t].force /\ Cardinality(part[t]) < Cardinality(el) + 1
-                THEN /\ Goto(t, loc[t].aret) /\ UNCHANGED <<part, bat, loc>>
-                ELSE /\ bat' = [bat EXCEPT ![c] = [nodes |-> part[t], min |-> mb, refs |-> 0]]
-                     /\ part' = [part EXCEPT ![t] = {}]
-                     /\ SetLoc(t, [loc[t] EXCEPT !.cands = el, !.c = c, !.k = 0])
-                     /\ Goto(t, "push")
+                      THEN EligibleIn(loc[t].view, mb) ELSE EligibleNow(mb)
+                sp == IF loc[t].force THEN <<<<part[t]>>, {}>> ELSE Split(part[t], el)
+            IN  /\ part' = [part EXCEPT ![t] = sp[2]]
+                /\ IF sp[1] = <<>>
+                   THEN /\ Goto(t, loc[t].aret) /\ UNCHANGED <<bat, loc>>
+                   ELSE BeginEmit(t, sp[1], el)
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, orphans, helpers, slowc, req, res,
                    tag, dang, held, uaf, stalled, budget, bnd>>
 
-\* Push one list node onto the next candidate slot if it is still eligible.
+\* Push one list node onto the next candidate slot if it is still active with
+\* an era >= the batch's minimum birth (CAS on the list head).
 PushOne(t) ==
     /\ pc[t] = "push"
     /\ loc[t].cands # {}
@@ -404,16 +512,26 @@ PushOne(t) ==
     /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
                    res, tag, pc, dang, held, uaf, stalled, budget, bnd>>
 
-\* refs.fetch_add(k): reaching 0 here finishes the batch.
+\* refs.fetch_add(k): reaching 0 here finishes the batch. Then the next batch
+\* of the split (its set-up merged: owner-only), or return.
 AddRefs(t) ==
     /\ pc[t] = "push"
     /\ loc[t].cands = {}
     /\ LET c  == loc[t].c
            b1 == [bat EXCEPT ![c].refs = @ + loc[t].k]
-       IN  IF b1[c].refs = 0 THEN Finish(c, b1) ELSE NoFinish(b1)
-    /\ Goto(t, loc[t].aret)
+           C  == IF loc[t].emits = <<>> THEN {} ELSE Head(loc[t].emits)
+           c2 == IF C = {} THEN 0 ELSE MinId(C)
+           b2 == IF C = {} THEN b1
+                 ELSE [b1 EXCEPT ![c2] = [nodes |-> C, min |-> MinBirth(C), refs |-> 0]]
+       IN  /\ IF b1[c].refs = 0 THEN Finish(c, b2) ELSE NoFinish(b2)
+           /\ IF C = {}
+              THEN /\ Goto(t, loc[t].aret) /\ UNCHANGED loc
+              ELSE /\ SetLoc(t, [loc[t] EXCEPT !.emits = Tail(@), !.c = c2, !.k = 0,
+                                     !.cands = {<<v[1], v[2]>> : v \in AtLeast(loc[t].el,
+                                                                         MinBirth(C))}])
+                   /\ Goto(t, "push")
     /\ UNCHANGED <<G, root, birth, nxt, slot, pub, part, helpers, slowc, req, res, tag,
-                   loc, held, stalled, budget, bnd>>
+                   held, stalled, budget, bnd>>
 
 ---------------------------------------------------------------------------
 (* leave(): detach the main list, then walk it (traverse) *)
@@ -451,9 +569,10 @@ WalkDone(t) ==
 ---------------------------------------------------------------------------
 (* advance_era with helping (help) *)
 
+\* if g_slow_counter != 0: help every other record in use; then G += 1.
 Adv(t) ==
     /\ pc[t] = "adv"
-    /\ IF slowc = 0
+    /\ IF slowc = 0 \/ NoHelping
        THEN /\ Goto(t, "advinc") /\ UNCHANGED loc
        ELSE /\ SetLoc(t, [loc[t] EXCEPT !.todo = {u \in Threads \ {t} :
                                                  pc[u] \notin {"exited"}}])
@@ -463,8 +582,11 @@ Adv(t) ==
 
 HPending(t) == res[loc[t].r] = [ptr |-> Pending, tag |-> loc[t].htag]
 
-\* Next record r: read its request {src, tag} (dwload); if its result is
-\* still {PENDING, tag}, helpers_active += 1 (one step).
+\* help(r): {src, tag} := dwload(request); if dwload(result) == {PENDING, tag}:
+\* helpers_active += 1. One step: request and result are published in one
+\* step (Slow0) and a result only leaves {PENDING, tag}, so reading the result
+\* later can only make the code skip a request this step may help; helping a
+\* request completed meanwhile ends at the re-check (H4).
 HNext(t) ==
     /\ pc[t] = "hnext"
     /\ IF loc[t].todo = {}
@@ -475,63 +597,86 @@ HNext(t) ==
                                             !.hsrc = req[r].src, !.htag = req[r].tag])
                 /\ dang' = [dang EXCEPT ![t].hpar = dang[r].reqpar]
                 /\ helpers' = IF pend THEN helpers + 1 ELSE helpers
-                /\ Goto(t, IF pend THEN "h3" ELSE "hnext")
+                /\ Goto(t, IF pend THEN "hera" ELSE "hnext")
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, slowc,
                    req, res, tag, held, uaf, stalled, budget, bnd>>
 
-\* Publish the helper slot with the requester's era; fence X.
+\* r.main.era.load() (the era the helper slot will publish).
+HEra(t) ==
+    /\ pc[t] = "hera"
+    /\ SetLoc(t, [loc[t] EXCEPT !.hera = slot[loc[t].r]["m"].era])
+    /\ Goto(t, "h3")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, dang, held, uaf, stalled, budget, bnd>>
+
+\* helper.era := that era; helper.list := empty (active); fence X.
 H3(t) ==
     /\ pc[t] = "h3"
-    /\ slot' = [slot EXCEPT ![t]["h"] = [act |-> TRUE, era |-> slot[loc[t].r]["m"].era,
-                                         list |-> {}]]
+    /\ slot' = [slot EXCEPT ![t]["h"] = [act |-> TRUE, era |-> loc[t].hera, list |-> {}]]
     /\ Goto(t, "h4")
     /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
                    res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
 
-\* The re-check after publishing (H4), merged with the loop's first step.
+\* The re-check after publishing: if dwload(result) == {PENDING, tag}, loop.
 H4(t) ==
     /\ pc[t] = "h4"
-    /\ IF ~NoHelperRecheck /\ ~HPending(t)
-       THEN /\ Goto(t, "hout") /\ UNCHANGED <<slot, loc>>
-       ELSE /\ slot' = [slot EXCEPT ![loc[t].r]["m"].era = Max(@, G)]
-            /\ SetLoc(t, [loc[t] EXCEPT !.he = G])
-            /\ Goto(t, "h6")
-    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
-                   res, tag, dang, held, uaf, stalled, budget, bnd>>
+    /\ Goto(t, IF ~NoHelperRecheck /\ ~HPending(t) THEN "hout" ELSE "he")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
 
-\* e := G; raise the requester's slot era to e; fence X.
-H5(t) ==
-    /\ pc[t] = "h5"
-    /\ slot' = [slot EXCEPT ![loc[t].r]["m"].era = Max(@, G)]
+\* Loop head: e := G.load().
+HE(t) ==
+    /\ pc[t] = "he"
     /\ SetLoc(t, [loc[t] EXCEPT !.he = G])
-    /\ Goto(t, "h6")
-    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
-                   res, tag, dang, held, uaf, stalled, budget, bnd>>
+    /\ Goto(t, "hraise")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, dang, held, uaf, stalled, budget, bnd>>
 
-\* p := src.load(): dereferences the node holding src (the parent problem).
-H6(t) ==
-    /\ pc[t] = "h6"
+\* raise(r.main.era, e) -- e as read, G may have passed it -- then fence X.
+\* The mutation NoRaise leaves the fence alone.
+HRaise(t) ==
+    /\ pc[t] = "hraise"
+    /\ slot' = IF NoRaise THEN slot
+               ELSE [slot EXCEPT ![loc[t].r]["m"].era = Max(@, loc[t].he)]
+    /\ Goto(t, "hld")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
+                   res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
+
+\* p := src->load(): dereferences the node holding src (the parent problem).
+HLd(t) ==
+    /\ pc[t] = "hld"
     /\ uaf' = (uaf \/ (loc[t].hsrc # 0 /\ (dang[t].hpar \/ nst[loc[t].hsrc] = "free")))
     /\ SetLoc(t, [loc[t] EXCEPT !.hp = SrcVal(loc[t].hsrc)])
     /\ dang' = [dang EXCEPT ![t].hp = FALSE]
-    /\ Goto(t, "h7")
+    /\ Goto(t, "hg")
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
                    req, res, tag, held, stalled, budget, bnd>>
 
-\* g := G; if g == e, CAS the result; else stop if it is no longer pending.
-H7(t) ==
-    /\ pc[t] = "h7"
+\* g := G.load(); g == e: go and CAS the result; else go and re-check it.
+HG(t) ==
+    /\ pc[t] = "hg"
+    /\ Goto(t, IF G = loc[t].he THEN "hcas" ELSE "hres")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
+
+\* dwcas(r.result, {PENDING, tag} -> {p, tag}); break.
+HCas(t) ==
+    /\ pc[t] = "hcas"
     /\ LET r == loc[t].r IN
-       IF G = loc[t].he
-       THEN /\ IF HPending(t)
-               THEN /\ res' = [res EXCEPT ![r].ptr = loc[t].hp]
-                    /\ dang' = [dang EXCEPT ![r].res = dang[t].hp]
-               ELSE UNCHANGED <<res, dang>>
-            /\ Goto(t, "hout")
-       ELSE /\ Goto(t, IF HPending(t) THEN "h5" ELSE "hout")
-            /\ UNCHANGED <<res, dang>>
+       IF HPending(t)
+       THEN /\ res' = [res EXCEPT ![r].ptr = loc[t].hp]
+            /\ dang' = [dang EXCEPT ![r].res = dang[t].hp]
+       ELSE UNCHANGED <<res, dang>>
+    /\ Goto(t, "hout")
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
                    req, tag, loc, held, uaf, stalled, budget, bnd>>
+
+\* if dwload(r.result) != {PENDING, tag}: break; else loop.
+HRes(t) ==
+    /\ pc[t] = "hres"
+    /\ Goto(t, IF HPending(t) THEN "he" ELSE "hout")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
+                   req, res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
 
 \* Detach the helper list and walk it; then helpers_active -= 1.
 HOut(t) ==
@@ -567,11 +712,12 @@ AdvInc(t) ==
 Step(t) ==
     /\ Active(t)
     /\ \/ StartRead(t) \/ StartPush(t) \/ Bump(t) \/ StartFlush(t) \/ Exit(t)
-       \/ Register(t) \/ Quit(t) \/ LdRead(t) \/ LdCheck(t) \/ Slow0(t) \/ SlowRead(t)
-       \/ SlowCheck(t) \/ SlowEnd(t) \/ Cas(t) \/ Scan(t) \/ PushOne(t)
-       \/ AddRefs(t) \/ Unpin(t) \/ WalkOne(t) \/ WalkDone(t) \/ Adv(t) \/ HNext(t)
-       \/ H3(t) \/ H4(t) \/ H5(t) \/ H6(t) \/ H7(t) \/ HOut(t)
-       \/ AdvInc(t)
+       \/ Register(t) \/ Quit(t) \/ LdRead(t) \/ LdCheck(t) \/ FRaise(t)
+       \/ Slow0(t) \/ SlowRead(t) \/ SlowG(t) \/ SlowCheck(t) \/ SlowRes(t) \/ SlowEnd(t)
+       \/ Cas(t) \/ Scan(t) \/ PushOne(t) \/ AddRefs(t)
+       \/ Unpin(t) \/ WalkOne(t) \/ WalkDone(t)
+       \/ Adv(t) \/ HNext(t) \/ HEra(t) \/ H3(t) \/ H4(t) \/ HE(t) \/ HRaise(t) \/ HLd(t)
+       \/ HG(t) \/ HCas(t) \/ HRes(t) \/ HOut(t) \/ AdvInc(t)
 
 Next == \E t \in Threads : Step(t) \/ Stall(t)
 
@@ -594,9 +740,9 @@ View == <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slow
 
 \* Budgets used by the configurations.
 Budget23 == [t \in Threads |-> IF t = 1 THEN 2 ELSE 3]
-Budget22 == [t \in Threads |-> 2]
 Budget12 == [t \in Threads |-> IF t = 1 THEN 1 ELSE 2]
-Budget24 == [t \in Threads |-> IF t = 1 THEN 2 ELSE 4]
+Budget14 == [t \in Threads |-> IF t = 1 THEN 1 ELSE 4]
+Budget15 == [t \in Threads |-> IF t = 1 THEN 1 ELSE 5]
 
 ---------------------------------------------------------------------------
 (* Properties *)
@@ -616,8 +762,26 @@ InactiveHoldNothing ==
 \* Invariant 1: slot eras never exceed G.
 ErasBounded == \A t \in Threads, k \in Kinds : slot[t][k].era <= G
 
-\* Wait-freedom of the slow path: its loop fails a bounded number of times.
+(***************************************************************************)
+(* Wait-freedom of the slow path, with n = |Threads|. After the request is *)
+(* published (Slow0, which raises slow_counter), an era increment either   *)
+(* comes from an advance_era call that read slow_counter before that       *)
+(* (at most one per other thread: its next call reads it after), or from   *)
+(* one that helped this request to completion first. A failed iteration    *)
+(* means G moved between two of the requester's reads of G (or, for the    *)
+(* first one, since the era it entered with). So: the first failure, at    *)
+(* most n - 1 failures caused by unhelped increments, and at most one      *)
+(* caused by a helped increment -- after which the requester's re-check    *)
+(* sees the result and leaves. Failed iterations <= n + 1; steps: 1        *)
+(* (publish) + 4 per failed iteration that continues (read, G, raise,      *)
+(* re-check; at most n of them) + 4 for the last iteration = 4n + 5. None  *)
+(* of this depends on MaxEra: the wait-freedom configurations let G move   *)
+(* far enough that an unhelped requester exceeds it.                       *)
+(***************************************************************************)
+SlowBound == N + 1
+SlowStepBound == 4 * N + 5
 SlowPathBounded == \A t \in Threads : loc[t].fails <= SlowBound
+SlowStepsBounded == \A t \in Threads : loc[t].ss <= SlowStepBound
 
 \* The memory bound of docs/RECLAIMER.md. With thread bnd.t stalled at era E:
 \* nodes in batches attached to its slots <= (M + F) * B, where M = nodes
@@ -645,7 +809,7 @@ NothingRetired == \A x \in Nodes : nst[x] # "ret"
 \* node is freed.
 AllFreedEventually == AllDone ~> NothingRetired
 \* Liveness: a slow-path load completes.
-SlowPcs == {"sld", "schk", "send"}
+SlowPcs == {"sld", "sg", "schk", "sres", "send"}
 SlowPathCompletes == \A t \in Threads : (pc[t] \in SlowPcs) ~> (pc[t] \notin SlowPcs)
 \* ... and every thread gets to the end.
 Terminates == <>AllDone
