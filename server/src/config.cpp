@@ -133,8 +133,7 @@ std::string ServerConfig::describe() const {
     << " max-value-bytes=" << max_value_bytes << " max-active-txns=" << max_active_txns
     << " summary-interval=" << duration_string(summary_interval)
     << " max-memory=" << (max_memory == 0 ? std::string("off") : std::to_string(max_memory))
-    << " max-txn-bytes=" << max_txn_bytes
-    << " max-input-bytes-total=" << max_input_bytes_total
+    << " max-txn-bytes=" << max_txn_bytes << " max-input-bytes-total=" << max_input_bytes_total
     << " max-output-bytes-total=" << max_output_bytes_total
     << " frame-timeout=" << duration_string(frame_timeout)
     << " max-txns-per-peer=" << effective_txns_per_peer()
