@@ -74,6 +74,7 @@ inline constexpr std::uint64_t kGcOwner = 1;  // the pruners' lock id; txn ids s
 inline constexpr std::uint64_t kDeadOwner = ~std::uint64_t{0};  // node removed (E6)
 inline constexpr int kSweepChunk = 256;             // nodes visited per guard by the sweeper
 inline constexpr int kMaxOneShotAttempts = 1000;    // then a one-shot write returns CONFLICT
+inline constexpr int kYieldingAttempts = 32;        // retries that only yield; then they sleep
 inline constexpr std::size_t kOneShotSlots = 1024;  // snapshot slots beyond max_active_txns
 
 inline Status invalid(std::string msg) {
@@ -339,7 +340,15 @@ Result<R> EngineImpl::one_shot(Body&& body, SetRev&& set_rev) {
       return r;
     }
     if (c.code() != StatusCode::kConflict) return c.status();
-    std::this_thread::yield();
+    // The other committer holds its locks for microseconds unless it was preempted; then
+    // yielding may not let it run (more runnable threads than cores), so after a few tries
+    // back off in sleeps growing to 1 ms: the retries span about a second, not a burst.
+    if (attempt < kYieldingAttempts) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          std::min(1000, 1 << std::min(attempt - kYieldingAttempts, 10))));
+    }
   }
   return Status(StatusCode::kConflict, "key range stayed contended through retries");
 }
