@@ -17,7 +17,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
+BUILD=${BUILD:-$ROOT/build/release}  # where `make` builds
 find_bin() {  # find_bin <relative path>: in BUILD, or in BUILD/main (wrapper builds)
   for p in "$BUILD/$1" "$BUILD/main/$1"; do
     [[ -x $p ]] && { echo "$p"; return; }

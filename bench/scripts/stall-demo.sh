@@ -13,7 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
+BUILD=${BUILD:-$ROOT/build/release}  # where `make` builds
 find_bin() {
   for p in "$BUILD/$1" "$BUILD/main/$1"; do
     [[ -x $p ]] && { echo "$p"; return; }
