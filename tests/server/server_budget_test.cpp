@@ -11,113 +11,36 @@
 //
 // The binary is KOVAN_SERVER_BIN, or $KOVAN_TEST_SERVER_BIN when set (to run these tests
 // against another build of the server).
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <regex>
-#include <sstream>
 
 #include "server/config.hpp"
-#include "test_client.hpp"
-
-extern char** environ;
+#include "server_process.hpp"
 
 namespace kv::test {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr std::size_t kMiB = 1 << 20;
 
-std::string server_bin() {
-  const char* env = std::getenv("KOVAN_TEST_SERVER_BIN");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(KOVAN_SERVER_BIN);
-}
-
-// A kovan-server child process on 127.0.0.1, any free port; output to a temporary file.
-class ServerProcess {
+// A kovan-server child process on 127.0.0.1, any free port.
+class ServerProcess : public kv::test::ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> args) {
-    static int counter = 0;
-    log_ = fs::temp_directory_path() / ("kovan-budget-test-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(counter++) + ".log");
-    const std::string bin = server_bin();
-    std::vector<std::string> argv_s = {bin, "--listen", "127.0.0.1:0"};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0);
-    eventually(
-        [&] {
-          std::smatch m;
-          const std::string out = output();
-          static const std::regex re("listening on [^ ]*:([0-9]+)");
-          if (std::regex_search(out, m, re)) port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
-          int status = 0;
-          return port_ != 0 || ::waitpid(pid_, &status, WNOHANG) == pid_;
-        },
-        20s);
-  }
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    std::error_code ignored;
-    fs::remove(log_, ignored);
-  }
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
+  explicit ServerProcess(std::vector<std::string> args)
+      : kv::test::ServerProcess(with_listen(std::move(args)), "budget"),
+        port_(wait_for_port(20s)) {}
   [[nodiscard]] std::uint16_t port() const { return port_; }
-  [[nodiscard]] pid_t pid() const { return pid_; }
-  [[nodiscard]] std::string output() const {
-    std::ifstream in(log_);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-
   // A field of /proc/PID/status in bytes ("VmHWM", "VmRSS"); 0 if unreadable.
   [[nodiscard]] std::uint64_t status_bytes(const std::string& field) const {
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind(field + ":", 0) == 0) {
-        return std::stoull(line.substr(field.size() + 1)) * 1024;  // "NNN kB"
-      }
-    }
-    return 0;
-  }
-  // Resets VmHWM to the current resident set (Linux: "5" to clear_refs).
-  bool reset_peak() const {
-    std::ofstream out("/proc/" + std::to_string(pid_) + "/clear_refs");
-    out << "5";
-    out.flush();
-    return static_cast<bool>(out);
+    return status_kib(field) * 1024;
   }
 
  private:
-  fs::path log_;
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
+  static std::vector<std::string> with_listen(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--listen", "127.0.0.1:0"});
+    return args;
+  }
+  std::uint16_t port_;
 };
 
 // Request builders beyond test_client.hpp.

@@ -187,6 +187,27 @@ TEST(Hardening, BufferedInputIsBoundedServerWide) {
 
 // --- 5. Output: clients that pipeline and never read -------------------------------------
 
+// The unsent-output gauge from a metrics page; -1 when absent.
+double out_bytes(const std::string& metrics) {
+  const std::string name = "kv_connection_buffer_bytes{direction=\"out\"} ";
+  const auto at = metrics.find(name);
+  return at == std::string::npos ? -1.0 : std::strtod(metrics.c_str() + at + name.size(), nullptr);
+}
+
+// `n` connections with tiny receive buffers that each pipeline 40 `get big` and never
+// read; fewer are returned if a connection or its send fails.
+std::vector<std::unique_ptr<Client>> non_reading_pipeliners(std::uint16_t port, int n) {
+  std::string requests;
+  for (int i = 0; i < 40; ++i) proto::append_message(requests, get(100 + i, "big"));
+  std::vector<std::unique_ptr<Client>> out;
+  for (int i = 0; i < n; ++i) {
+    auto c = std::make_unique<Client>(port, 4096);
+    if (!c->connected() || send_some(c->fd(), requests) != requests.size()) break;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 TEST(Hardening, NonReadingPipelinersAreHeldByTheServerWideOutputBudget) {
   ServerProcess p(with_defaults({"--threads", "2", "--metrics-listen", "127.0.0.1:0",
                                  "--max-output-bytes-total", "32MiB"}),
@@ -204,18 +225,8 @@ TEST(Hardening, NonReadingPipelinersAreHeldByTheServerWideOutputBudget) {
   // 40 connections x 40 pipelined `get big` (40 MB each) with tiny receive buffers: the
   // per-connection limit (8 MiB) alone would let them hold 320 MiB.
   constexpr int kConnections = 40;
-  std::string requests;
-  for (int i = 0; i < 40; ++i) proto::append_message(requests, get(100 + i, "big"));
-  std::vector<std::unique_ptr<Client>> attackers;
-  for (int i = 0; i < kConnections; ++i) {
-    attackers.push_back(std::make_unique<Client>(port, 4096));
-    ASSERT_TRUE(attackers.back()->connected());
-    ASSERT_EQ(send_some(attackers.back()->fd(), requests), requests.size());
-  }
-  const auto out_bytes = [&](const std::string& m) {
-    const auto at = m.find("kv_connection_buffer_bytes{direction=\"out\"} ");
-    return at == std::string::npos ? -1.0 : std::strtod(m.c_str() + at + 44, nullptr);
-  };
+  std::vector<std::unique_ptr<Client>> attackers = non_reading_pipeliners(port, kConnections);
+  ASSERT_EQ(attackers.size(), static_cast<std::size_t>(kConnections));
   ASSERT_TRUE(eventually([&] { return out_bytes(scrape(mport)) >= 32.0 * (1 << 20); }, 20s))
       << scrape(mport);
   sync_workers(port, 2);  // both workers passed the point where they paused
@@ -252,18 +263,8 @@ TEST(Hardening, MaxMemoryCountsUnsentOutput) {
 
   // 40 non-reading connections x 40 pipelined `get big`: unsent output far above 24 MiB,
   // while the stored data is about 1 MB.
-  std::string requests;
-  for (int i = 0; i < 40; ++i) proto::append_message(requests, get(100 + i, "big"));
-  std::vector<std::unique_ptr<Client>> attackers;
-  for (int i = 0; i < 40; ++i) {
-    attackers.push_back(std::make_unique<Client>(port, 4096));
-    ASSERT_TRUE(attackers.back()->connected());
-    ASSERT_EQ(send_some(attackers.back()->fd(), requests), requests.size());
-  }
-  const auto out_bytes = [&](const std::string& m) {
-    const auto at = m.find("kv_connection_buffer_bytes{direction=\"out\"} ");
-    return at == std::string::npos ? -1.0 : std::strtod(m.c_str() + at + 44, nullptr);
-  };
+  std::vector<std::unique_ptr<Client>> attackers = non_reading_pipeliners(port, 40);
+  ASSERT_EQ(attackers.size(), 40u);
   ASSERT_TRUE(eventually([&] { return out_bytes(scrape(mport)) >= 32.0 * (1 << 20); }, 20s))
       << scrape(mport);
   pb::Response refused = w.call(put(3, "another", "y"));

@@ -33,6 +33,13 @@ inline std::string read_file(const fs::path& p) {
   return s.str();
 }
 
+// The server binary under test: KOVAN_SERVER_BIN, or $KOVAN_TEST_SERVER_BIN when set (to run
+// the process tests against another build of the server, e.g. an older one).
+inline std::string server_bin() {
+  const char* env = std::getenv("KOVAN_TEST_SERVER_BIN");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(KOVAN_SERVER_BIN);
+}
+
 inline fs::path temp_path(const std::string& name) {
   return fs::temp_directory_path() / ("kovan-test-" + std::to_string(::getpid()) + "-" + name);
 }
@@ -52,7 +59,8 @@ class ServerProcess {
   explicit ServerProcess(std::vector<std::string> args, const std::string& tag = "server",
                          rlim_t max_files = 0)
       : log_(temp_path(tag + ".log")) {
-    std::vector<std::string> argv_s = {KOVAN_SERVER_BIN};
+    const std::string bin = server_bin();
+    std::vector<std::string> argv_s = {bin};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
@@ -61,7 +69,7 @@ class ServerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&pid_, KOVAN_SERVER_BIN, &actions, nullptr, argv.data(), environ);
+    const int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     EXPECT_EQ(rc, 0);
     if (rc == 0 && max_files != 0) {
@@ -117,6 +125,13 @@ class ServerProcess {
     const auto at = s.find(field + ":");
     if (at == std::string::npos) return 0;
     return std::strtoull(s.c_str() + at + field.size() + 1, nullptr, 10);
+  }
+  // Resets VmHWM to the current resident set (Linux: "5" to /proc/PID/clear_refs).
+  bool reset_peak() const {
+    std::ofstream out("/proc/" + std::to_string(pid_) + "/clear_refs");
+    out << "5";
+    out.flush();
+    return static_cast<bool>(out);
   }
   std::uint64_t rss_kib() const { return status_kib("VmRSS"); }
   std::uint64_t hwm_kib() const { return status_kib("VmHWM"); }
