@@ -147,7 +147,9 @@ TEST(ResponseBudget, TxnOfManyGetsOfABigValueCopiesOnlyAFrame) {
       << resp.status().message();
   const std::uint64_t grew = srv.status_bytes("VmHWM") - base;
   std::printf("peak RSS above the base: %llu MiB\n", static_cast<unsigned long long>(grew / kMiB));
-  EXPECT_LT(grew, 64 * kMiB) << "peak RSS grew by " << grew / kMiB << " MiB";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(grew, 64 * kMiB) << "peak RSS grew by " << grew / kMiB << " MiB";
+  }
   EXPECT_EQ(c.call(get(3, "marker")).status().code(), pb::Status::NOT_FOUND);
 }
 
@@ -196,7 +198,9 @@ TEST(ResponseBudget, ScansOfALargeRangeCopyOnlyWhatFitsAFrame) {
   }
   const std::uint64_t grew = srv.status_bytes("VmHWM") - base;
   std::printf("peak RSS above the base: %llu MiB\n", static_cast<unsigned long long>(grew / kMiB));
-  EXPECT_LT(grew, 64 * kMiB) << "peak RSS grew by " << grew / kMiB << " MiB";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(grew, 64 * kMiB) << "peak RSS grew by " << grew / kMiB << " MiB";
+  }
 }
 
 // ------------------------------------------------------------------ no error after a commit
@@ -350,7 +354,9 @@ TEST(MemoryLimit, DistinctPutsStopAtTheLimitWhileReadsAndDeletesAreServed) {
   const std::uint64_t peak = srv.status_bytes("VmHWM");
   std::printf("accepted %zu of %d puts; peak RSS %llu MiB\n", accepted.size(), kPuts,
               static_cast<unsigned long long>(peak / kMiB));
-  EXPECT_LT(peak, 512 * kMiB) << "peak RSS " << peak / kMiB << " MiB with --max-memory 256MiB";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(peak, 512 * kMiB) << "peak RSS " << peak / kMiB << " MiB with --max-memory 256MiB";
+  }
 
   // Reads are served; so are deletes, and they make room for new puts.
   ASSERT_FALSE(accepted.empty());

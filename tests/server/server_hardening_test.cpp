@@ -14,15 +14,6 @@ namespace {
 
 constexpr std::uint64_t kMiB = 1024;  // /proc reports KiB
 
-// Under ASan or TSan the server's RSS includes shadow memory several times the size of
-// what it allocates: the RSS bounds are checked only in plain builds (the server's own
-// byte accounting is checked in every build).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kRssIsMeaningful = false;
-#else
-constexpr bool kRssIsMeaningful = true;
-#endif
-
 // Starts a server with `args` on an ephemeral port; fails the test when it does not come up.
 std::uint16_t start(ServerProcess& p) {
   const std::uint16_t port = p.wait_for_port(15s);
