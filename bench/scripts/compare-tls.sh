@@ -15,7 +15,7 @@
 # without persistence); kovan-bench runs pinned to CLIENT_CORE with one thread. Only one
 # target is driven at a time. The script prints, per workload and pipeline depth, the
 # median throughput (min-max), the median p99 from the intended send time, and the TLS/plain
-# ratios.
+# ratios. TARGETS="kovan kovan-base" (for example) drives only the targets named.
 #
 # The certificates are a throwaway CA and a server certificate for 127.0.0.1, made with the
 # openssl command in OUT (never reused). TLS 1.3 is what both servers negotiate.
@@ -133,6 +133,11 @@ else
     TARGET[redis-tls]="rediss://127.0.0.1:$REDIS_TLS_PORT"
     SERVERS+=(redis-tls)
   fi
+fi
+
+# TARGETS="kovan kovan-base": drive only these (the others stay idle).
+if [[ -n ${TARGETS:-} ]]; then
+  SERVERS=($TARGETS)
 fi
 
 tls_args() {  # the CA for the TLS targets
