@@ -142,6 +142,7 @@ Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::connect(std::string_view address, ClientOptions options) {
+  if (detail::strip_scheme(address)) options.tls = true;  // kovans://
   auto ep = detail::parse_address(address);
   if (!ep.ok()) return ep.status();
   auto impl = std::make_unique<Impl>();

@@ -9,6 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -68,9 +72,135 @@ int connect_one(const addrinfo* ai, std::chrono::milliseconds timeout, std::stri
   return fd;
 }
 
+// The reason of the last OpenSSL error on this thread (and clears the queue).
+std::string openssl_reason() {
+  std::string text;
+  unsigned long e = 0;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    text = buf;
+  }
+  return text.empty() ? std::string("unknown error") : text;
+}
+
+bool is_ip_literal(const std::string& host) {
+  in6_addr a6{};
+  in_addr a4{};
+  return ::inet_pton(AF_INET, host.c_str(), &a4) == 1 ||
+         ::inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+}
+
+// Waits until `fd` is ready for `events` or `deadline` passes; false on timeout / error.
+bool wait_ready(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+    if (rc < 0 && errno == EINTR) continue;
+    return rc > 0;
+  }
+}
+
 }  // namespace
 
+// One TLS session over a connected socket: its OpenSSL context and SSL object.
+struct TlsSession {
+  SSL_CTX* ctx = nullptr;
+  SSL* ssl = nullptr;
+  TlsSession() = default;
+  TlsSession(const TlsSession&) = delete;
+  TlsSession& operator=(const TlsSession&) = delete;
+  ~TlsSession() {
+    if (ssl != nullptr) SSL_free(ssl);
+    if (ctx != nullptr) SSL_CTX_free(ctx);
+  }
+
+  // Configures the context from `options`, then handshakes on `fd` (made non-blocking)
+  // within `timeout`. The empty string on success, else why it failed.
+  std::string handshake(int fd, const std::string& host, const ClientOptions& options) {
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == nullptr) return "cannot create a TLS context: " + openssl_reason();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    // The server closes without close_notify (the framing shows whether a response is
+    // whole), so an EOF is a normal close, not a truncation attack.
+    SSL_CTX_set_options(
+        ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    if (options.tls_ca_file.empty()) {
+      if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        return "cannot load the system trust store: " + openssl_reason();
+      }
+    } else if (SSL_CTX_load_verify_locations(ctx, options.tls_ca_file.c_str(), nullptr) != 1) {
+      return "cannot load the TLS CA file " + options.tls_ca_file + ": " + openssl_reason();
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+      if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+        return "a TLS client certificate needs both a certificate and a key file";
+      }
+      if (SSL_CTX_use_certificate_chain_file(ctx, options.tls_cert_file.c_str()) != 1) {
+        return "cannot load the TLS certificate " + options.tls_cert_file + ": " + openssl_reason();
+      }
+      if (SSL_CTX_use_PrivateKey_file(ctx, options.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+          SSL_CTX_check_private_key(ctx) != 1) {
+        return "cannot load the TLS key " + options.tls_key_file + ": " + openssl_reason();
+      }
+    }
+    ssl = SSL_new(ctx);
+    if (ssl == nullptr || SSL_set_fd(ssl, fd) != 1) return "cannot start TLS: " + openssl_reason();
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    const std::string name = options.tls_server_name.empty() ? host : options.tls_server_name;
+    const bool ip = is_ip_literal(name);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"  // inside OpenSSL's macro
+    if (!ip) SSL_set_tlsext_host_name(ssl, name.c_str());
+#pragma GCC diagnostic pop
+    if (options.tls_verify_hostname) {
+      const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str())
+                        : SSL_set1_host(ssl, name.c_str());
+      if (ok != 1) return "cannot check the server name '" + name + "': " + openssl_reason();
+    }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+    const auto deadline =
+        std::chrono::steady_clock::now() +
+        (options.connect_timeout.count() > 0 ? options.connect_timeout : std::chrono::hours(24));
+    for (;;) {
+      const int rc = SSL_connect(ssl);
+      if (rc == 1) return {};
+      const int err = SSL_get_error(ssl, rc);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        if (!wait_ready(fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) {
+          return "TLS handshake timed out";
+        }
+        continue;
+      }
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK) {
+        return std::string("TLS certificate verify failed: ") +
+               X509_verify_cert_error_string(verify);
+      }
+      const std::string why = openssl_reason();
+      return "TLS handshake failed: " +
+             (why == "unknown error" ? std::string("the server closed the connection") : why);
+    }
+  }
+};
+
 bool on_io_thread() noexcept { return t_on_io_thread; }
+
+bool strip_scheme(std::string_view& address) noexcept {
+  constexpr std::string_view kPlain = "kovan://";
+  constexpr std::string_view kTls = "kovans://";
+  if (address.substr(0, kTls.size()) == kTls) {
+    address.remove_prefix(kTls.size());
+    return true;
+  }
+  if (address.substr(0, kPlain.size()) == kPlain) address.remove_prefix(kPlain.size());
+  return false;
+}
 
 Result<Endpoint> parse_address(std::string_view address) {
   Endpoint ep;
@@ -110,13 +240,15 @@ struct Connection::Core {
     std::uint64_t frame_end;  // stream offset just past this request's frame
   };
 
-  Core(int socket_fd, const ClientOptions& opts)
-      : fd(socket_fd), options(opts), reader(opts.max_frame_bytes) {}
-  ~Core() { ::close(fd); }
+  Core(int socket_fd, const ClientOptions& opts, std::unique_ptr<TlsSession> tls_session)
+      : fd(socket_fd), options(opts), tls(std::move(tls_session)), reader(opts.max_frame_bytes) {}
+  ~Core() { ::close(fd); }  // then `tls` is freed (SSL_free does not touch the fd)
 
   const int fd;
   const ClientOptions options;
-  proto::FrameReader reader;  // I/O thread only
+  const std::unique_ptr<TlsSession> tls;  // null: plain TCP
+  std::mutex tls_mu;                      // serializes every call on tls->ssl
+  proto::FrameReader reader;              // I/O thread only
 
   mutable std::mutex mu;
   std::condition_variable write_done;  // signalled (under mu) when `writing` turns false
@@ -183,7 +315,8 @@ struct Connection::Core {
   }
 
   // Bytes of `bytes` the kernel accepted: all of them, or fewer when a send failed.
-  std::size_t write_all(std::string_view bytes) const {
+  std::size_t write_all(std::string_view bytes) {
+    if (tls) return tls_write_all(bytes);
     std::size_t done = 0;
     while (done < bytes.size()) {
       const ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
@@ -194,6 +327,81 @@ struct Connection::Core {
       done += static_cast<std::size_t>(n);
     }
     return done;
+  }
+
+  // write_all over TLS: the socket is non-blocking; waits for room outside tls_mu, bounded
+  // by request_timeout as SO_SNDTIMEO bounds a plain send.
+  std::size_t tls_write_all(std::string_view bytes) {
+    std::size_t done = 0;
+    auto deadline = std::chrono::steady_clock::time_point::max();
+    if (options.request_timeout.count() > 0) {
+      deadline = std::chrono::steady_clock::now() + options.request_timeout;
+    }
+    while (done < bytes.size()) {
+      int n = 0;
+      int err = SSL_ERROR_NONE;
+      {
+        std::lock_guard lock(tls_mu);
+        ERR_clear_error();
+        const std::size_t chunk = std::min<std::size_t>(bytes.size() - done, 1 << 30);
+        n = SSL_write(tls->ssl, bytes.data() + done, static_cast<int>(chunk));
+        if (n <= 0) err = SSL_get_error(tls->ssl, n);
+      }
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+        if (options.request_timeout.count() > 0) {
+          deadline = std::chrono::steady_clock::now() + options.request_timeout;
+        }
+        continue;
+      }
+      if (err == SSL_ERROR_WANT_WRITE) {
+        if (!wait_ready(fd, POLLOUT, deadline)) return done;
+      } else if (err == SSL_ERROR_WANT_READ) {
+        // The session needs input first (the I/O thread reads it): wait briefly, retry.
+        if (std::chrono::steady_clock::now() >= deadline) return done;
+        wait_ready(fd, POLLIN, std::chrono::steady_clock::now() + std::chrono::milliseconds(5));
+      } else {
+        return done;
+      }
+    }
+    return done;
+  }
+
+  // One read from the connection into `space`: >0 bytes, 0 for an orderly close, -1 for
+  // "nothing yet" (poll again), -2 for an error (`reason` says which).
+  ssize_t read_some(std::span<char> space, std::string& reason) {
+    if (!tls) {
+      const ssize_t n = ::recv(fd, space.data(), space.size(), 0);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return -1;
+      if (n < 0) {
+        reason = "connection lost: " + errno_text(errno);
+        return -2;
+      }
+      return n;
+    }
+    std::lock_guard lock(tls_mu);
+    ERR_clear_error();
+    const int n = SSL_read(tls->ssl, space.data(),
+                           static_cast<int>(std::min<std::size_t>(space.size(), 1 << 30)));
+    if (n > 0) return n;
+    const int err = SSL_get_error(tls->ssl, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return -1;
+    if (err == SSL_ERROR_ZERO_RETURN) return 0;
+    if (err == SSL_ERROR_SYSCALL && errno != 0 && errno != EAGAIN) {
+      reason = "connection lost: " + errno_text(errno);
+      return -2;
+    }
+    const std::string why = openssl_reason();
+    if (why == "unknown error") return 0;  // EOF
+    reason = "TLS error: " + why;
+    return -2;
+  }
+
+  // True when TLS holds decrypted bytes not read yet (poll would not see them).
+  bool tls_buffered() {
+    if (!tls) return false;
+    std::lock_guard lock(tls_mu);
+    return SSL_pending(tls->ssl) > 0;
   }
 
   // Completes every pending request with a failure and refuses new ones. What each
@@ -299,20 +507,19 @@ struct Connection::Core {
         reason = "client closed";
         break;
       }
-      pollfd p{fd, POLLIN, 0};
-      const int rc = ::poll(&p, 1, wait_ms);
-      if (rc < 0 && errno != EINTR) {
-        reason = "poll: " + errno_text(errno);
-        break;
+      if (!tls_buffered()) {
+        pollfd p{fd, POLLIN, 0};
+        const int rc = ::poll(&p, 1, wait_ms);
+        if (rc < 0 && errno != EINTR) {
+          reason = "poll: " + errno_text(errno);
+          break;
+        }
+        if (rc <= 0) continue;
       }
-      if (rc <= 0) continue;
       const std::span<char> space = reader.prepare();
-      const ssize_t n = ::recv(fd, space.data(), space.size(), 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) {
-        if (n < 0) reason = "connection lost: " + errno_text(errno);
-        break;
-      }
+      const ssize_t n = read_some(space, reason);
+      if (n == -1) continue;
+      if (n <= 0) break;
       reader.commit(static_cast<std::size_t>(n));
       bool ok = true;
       for (;;) {
@@ -373,7 +580,17 @@ Result<std::shared_ptr<Connection>> Connection::open(const Endpoint& endpoint,
     tv.tv_usec = static_cast<suseconds_t>((options.request_timeout.count() % 1000) * 1000);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
-  auto core = std::make_shared<Core>(fd, options);
+  std::unique_ptr<TlsSession> tls;
+  if (options.tls) {
+    tls = std::make_unique<TlsSession>();
+    const std::string why = tls->handshake(fd, endpoint.host, options);
+    if (!why.empty()) {
+      tls.reset();
+      ::close(fd);
+      return unavailable("cannot connect to " + endpoint.host + ":" + endpoint.port + ": " + why);
+    }
+  }
+  auto core = std::make_shared<Core>(fd, options, std::move(tls));
   // The thread shares ownership of the core, so that a Connection destroyed on its own
   // I/O thread (by a callback dropping the last reference) can detach it safely.
   std::thread thread([core] { core->run(); });

@@ -21,6 +21,12 @@
 //     request it has not answered before the notice, so entries still pending when the
 //     connection then fails are not applied either.
 // Every completion runs exactly once: with the response, or with a transport failure.
+//
+// TLS (ClientOptions::tls): the socket is non-blocking and carries one OpenSSL session.
+// OpenSSL allows one thread at a time on a session, so every SSL_read / SSL_write runs
+// under Core::tls_mu (never held while waiting in poll); the writer and the I/O thread
+// take turns, each waiting for readiness outside the lock. The stream offsets above count
+// plaintext bytes: SSL_write reports bytes whose records the kernel accepted.
 #pragma once
 
 #include <chrono>
@@ -44,6 +50,9 @@ struct Endpoint {
   std::string host;
   std::string port;
 };
+
+// Removes a leading "kovan://" or "kovans://" from `address`; true for "kovans://" (TLS).
+bool strip_scheme(std::string_view& address) noexcept;
 
 // Splits "host:port" / "[v6]:port". INVALID_ARGUMENT when malformed.
 [[nodiscard]] Result<Endpoint> parse_address(std::string_view address);

@@ -102,6 +102,13 @@ std::uint32_t ServerConfig::effective_txns_per_peer() const noexcept {
   return std::max(1u, max_active_txns / 4);
 }
 
+std::chrono::milliseconds ServerConfig::tls_handshake_timeout() const noexcept {
+  std::chrono::milliseconds t =
+      frame_timeout.count() > 0 ? frame_timeout : std::chrono::seconds(30);
+  if (idle_timeout.count() > 0) t = std::min(t, idle_timeout);
+  return t;
+}
+
 storage::Options ServerConfig::engine_options() const {
   storage::Options o;
   o.max_key_bytes = max_key_bytes;
@@ -138,7 +145,15 @@ std::string ServerConfig::describe() const {
     << " frame-timeout=" << duration_string(frame_timeout)
     << " max-txns-per-peer=" << effective_txns_per_peer()
     << " max-metrics-connections=" << max_metrics_connections
-    << " max-fault-stall=" << duration_string(max_fault_stall);
+    << " max-fault-stall=" << duration_string(max_fault_stall) << " tls="
+    << (tls_cert.empty()          ? "off"
+        : tls_ca.empty()          ? "on"
+        : tls_require_client_cert ? "mutual"
+                                  : "on+client-certs")
+    << " metrics-tls="
+    << (metrics_tls_cert.empty() ? "off"
+        : metrics_tls_ca.empty() ? "on"
+                                 : "mutual");
   return s.str();
 }
 
@@ -284,6 +299,27 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->check(duration_check)
       ->type_name("DURATION");
 
+  // TLS (docs/SECURITY.md, "TLS").
+  app.add_option("--tls-cert", c.tls_cert,
+                 "PEM certificate (chain) of the client port; with --tls-key, the port speaks "
+                 "TLS 1.2+ only")
+      ->type_name("FILE");
+  app.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert")->type_name("FILE");
+  app.add_option("--tls-ca", c.tls_ca,
+                 "PEM CA certificates: clients that present a certificate must be signed by one")
+      ->type_name("FILE");
+  app.add_flag("--tls-require-client-cert", c.tls_require_client_cert,
+               "Refuse TLS clients without a certificate signed by --tls-ca (mutual TLS)");
+  app.add_option("--metrics-tls-cert", c.metrics_tls_cert,
+                 "PEM certificate (chain) of the metrics listener; with --metrics-tls-key it "
+                 "speaks HTTPS only")
+      ->type_name("FILE");
+  app.add_option("--metrics-tls-key", c.metrics_tls_key, "PEM private key of --metrics-tls-cert")
+      ->type_name("FILE");
+  app.add_option("--metrics-tls-ca", c.metrics_tls_ca,
+                 "PEM CA certificates: scrapers must present a certificate signed by one")
+      ->type_name("FILE");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -336,6 +372,17 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     problem = "--max-input-bytes-total must be at least twice --max-frame-bytes";
   if (c.max_fault_stall > std::chrono::minutes(10))
     problem = "--max-fault-stall must be at most 600s";
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    problem = "--tls-cert and --tls-key must be given together";
+  if (c.tls_cert.empty() && !c.tls_ca.empty()) problem = "--tls-ca needs --tls-cert and --tls-key";
+  if (c.tls_require_client_cert && c.tls_ca.empty())
+    problem = "--tls-require-client-cert needs --tls-ca (the CA that signs client certificates)";
+  if (c.metrics_tls_cert.empty() != c.metrics_tls_key.empty())
+    problem = "--metrics-tls-cert and --metrics-tls-key must be given together";
+  if (c.metrics_tls_cert.empty() && !c.metrics_tls_ca.empty())
+    problem = "--metrics-tls-ca needs --metrics-tls-cert and --metrics-tls-key";
+  if (!c.metrics_tls_cert.empty() && !c.metrics_listen)
+    problem = "--metrics-tls-cert needs --metrics-listen";
   if (!problem.empty()) {
     out.action = ParseOutcome::Action::kExit;
     out.exit_code = 2;

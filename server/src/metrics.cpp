@@ -228,6 +228,14 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
        "Metrics connections closed at once over --max-metrics-connections.");
   line(out, "kv_metrics_connections_refused_total", nullptr,
        relaxed(counters.metrics_connections_refused));
+  help(out, "kv_tls_handshakes_rejected_total", "counter",
+       "Connections to a TLS client port that never completed a TLS handshake, by reason.");
+  line(out, "kv_tls_handshakes_rejected_total", "reason=\"failed\"",
+       relaxed(counters.tls_handshakes_failed));
+  line(out, "kv_tls_handshakes_rejected_total", "reason=\"timeout\"",
+       relaxed(counters.tls_handshakes_timed_out));
+  line(out, "kv_tls_handshakes_rejected_total", "reason=\"plaintext\"",
+       relaxed(counters.tls_plaintext_refused));
   help(out, "kv_connection_txns", "gauge", "Interactive transactions held open by connections.");
   line(out, "kv_connection_txns", nullptr, relaxed(counters.txns_open));
   help(out, "kv_txns_aborted_by_disconnect_total", "counter",

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "server_impl.hpp"
+#include "tls.hpp"
 
 namespace kv::server {
 
@@ -21,12 +22,19 @@ constexpr auto kAcceptRetryFirst = std::chrono::milliseconds(10);
 constexpr auto kAcceptRetryMax = std::chrono::milliseconds(1000);
 constexpr auto kAcceptLogEvery = std::chrono::seconds(10);
 
-// One scrape of the metrics endpoint: read the request head, answer, close.
+// One scrape of the metrics endpoint: (TLS handshake,) read the request head, answer,
+// close. The 5 s timer bounds the whole exchange, handshake included.
 class MetricsConnection : public std::enable_shared_from_this<MetricsConnection> {
  public:
-  // Counts itself in counters.metrics_connections_open while it lives.
-  MetricsConnection(ServerImpl& server, asio::ip::tcp::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+  // Counts itself in counters.metrics_connections_open while it lives. `tls`: the metrics
+  // listener's TLS context, null for plain HTTP.
+  MetricsConnection(ServerImpl& server, asio::ip::tcp::socket socket, asio::ssl::context* tls)
+      : server_(server),
+        socket_(std::move(socket)),
+        tls_(tls != nullptr
+                 ? std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls)
+                 : nullptr),
+        timer_(socket_.get_executor()) {
     server_.counters.metrics_connections_open.fetch_add(1, std::memory_order_relaxed);
   }
   ~MetricsConnection() {
@@ -40,24 +48,43 @@ class MetricsConnection : public std::enable_shared_from_this<MetricsConnection>
     timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
       if (!ec) self->socket_.close();
     });
+    if (tls_) {
+      tls_->async_handshake(
+          asio::ssl::stream_base::server, [self = shared_from_this()](const std::error_code& ec) {
+            if (ec) {
+              spdlog::debug("metrics connection: TLS handshake failed: {}", ec.message());
+              return self->finish();
+            }
+            self->read();
+          });
+      return;
+    }
     read();
   }
 
  private:
+  template <class Buffers, class Handler>
+  void async_read_some(const Buffers& buffers, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffers, std::forward<Handler>(handler));
+    } else {
+      socket_.async_read_some(buffers, std::forward<Handler>(handler));
+    }
+  }
+
   void read() {
     buf_.resize(request_.size() + 1024);
-    socket_.async_read_some(asio::buffer(buf_.data() + request_.size(), 1024),
-                            [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
-                              if (ec) return self->finish();
-                              self->request_.append(self->buf_.data() + self->request_.size(), n);
-                              if (self->request_.find("\r\n\r\n") != std::string::npos ||
-                                  self->request_.find("\n\n") != std::string::npos) {
-                                return self->respond();
-                              }
-                              if (self->request_.size() > kMaxHttpRequestBytes)
-                                return self->finish();
-                              self->read();
-                            });
+    async_read_some(asio::buffer(buf_.data() + request_.size(), 1024),
+                    [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                      if (ec) return self->finish();
+                      self->request_.append(self->buf_.data() + self->request_.size(), n);
+                      if (self->request_.find("\r\n\r\n") != std::string::npos ||
+                          self->request_.find("\n\n") != std::string::npos) {
+                        return self->respond();
+                      }
+                      if (self->request_.size() > kMaxHttpRequestBytes) return self->finish();
+                      self->read();
+                    });
   }
 
   void respond() {
@@ -80,9 +107,14 @@ class MetricsConnection : public std::enable_shared_from_this<MetricsConnection>
     response_ = "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
                 "\r\nContent-Length: " + std::to_string(body.size()) +
                 "\r\nConnection: close\r\n\r\n" + body;
-    asio::async_write(
-        socket_, asio::buffer(response_),
-        [self = shared_from_this()](const std::error_code&, std::size_t) { self->finish(); });
+    auto done = [self = shared_from_this()](const std::error_code&, std::size_t) {
+      self->finish();
+    };
+    if (tls_) {
+      asio::async_write(*tls_, asio::buffer(response_), done);
+    } else {
+      asio::async_write(socket_, asio::buffer(response_), done);
+    }
   }
 
   void finish() {
@@ -94,6 +126,7 @@ class MetricsConnection : public std::enable_shared_from_this<MetricsConnection>
 
   ServerImpl& server_;
   asio::ip::tcp::socket socket_;
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;  // over socket_; null: plain
   asio::steady_timer timer_;
   std::string buf_;
   std::string request_;
@@ -175,6 +208,17 @@ bool ServerImpl::start(std::string& error) {
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i));
   Worker& w0 = *workers_.front();
+  if (!config.tls_cert.empty()) {
+    tls_ = make_server_tls_context(config.tls_cert, config.tls_key, config.tls_ca,
+                                   config.tls_require_client_cert, "tls", error);
+    if (!tls_) return false;
+  }
+  if (!config.metrics_tls_cert.empty()) {
+    metrics_tls_ = make_server_tls_context(config.metrics_tls_cert, config.metrics_tls_key,
+                                           config.metrics_tls_ca, !config.metrics_tls_ca.empty(),
+                                           "metrics-tls", error);
+    if (!metrics_tls_) return false;
+  }
   if (!bind_listener(w0.ctx, config.listen, acceptor_, error)) return false;
   port = acceptor_->local_endpoint().port();
   if (config.metrics_listen) {
@@ -206,8 +250,8 @@ bool ServerImpl::start(std::string& error) {
     });
   }
   started_ = true;
-  spdlog::info("kovan-server listening on {}{} ({})",
-               Endpoint{config.listen.host, port}.to_string(),
+  spdlog::info("kovan-server listening on {}{}{} ({})",
+               Endpoint{config.listen.host, port}.to_string(), tls_ ? " (TLS)" : "",
                metrics_acceptor_ ? ", metrics on port " + std::to_string(metrics_port) : "",
                config.describe());
   return true;
@@ -236,14 +280,16 @@ void ServerImpl::do_accept() {
         socket.close(ignored);
       } else {
         refusing_.fetch_add(1, std::memory_order_relaxed);
-        auto s = std::make_shared<Session>(*this, target, std::move(socket), false);
+        auto s = std::make_shared<Session>(*this, target, std::move(socket), false,
+                                           tls_ ? &*tls_ : nullptr);
         asio::post(target.ctx, [s] { s->refuse("too many connections (--max-connections)"); });
       }
     } else {
       // Only this handler increments, so the check above cannot be overtaken.
       counters.connections_open.fetch_add(1, std::memory_order_relaxed);
       counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
-      auto s = std::make_shared<Session>(*this, target, std::move(socket), true);
+      auto s = std::make_shared<Session>(*this, target, std::move(socket), true,
+                                         tls_ ? &*tls_ : nullptr);
       asio::post(target.ctx, [s] { s->start(); });
     }
     do_accept();
@@ -266,7 +312,9 @@ void ServerImpl::do_accept_metrics() {
       std::error_code ignored;
       socket.close(ignored);
     } else {
-      std::make_shared<MetricsConnection>(*this, std::move(socket))->start();
+      std::make_shared<MetricsConnection>(*this, std::move(socket),
+                                          metrics_tls_ ? &*metrics_tls_ : nullptr)
+          ->start();
     }
     do_accept_metrics();
   });

@@ -30,6 +30,7 @@
 
 #include <google/protobuf/arena.h>
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 
 #include <array>
 #include <atomic>
@@ -77,8 +78,10 @@ struct Worker {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `counted`: the connection counts against --max-connections (false for the short-lived
-  // sessions that only deliver a refusal).
-  Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socket, bool counted);
+  // sessions that only deliver a refusal). `tls`: the listener's TLS context (null: plain
+  // TCP); the session then handshakes before it reads its first frame.
+  Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socket, bool counted,
+          asio::ssl::context* tls = nullptr);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -91,6 +94,28 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void do_read();
+  // TLS: wait for the first byte, refuse a plaintext client with a notice, handshake.
+  void begin_handshake();
+  void on_first_bytes(const std::error_code& ec);
+  void on_handshake(const std::error_code& ec);
+  // Reads / writes through TLS when the session has it, else on the socket. A branch on a
+  // pointer (not a virtual call), so plain TCP pays one predictable test per operation.
+  template <class Buffers, class Handler>
+  void async_read_some(const Buffers& buffers, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffers, std::forward<Handler>(handler));
+    } else {
+      socket_.async_read_some(buffers, std::forward<Handler>(handler));
+    }
+  }
+  template <class Buffers, class Handler>
+  void async_write(const Buffers& buffers, Handler&& handler) {
+    if (tls_) {
+      asio::async_write(*tls_, buffers, std::forward<Handler>(handler));
+    } else {
+      asio::async_write(socket_, buffers, std::forward<Handler>(handler));
+    }
+  }
   void account_output() noexcept;  // output_accounted_ := backlog(), in the server total
   void release_buffers() noexcept;
   void on_read(const std::error_code& ec, std::size_t n);
@@ -112,6 +137,10 @@ class Session : public std::enable_shared_from_this<Session> {
   ServerImpl& server_;
   Worker& worker_;
   asio::ip::tcp::socket socket_;
+  // TLS over socket_ (which stays the owner of the descriptor: shutdown and close act on
+  // it directly). Null on plain TCP, and after a plaintext client was detected on a TLS
+  // port (its refusal notice goes out in plain text).
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
   asio::steady_timer timer_;
   proto::FrameReader reader_;
   ConnectionTxns txns_;
@@ -137,6 +166,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool lingering_ = false;          // send side shut; draining input until EOF or deadline
   bool drain_noticed_ = false;
   bool closed_ = false;
+  // TLS handshake under way (frame_deadline_ is its deadline): nothing is read as frames
+  // and nothing written until it completes.
+  bool handshaking_ = false;
+  std::string refusal_;  // TLS refusal session: the notice to send after the handshake
 };
 
 class ServerImpl {
@@ -204,6 +237,10 @@ class ServerImpl {
   void fill_server_stats(proto::pb::StatsResponse& out) const;
 
   std::vector<std::unique_ptr<Worker>> workers_;
+  // TLS contexts of the client and metrics listeners (empty: plain TCP). Built before the
+  // workers start and read-only after.
+  std::optional<asio::ssl::context> tls_;
+  std::optional<asio::ssl::context> metrics_tls_;
   std::optional<asio::ip::tcp::acceptor> acceptor_;
   std::optional<asio::ip::tcp::acceptor> metrics_acceptor_;
   std::optional<asio::steady_timer> accept_retry_timer_;

@@ -17,9 +17,19 @@
 // within --frame-timeout (not counting time spent paused for output backpressure), or the
 // connection gets an UNAVAILABLE notice and is closed: so neither a stalled sender nor a
 // wait for the input budget lasts forever.
+//
+// TLS (--tls-cert): the session first waits for the client's first byte. A TLS handshake
+// record (0x16) starts the handshake; anything else is a plaintext client, which gets an
+// id-0 UNAVAILABLE notice in plain text and is closed. The handshake must complete within
+// ServerConfig::tls_handshake_timeout (the frame deadline's timer does this), or the
+// connection is closed and its slot freed. After it, the session runs as on plain TCP,
+// through the TLS stream: the same buffers, budgets, backpressure, linger and drain. Closing
+// does not send a TLS close_notify (the response framing tells a client whether it got
+// everything; the clients treat an EOF without close_notify as a normal close).
 #include <spdlog/spdlog.h>
 
 #include "server_impl.hpp"
+#include "tls.hpp"
 
 namespace kv::server::detail {
 
@@ -37,17 +47,29 @@ constexpr std::size_t kKeepOutputCapacity = 1 << 20;
 // How often a connection waiting for the input budget tries again.
 constexpr auto kInputRetry = std::chrono::milliseconds(50);
 
+// The peer closed: TCP EOF, or over TLS an EOF without close_notify.
+bool is_eof(const std::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+}
+
 bool quiet_error(const std::error_code& ec) {
-  return ec == asio::error::eof || ec == asio::error::operation_aborted ||
+  return is_eof(ec) || ec == asio::error::operation_aborted ||
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
 }
 
+// The first byte of a TLS connection: the record type of a handshake message.
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
+
 }  // namespace
 
-Session::Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socket, bool counted)
+Session::Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socket, bool counted,
+                 asio::ssl::context* tls)
     : server_(server),
       worker_(worker),
       socket_(std::move(socket)),
+      tls_(tls != nullptr
+               ? std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls)
+               : nullptr),
       timer_(worker.ctx),
       reader_(server.config.max_frame_bytes),
       txns_(server.counters),
@@ -73,18 +95,114 @@ void Session::start() {
   }
   spdlog::debug("connection {} opened on worker {}", peer_, worker_.index);
   last_activity_ = Clock::now();
+  if (tls_) {
+    if (server_.draining()) {
+      close();  // not a TLS session yet: nothing to tell it
+      return;
+    }
+    begin_handshake();
+    return;
+  }
   if (server_.draining()) begin_drain();
   arm_timer();
   do_read();
 }
 
 void Session::refuse(std::string_view message) {
+  if (tls_ && !handshaking_ && refusal_.empty()) {
+    // The notice must go out over TLS: handshake first (bounded by the same deadline).
+    refusal_ = std::string(message);
+    std::error_code ignored;
+    const auto ep = socket_.remote_endpoint(ignored);
+    if (!ignored) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    last_activity_ = Clock::now();
+    begin_handshake();
+    return;
+  }
   notice(pb::Status::RESOURCE_EXHAUSTED, message);
   close_after_flush();
 }
 
+// ---------------------------------------------------------------------------------------
+// TLS handshake
+// ---------------------------------------------------------------------------------------
+
+void Session::begin_handshake() {
+  handshaking_ = true;
+  frame_deadline_ = Clock::now() + server_.config.tls_handshake_timeout();
+  arm_timer();
+  reading_ = true;
+  socket_.async_wait(
+      asio::ip::tcp::socket::wait_read,
+      [self = shared_from_this()](const std::error_code& ec) { self->on_first_bytes(ec); });
+}
+
+void Session::on_first_bytes(const std::error_code& ec) {
+  reading_ = false;
+  if (closed_) return;
+  unsigned char first = 0;
+  std::error_code peek_ec = ec;
+  std::size_t n = 0;
+  if (!peek_ec)
+    n = socket_.receive(asio::buffer(&first, 1), asio::socket_base::message_peek, peek_ec);
+  if (peek_ec || n == 0) {
+    spdlog::debug("connection {}: closed before the TLS handshake{}", peer_,
+                  peek_ec && !quiet_error(peek_ec) ? ": " + peek_ec.message() : std::string());
+    close();
+    return;
+  }
+  if (first != kTlsHandshakeRecord) {
+    // A plaintext client (or anything else) on a TLS port: say so in plain text, so that a
+    // Kovan client reports a readable reason, then close.
+    server_.counters.tls_plaintext_refused.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("connection {}: not a TLS handshake (first byte 0x{:02x}); refusing", peer_,
+                  first);
+    tls_.reset();
+    handshaking_ = false;
+    frame_deadline_ = Clock::time_point::max();
+    notice(pb::Status::UNAVAILABLE,
+           "this port requires TLS (connect with kovans://HOST:PORT or --tls); closing");
+    close_after_flush();
+    return;
+  }
+  reading_ = true;
+  tls_->async_handshake(
+      asio::ssl::stream_base::server,
+      [self = shared_from_this()](const std::error_code& e) { self->on_handshake(e); });
+}
+
+void Session::on_handshake(const std::error_code& ec) {
+  reading_ = false;
+  if (closed_) return;
+  if (ec) {
+    server_.counters.tls_handshakes_failed.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("connection {}: TLS handshake failed: {}", peer_, ec.message());
+    close();
+    return;
+  }
+  handshaking_ = false;
+  frame_deadline_ = Clock::time_point::max();
+  last_activity_ = Clock::now();
+  txns_.tls_client_cn = verified_peer_common_name(tls_->native_handle());
+  // Read back from the connection's context, which is what the dispatcher sees.
+  spdlog::debug("connection {}: TLS established ({}), client certificate CN '{}'", peer_,
+                describe_tls_session(tls_->native_handle()), txns_.tls_client_cn);
+  if (!counted_) {
+    notice(pb::Status::RESOURCE_EXHAUSTED, refusal_);
+    close_after_flush();
+    return;
+  }
+  if (server_.draining()) begin_drain();
+  arm_timer();
+  do_read();
+}
+
 void Session::begin_drain() {
   if (closed_ || drain_noticed_) return;
+  if (handshaking_) {
+    close();  // not a TLS session yet: nothing can be told to it
+    return;
+  }
   drain_noticed_ = true;
   notice(pb::Status::UNAVAILABLE, "server shutting down");
   flush();
@@ -150,10 +268,10 @@ void Session::do_read() {
     return;
   }
   reading_ = true;
-  socket_.async_read_some(asio::buffer(space.data(), space.size()),
-                          [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
-                            self->on_read(ec, n);
-                          });
+  async_read_some(asio::buffer(space.data(), space.size()),
+                  [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                    self->on_read(ec, n);
+                  });
 }
 
 void Session::on_read(const std::error_code& ec, std::size_t n) {
@@ -167,7 +285,7 @@ void Session::on_read(const std::error_code& ec, std::size_t n) {
     }
     return;
   }
-  if (ec == asio::error::eof && (writing_ || !out_pending_.empty())) {
+  if (is_eof(ec) && (writing_ || !out_pending_.empty())) {
     // The client half-closed after its last request: deliver the responses, then close.
     spdlog::debug("connection {} half-closed by peer; flushing responses", peer_);
     close_after_flush();
@@ -285,13 +403,13 @@ void Session::handle_frame(std::string_view payload) {
 // ---------------------------------------------------------------------------------------
 
 void Session::flush() {
-  if (closed_ || writing_ || out_pending_.empty()) return;
+  if (closed_ || writing_ || handshaking_ || out_pending_.empty()) return;
   out_writing_.swap(out_pending_);  // out_pending_ takes the (empty) spent buffer
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(out_writing_),
-                    [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
-                      self->on_write(ec, n);
-                    });
+  async_write(asio::buffer(out_writing_),
+              [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                self->on_write(ec, n);
+              });
 }
 
 void Session::on_write(const std::error_code& ec, std::size_t n) {
@@ -339,10 +457,10 @@ void Session::do_discard() {
   if (closed_ || reading_) return;
   if (!discard_) discard_ = std::make_unique<char[]>(kDiscardBytes);
   reading_ = true;
-  socket_.async_read_some(asio::buffer(discard_.get(), kDiscardBytes),
-                          [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
-                            self->on_read(ec, n);
-                          });
+  async_read_some(asio::buffer(discard_.get(), kDiscardBytes),
+                  [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                    self->on_read(ec, n);
+                  });
 }
 
 void Session::close() {
@@ -381,6 +499,18 @@ void Session::on_timer(const std::error_code& ec) {
   if (ec == asio::error::operation_aborted || closed_) return;
   timer_at_ = Clock::time_point::max();
   const auto now = Clock::now();
+  if (handshaking_) {
+    if (now >= frame_deadline_) {
+      // Connected but never handshook (or too slowly): free the slot.
+      server_.counters.tls_handshakes_timed_out.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("connection {}: no TLS handshake within {} ms; closing", peer_,
+                    server_.config.tls_handshake_timeout().count());
+      close();
+      return;
+    }
+    arm_timer();
+    return;
+  }
   if (lingering_) {
     if (now >= linger_deadline_) {
       close();

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -326,6 +327,64 @@ TEST(RedisTarget, YcsbBAndSetWithLoad) {
                  "redis-ycsb-f");
   expect_clean(r);
   EXPECT_GT(json_int(r.json, "rmw"), 0) << r.json;
+}
+
+// A throwaway CA and a server certificate for 127.0.0.1 in the test's temporary folder,
+// made with the openssl command (never committed). False when openssl failed.
+bool make_test_pki() {
+  const std::string d = temp_dir().string();
+  const std::string cmd =
+      "cd " + d +
+      " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+      " -subj /CN=bench-ca -keyout ca.key -out ca.pem 2>/dev/null"
+      " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1"
+      " -keyout server.key -out server.csr 2>/dev/null"
+      " && printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext"
+      " && openssl x509 -req -days 2 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+      " -extfile server.ext -out server.pem 2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// kovan-bench over TLS: kovans:// against a TLS kovan-server, rediss:// against Redis's
+// --tls-port (when redis-server has TLS), and a CA that did not sign the server: refused.
+TEST(TlsTarget, KovanAndRedisOverTls) {
+  ASSERT_TRUE(make_test_pki());
+  const std::string ca = (temp_dir() / "ca.pem").string();
+  Child server(
+      {KOVAN_SERVER_BIN, "--listen", "127.0.0.1:0", "--threads", "2", "--tls-cert",
+       (temp_dir() / "server.pem").string(), "--tls-key", (temp_dir() / "server.key").string()},
+      "kovan-tls.log");
+  const std::uint16_t port = wait_for_kovan_port(server);
+  ASSERT_NE(port, 0) << server.output();
+  const std::string target = "kovans://127.0.0.1:" + std::to_string(port);
+  JsonRun r = bench_json(
+      {"run", "--target", target, "--tls-ca", ca, "--workload", "ycsb-a", "--records", "2000",
+       "--load", "--duration", "1", "--warmup", "0.2", "--connections", "4", "--pipeline", "16"},
+      "kovan-tls-ycsb-a");
+  expect_clean(r);
+  EXPECT_EQ(json_int(r.json, "misses"), 0) << r.json;
+  // The server's own CA is required: the system store does not know it.
+  std::string out;
+  EXPECT_NE(run_bench({"run", "--target", target, "--duration", "0.2"}, &out), 0);
+  EXPECT_NE(out.find("certificate verify failed"), std::string::npos) << out;
+
+  const std::string redis = REDIS_SERVER_BIN;
+  if (redis.empty()) GTEST_SKIP() << "redis-server not installed";
+  const std::uint16_t plain_port = free_port();
+  const std::uint16_t tls_port = free_port();
+  Child rs(
+      {redis, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port",
+       std::to_string(plain_port), "--tls-port", std::to_string(tls_port), "--tls-cert-file",
+       (temp_dir() / "server.pem").string(), "--tls-key-file", (temp_dir() / "server.key").string(),
+       "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"},
+      "redis-tls.log");
+  if (!wait_for_redis(plain_port)) GTEST_SKIP() << "redis-server without TLS:\n" << rs.output();
+  r = bench_json({"run", "--target", "rediss://127.0.0.1:" + std::to_string(tls_port), "--tls-ca",
+                  ca, "--workload", "ycsb-b", "--records", "2000", "--load", "--duration", "1",
+                  "--warmup", "0.2", "--connections", "4", "--pipeline", "8"},
+                 "redis-tls-ycsb-b");
+  expect_clean(r);
+  EXPECT_EQ(json_int(r.json, "misses"), 0) << r.json;
 }
 
 TEST(BenchBinary, BadArgumentsAndUnreachableTargets) {

@@ -152,3 +152,36 @@ TEST(Options, UnknownOptionsAndMissingCommandExitTwo) {
 
 }  // namespace
 }  // namespace kv::bench
+
+namespace kv::bench {
+namespace {
+
+// TLS targets: kovans:// and rediss:// schemes, or --tls, with the CA and client
+// certificate options; the TLS options without TLS, or half a certificate, are refused.
+TEST(Options, TlsTargetsAndFlags) {
+  ParsedArgs p = parse({"run", "--target", "kovans://127.0.0.1:7400", "--tls-ca", "ca.pem"});
+  ASSERT_EQ(p.exit_code, -1) << p.message;
+  EXPECT_TRUE(p.run.target.tls);
+  EXPECT_EQ(p.run.target.tls_ca, "ca.pem");
+  EXPECT_EQ(p.run.target.to_string(), "kovans://127.0.0.1:7400");
+  p = parse({"run", "--target", "rediss://localhost:6400"});
+  ASSERT_EQ(p.exit_code, -1) << p.message;
+  EXPECT_EQ(p.run.target.protocol, Target::Protocol::kRedis);
+  EXPECT_TRUE(p.run.target.tls);
+  p = parse({"run", "--target", "kovan://127.0.0.1:7400", "--tls", "--tls-cert", "a.pem",
+             "--tls-key", "a.key"});
+  ASSERT_EQ(p.exit_code, -1) << p.message;
+  EXPECT_TRUE(p.run.target.tls);
+  EXPECT_EQ(p.run.target.tls_cert, "a.pem");
+  p = parse({"run", "--target", "kovan://127.0.0.1:7400"});
+  EXPECT_FALSE(p.run.target.tls);
+  p = parse({"stall", "--target", "kovans://127.0.0.1:7400", "--csv", "x.csv"});
+  ASSERT_EQ(p.exit_code, -1) << p.message;
+  EXPECT_TRUE(p.stall.target.tls);
+  expect_error({"run", "--target", "kovan://127.0.0.1:7400", "--tls-ca", "ca.pem"},
+               "need --tls or a kovans://");
+  expect_error({"run", "--tls", "--tls-cert", "a.pem"}, "--tls-cert and --tls-key go together");
+}
+
+}  // namespace
+}  // namespace kv::bench

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 namespace kv::server {
 namespace {
 
@@ -128,6 +130,61 @@ TEST(Config, DurationsAndEndpoints) {
   EXPECT_FALSE(parse_endpoint("host:"));
   EXPECT_FALSE(parse_endpoint(":80"));
   EXPECT_FALSE(parse_endpoint("host:8o"));
+}
+
+}  // namespace
+}  // namespace kv::server
+
+namespace kv::server {
+namespace {
+
+// TLS flags: applied, from the command line and the config file, and checked in pairs.
+TEST(Config, TlsFlagsAndConfigKeys) {
+  ParseOutcome o = parse({"--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-ca", "ca.pem",
+                          "--tls-require-client-cert", "--metrics-listen", "127.0.0.1:0",
+                          "--metrics-tls-cert", "m.pem", "--metrics-tls-key", "m.key"});
+  ASSERT_EQ(o.action, ParseOutcome::Action::kRun) << o.output;
+  EXPECT_EQ(o.config.tls_cert, "s.pem");
+  EXPECT_EQ(o.config.tls_key, "s.key");
+  EXPECT_EQ(o.config.tls_ca, "ca.pem");
+  EXPECT_TRUE(o.config.tls_require_client_cert);
+  EXPECT_EQ(o.config.metrics_tls_cert, "m.pem");
+  EXPECT_NE(o.config.describe().find("tls=mutual"), std::string::npos);
+  EXPECT_TRUE(parse({}).config.tls_cert.empty());
+
+  const std::string file = ::testing::TempDir() + "kovan-tls-config.toml";
+  {
+    std::FILE* f = std::fopen(file.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("tls-cert = \"/etc/kovan/s.pem\"\ntls-key = \"/etc/kovan/s.key\"\n", f);
+    std::fclose(f);
+  }
+  o = parse({"--config", file.c_str()});
+  ASSERT_EQ(o.action, ParseOutcome::Action::kRun) << o.output;
+  EXPECT_EQ(o.config.tls_cert, "/etc/kovan/s.pem");
+  EXPECT_EQ(o.config.tls_key, "/etc/kovan/s.key");
+  std::remove(file.c_str());
+
+  // The handshake deadline: --frame-timeout, 30 s when that is 0, capped by --idle-timeout.
+  EXPECT_EQ(parse({"--frame-timeout", "2s"}).config.tls_handshake_timeout(), 2s);
+  EXPECT_EQ(parse({"--frame-timeout", "0", "--idle-timeout", "0"}).config.tls_handshake_timeout(),
+            30s);
+  EXPECT_EQ(parse({"--idle-timeout", "1s"}).config.tls_handshake_timeout(), 1s);
+
+  for (auto [args, message] : std::vector<std::pair<std::vector<const char*>, std::string>>{
+           {{"--tls-cert", "s.pem"}, "--tls-cert and --tls-key must be given together"},
+           {{"--tls-key", "s.key"}, "--tls-cert and --tls-key must be given together"},
+           {{"--tls-ca", "ca.pem"}, "--tls-ca needs --tls-cert"},
+           {{"--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-require-client-cert"},
+            "--tls-require-client-cert needs --tls-ca"},
+           {{"--metrics-tls-cert", "m.pem", "--metrics-tls-key", "m.key"},
+            "--metrics-tls-cert needs --metrics-listen"},
+           {{"--metrics-listen", "127.0.0.1:0", "--metrics-tls-key", "m.key"},
+            "--metrics-tls-cert and --metrics-tls-key must be given together"}}) {
+    o = parse(args);
+    EXPECT_EQ(o.exit_code, 2) << message;
+    EXPECT_NE(o.output.find(message), std::string::npos) << o.output;
+  }
 }
 
 }  // namespace

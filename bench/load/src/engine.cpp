@@ -20,6 +20,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <arpa/inet.h>
 #include <algorithm>
 #include <atomic>
@@ -80,8 +84,15 @@ struct Pending {
   std::uint64_t id;  // Kovan KV request id (0 for Redis)
 };
 
+// A connected socket and, for TLS targets, its session (handshake done; fd non-blocking).
+struct Link {
+  int fd = -1;
+  SSL* ssl = nullptr;
+};
+
 struct Conn {
   int fd = -1;
+  SSL* ssl = nullptr;  // TLS targets: every byte goes through SSL_read / SSL_write
   bool dead = false;
   bool want_write = false;
   std::uint64_t next_id = 1;
@@ -108,9 +119,33 @@ struct Outcome {
   bool txn_succeeded = true;
 };
 
+// send / recv on a connection, through TLS when it has a session, with the socket calls'
+// conventions: -1 with errno EAGAIN when it would block (either direction: epoll then
+// waits for input or room), -1 with another errno on failure, 0 for an orderly close.
+ssize_t conn_send(Conn& c, const char* data, std::size_t n) {
+  if (c.ssl == nullptr) return ::send(c.fd, data, n, MSG_NOSIGNAL);
+  ERR_clear_error();
+  const int r = SSL_write(c.ssl, data, static_cast<int>(std::min<std::size_t>(n, 1 << 30)));
+  if (r > 0) return r;
+  const int err = SSL_get_error(c.ssl, r);
+  errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+  return -1;
+}
+
+ssize_t conn_recv(Conn& c, char* data, std::size_t n) {
+  if (c.ssl == nullptr) return ::recv(c.fd, data, n, 0);
+  ERR_clear_error();
+  const int r = SSL_read(c.ssl, data, static_cast<int>(std::min<std::size_t>(n, 1 << 30)));
+  if (r > 0) return r;
+  const int err = SSL_get_error(c.ssl, r);
+  if (err == SSL_ERROR_ZERO_RETURN) return 0;
+  errno = err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+  return -1;
+}
+
 class Worker {
  public:
-  Worker(Shared& shared, std::uint32_t index, std::vector<int> fds, std::uint32_t first_conn_index)
+  Worker(Shared& shared, std::uint32_t index, std::vector<Link> fds, std::uint32_t first_conn_index)
       : sh_(shared),
         cfg_(shared.cfg),
         rng_(shared.cfg.seed * 0x9E3779B97F4A7C15ull + index + 1),
@@ -121,7 +156,8 @@ class Worker {
     conns_.resize(fds.size());
     for (std::size_t i = 0; i < fds.size(); ++i) {
       Conn& c = conns_[i];
-      c.fd = fds[i];
+      c.fd = fds[i].fd;
+      c.ssl = fds[i].ssl;
       c.slots.resize(cfg_.pipeline);
       for (std::uint32_t s = cfg_.pipeline; s > 0; --s) c.free_slots.push_back(s - 1);
       // Stagger the connections' schedules evenly over one interval.
@@ -211,6 +247,8 @@ void Worker::fail(Conn& c, int kind) {
   if (c.dead) return;
   c.dead = true;
   (void)epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
+  if (c.ssl != nullptr) SSL_free(c.ssl);
+  c.ssl = nullptr;
   ::close(c.fd);
   c.fd = -1;
   const std::uint64_t now = now_ns();
@@ -227,8 +265,7 @@ void Worker::fail(Conn& c, int kind) {
 
 void Worker::flush(Conn& c) {
   while (!c.dead && c.out_off < c.out.size()) {
-    const ssize_t n =
-        ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    const ssize_t n = conn_send(c, c.out.data() + c.out_off, c.out.size() - c.out_off);
     if (n > 0) {
       c.out_off += static_cast<std::size_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -417,7 +454,7 @@ void Worker::on_response(Conn& c, const Outcome& o, std::uint64_t now) {
 void Worker::read_kovan(Conn& c) {
   for (;;) {
     std::span<char> space = c.frames.prepare();
-    const ssize_t n = ::recv(c.fd, space.data(), space.size(), 0);
+    const ssize_t n = conn_recv(c, space.data(), space.size());
     if (n == 0) {
       fail(c, kErrTransport);
       return;
@@ -466,14 +503,16 @@ void Worker::read_kovan(Conn& c) {
       on_response(c, o, now);
       if (c.dead) return;
     }
-    if (static_cast<std::size_t>(n) < space.size()) return;  // drained the socket
+    // A short read drained the socket (over TLS, read on until SSL_read would block: it
+    // may hold decrypted bytes that epoll cannot see).
+    if (c.ssl == nullptr && static_cast<std::size_t>(n) < space.size()) return;
   }
 }
 
 void Worker::read_redis(Conn& c) {
   char buf[64 * 1024];
   for (;;) {
-    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    const ssize_t n = conn_recv(c, buf, sizeof buf);
     if (n == 0) {
       fail(c, kErrTransport);
       return;
@@ -501,7 +540,7 @@ void Worker::read_redis(Conn& c) {
       if (c.dead) return;
     }
     c.in.erase(0, off);
-    if (static_cast<std::size_t>(n) < sizeof buf) return;
+    if (c.ssl == nullptr && static_cast<std::size_t>(n) < sizeof buf) return;
   }
 }
 
@@ -587,6 +626,69 @@ void Worker::run() {
   ::close(epfd_);
 }
 
+// The client context for a TLS target: TLS 1.2+, the server verified against the target's
+// CA (or the system store) and its name (the target host); null with `error` on failure.
+SSL_CTX* make_client_tls(const Target& t, std::string& error) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) {
+    error = "cannot create a TLS context";
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  const bool ca_ok = t.tls_ca.empty()
+                         ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                         : SSL_CTX_load_verify_locations(ctx, t.tls_ca.c_str(), nullptr) == 1;
+  if (!ca_ok) error = "cannot load the TLS CA file '" + t.tls_ca + "'";
+  if (error.empty() && !t.tls_cert.empty() &&
+      (SSL_CTX_use_certificate_chain_file(ctx, t.tls_cert.c_str()) != 1 ||
+       SSL_CTX_use_PrivateKey_file(ctx, t.tls_key.c_str(), SSL_FILETYPE_PEM) != 1)) {
+    error = "cannot load the TLS client certificate '" + t.tls_cert + "' / key '" + t.tls_key + "'";
+  }
+  if (!error.empty()) {
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  return ctx;
+}
+
+// Handshakes on the connected non-blocking `fd` (3 s); the session, or null with `error`.
+SSL* handshake(SSL_CTX* ctx, const Target& t, int fd, std::string& error) {
+  SSL* ssl = SSL_new(ctx);
+  if (ssl == nullptr || SSL_set_fd(ssl, fd) != 1) {
+    error = "cannot start TLS";
+    if (ssl != nullptr) SSL_free(ssl);
+    return nullptr;
+  }
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t.host.c_str());  // 127.0.0.1
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  for (;;) {
+    ERR_clear_error();
+    const int rc = SSL_connect(ssl);
+    if (rc == 1) return ssl;
+    const int err = SSL_get_error(ssl, rc);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if ((err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) && left.count() > 0) {
+      pollfd p{fd, static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+      (void)::poll(&p, 1, static_cast<int>(left.count()));
+      continue;
+    }
+    const long verify = SSL_get_verify_result(ssl);
+    char buf[256] = "handshake failed or timed out";
+    if (const unsigned long e = ERR_peek_last_error(); e != 0)
+      ERR_error_string_n(e, buf, sizeof buf);
+    error = "TLS handshake with " + t.to_string() + ": " +
+            (verify != X509_V_OK ? std::string("certificate verify failed: ") +
+                                       X509_verify_cert_error_string(verify)
+                                 : std::string(buf));
+    SSL_free(ssl);
+    return nullptr;
+  }
+}
+
 int connect_loopback(const Target& t, std::string& error) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
@@ -650,16 +752,38 @@ LoadResult run_load(const LoadConfig& cfg,
                     const std::function<void(const SecondStats&)>& on_second) {
   LoadResult result;
   // Connect everything first, so that the clock starts with every connection open.
-  std::vector<int> fds;
-  for (std::uint32_t i = 0; i < cfg.connections; ++i) {
-    const int fd = connect_loopback(cfg.target, result.error);
-    if (fd < 0) {
-      for (int f : fds) ::close(f);
+  SSL_CTX* tls = nullptr;
+  if (cfg.target.tls) {
+    tls = make_client_tls(cfg.target, result.error);
+    if (tls == nullptr) {
       result.errors[kErrTransport] = 1;
       return result;
     }
-    fds.push_back(fd);
   }
+  std::vector<Link> fds;
+  for (std::uint32_t i = 0; i < cfg.connections; ++i) {
+    Link link;
+    link.fd = connect_loopback(cfg.target, result.error);
+    if (link.fd >= 0 && tls != nullptr) {
+      link.ssl = handshake(tls, cfg.target, link.fd, result.error);
+      if (link.ssl == nullptr) {
+        ::close(link.fd);
+        link.fd = -1;
+      }
+    }
+    if (link.fd < 0) {
+      for (const Link& l : fds) {
+        if (l.ssl != nullptr) SSL_free(l.ssl);
+        ::close(l.fd);
+      }
+      if (tls != nullptr) SSL_CTX_free(tls);
+      result.errors[kErrTransport] = 1;
+      return result;
+    }
+    fds.push_back(link);
+  }
+  // Each SSL holds a reference to the context: it lives until the last session is freed.
+  if (tls != nullptr) SSL_CTX_free(tls);
   result.connected = true;
 
   Shared sh{cfg, {}, {}};
@@ -683,7 +807,7 @@ LoadResult run_load(const LoadConfig& cfg,
   for (std::uint32_t t = 0; t < cfg.threads; ++t) {
     const std::uint32_t share =
         cfg.connections / cfg.threads + (t < cfg.connections % cfg.threads ? 1 : 0);
-    std::vector<int> mine(fds.begin() + given, fds.begin() + given + share);
+    std::vector<Link> mine(fds.begin() + given, fds.begin() + given + share);
     workers.push_back(std::make_unique<Worker>(sh, t, std::move(mine), given));
     given += share;
   }

@@ -7,8 +7,8 @@
 namespace kv::bench {
 
 std::string Target::to_string() const {
-  return std::string(protocol == Protocol::kKovan ? "kovan://" : "redis://") + host + ":" +
-         std::to_string(port);
+  return std::string(protocol == Protocol::kKovan ? "kovan" : "redis") + (tls ? "s://" : "://") +
+         host + ":" + std::to_string(port);
 }
 
 std::optional<Target> parse_target(std::string_view text, std::string& error) {
@@ -20,14 +20,16 @@ std::optional<Target> parse_target(std::string_view text, std::string& error) {
     return std::nullopt;
   }
   const std::string_view scheme = text.substr(0, sep);
-  if (scheme == "kovan") {
+  if (scheme == "kovan" || scheme == "kovans") {
     t.protocol = Target::Protocol::kKovan;
-  } else if (scheme == "redis") {
+  } else if (scheme == "redis" || scheme == "rediss") {
     t.protocol = Target::Protocol::kRedis;
   } else {
-    error = "unknown target scheme '" + std::string(scheme) + "' (use kovan:// or redis://)";
+    error = "unknown target scheme '" + std::string(scheme) +
+            "' (use kovan://, kovans://, redis:// or rediss://)";
     return std::nullopt;
   }
+  t.tls = scheme == "kovans" || scheme == "rediss";
   const std::string_view rest = text.substr(sep + 3);
   const std::size_t colon = rest.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) {
@@ -133,8 +135,20 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
   RunOptions& r = out.run;
   bool no_progress = false;
   CLI::App* run = app.add_subcommand("run", "Drive a workload against one target and report");
-  run->add_option("--target", run_target, "kovan://HOST:PORT or redis://HOST:PORT")
+  run->add_option("--target", run_target,
+                  "kovan://HOST:PORT or redis://HOST:PORT (kovans://, rediss://: TLS)")
       ->capture_default_str();
+  Target tls_flags;  // --tls* options of either command, applied to its target below
+  const auto add_tls = [&tls_flags](CLI::App* cmd) {
+    cmd->add_flag("--tls", tls_flags.tls, "Connect with TLS (as kovans:// / rediss://)");
+    cmd->add_option("--tls-ca", tls_flags.tls_ca,
+                    "PEM CA file to verify the server with (default: the system store)")
+        ->type_name("FILE");
+    cmd->add_option("--tls-cert", tls_flags.tls_cert, "PEM client certificate (mutual TLS)")
+        ->type_name("FILE");
+    cmd->add_option("--tls-key", tls_flags.tls_key, "PEM key of --tls-cert")->type_name("FILE");
+  };
+  add_tls(run);
   run->add_option("--workload", r.workload,
                   "ycsb-a..ycsb-f (ycsb-e: kovan only), get, set, mixed, txn (kovan only)")
       ->capture_default_str();
@@ -194,6 +208,7 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
   stall->add_option("--png", s.png_path, "Plot to this PNG (needs gnuplot)");
   stall->add_option("--title", s.title, "Plot title");
   stall->add_option("--seed", s.seed, "Random seed")->capture_default_str();
+  add_tls(stall);
 
   if (args.size() >= 2 && !args[1].empty() && args[1][0] != '-' && args[1] != "run" &&
       args[1] != "stall") {
@@ -232,6 +247,18 @@ ParsedArgs parse_args(const std::vector<std::string>& args) {
   } else {
     out.command = ParsedArgs::Command::kStall;
     error = validate_stall(s, stall_target);
+  }
+  Target& target = run->parsed() ? r.target : s.target;
+  target.tls = target.tls || tls_flags.tls;
+  target.tls_ca = tls_flags.tls_ca;
+  target.tls_cert = tls_flags.tls_cert;
+  target.tls_key = tls_flags.tls_key;
+  if (error.empty() && !target.tls &&
+      !(tls_flags.tls_ca.empty() && tls_flags.tls_cert.empty() && tls_flags.tls_key.empty())) {
+    error = "--tls-ca / --tls-cert / --tls-key need --tls or a kovans:// / rediss:// target";
+  }
+  if (error.empty() && tls_flags.tls_cert.empty() != tls_flags.tls_key.empty()) {
+    error = "--tls-cert and --tls-key go together";
   }
   if (!error.empty()) {
     out.exit_code = 2;

@@ -24,11 +24,18 @@ struct Target {
   Protocol protocol = Protocol::kKovan;
   std::string host = "127.0.0.1";
   std::uint16_t port = 7379;
+  // TLS: kovans:// / rediss:// targets, or --tls. The server certificate is verified
+  // against tls_ca (default: the system store) and must name the target host.
+  bool tls = false;
+  std::string tls_ca;
+  std::string tls_cert;  // client certificate and key (mutual TLS)
+  std::string tls_key;
   [[nodiscard]] std::string to_string() const;
 };
 
-// "kovan://HOST:PORT" or "redis://HOST:PORT" with HOST 127.0.0.1 or localhost (kovan-bench
-// only sends traffic over loopback). On failure returns nullopt and sets `error`.
+// "kovan://HOST:PORT" or "redis://HOST:PORT" (kovans:// and rediss:// for TLS) with HOST 127.0.0.1
+// or localhost (kovan-bench only sends traffic over loopback). On failure returns nullopt and sets
+// `error`.
 [[nodiscard]] std::optional<Target> parse_target(std::string_view text, std::string& error);
 
 struct RunOptions {

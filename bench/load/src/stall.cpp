@@ -122,6 +122,10 @@ void plot(const StallOptions& o) {
 int run_stall(const StallOptions& o) {
   const std::string address = o.target.host + ":" + std::to_string(o.target.port);
   kv::client::ClientOptions copts;
+  copts.tls = o.target.tls;
+  copts.tls_ca_file = o.target.tls_ca;
+  copts.tls_cert_file = o.target.tls_cert;
+  copts.tls_key_file = o.target.tls_key;
   copts.request_timeout = std::chrono::milliseconds(static_cast<long long>(o.duration_s * 1000) +
                                                     30000);  // the fault call waits this long
 

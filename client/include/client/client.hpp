@@ -71,6 +71,21 @@ struct ClientOptions {
   // request frame sent (a larger request fails with RESOURCE_EXHAUSTED, not applied,
   // without being sent, so the server does not close the connection over it).
   std::uint32_t max_frame_bytes = 4u << 20;
+
+  // TLS (docs/CLIENT.md, "TLS"). Also turned on by a "kovans://host:port" address. TLS 1.2
+  // or later; the server's certificate chain is always verified, against tls_ca_file (PEM)
+  // or, when it is empty, the system's trust store.
+  bool tls = false;
+  std::string tls_ca_file;
+  // A client certificate and its key (PEM), for servers that ask for one (mutual TLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name the server's certificate must carry (DNS name or IP address in its subject
+  // alternative names), also sent as SNI when it is a name; empty: the address's host.
+  std::string tls_server_name;
+  // Check that the certificate names tls_server_name (or the host). Turning it off still
+  // verifies the chain: any certificate from the CA is then accepted.
+  bool tls_verify_hostname = true;
 };
 
 template <class T>
@@ -160,7 +175,8 @@ struct TransactResult {
 class Client {
  public:
   // Opens a connection to "host:port" (host may be a name or an IPv4/IPv6 literal; IPv6 in
-  // brackets: "[::1]:7379").
+  // brackets: "[::1]:7379"). The address may carry a scheme: "kovan://host:port" (plain
+  // TCP, or TLS when options.tls is set) or "kovans://host:port" (TLS).
   [[nodiscard]] static Result<std::unique_ptr<Client>> connect(std::string_view address,
                                                                ClientOptions options = {});
   ~Client();

@@ -15,12 +15,19 @@ the request was not sent completely, since then it was not applied) and the next
 reconnects; a request larger than ``max_frame_bytes`` raises ``ResourceExhausted`` without
 being sent; nothing is re-sent automatically except by ``transact``,
 which re-runs a whole transaction after ``Conflict`` or ``TxnExpired`` only.
+
+TLS: ``Client(..., tls=True, tls_ca="ca.pem")`` or ``Client.from_address("kovans://host:port",
+tls_ca="ca.pem")`` (``ssl`` module; TLS 1.2 or later; the server certificate is verified
+against ``tls_ca``, or the system trust store when it is None, and must name the host or
+``tls_server_name`` unless ``tls_verify_hostname`` is False). ``tls_cert`` / ``tls_key``
+give a client certificate for servers that require one (mutual TLS).
 """
 
 from __future__ import annotations
 
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -207,13 +214,41 @@ def _scan_result(m, revision: int) -> ScanResult:
 _MUTATING = {"put", "del", "delete_range", "txn", "commit"}
 
 
+def _tls_context(ca: Optional[str], cert: Optional[str], key: Optional[str],
+                 verify_hostname: bool) -> ssl.SSLContext:
+    """A client context: TLS 1.2+, the server's chain verified (against ``ca`` or the system
+    store), its name checked unless ``verify_hostname`` is False."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname on
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The server closes without close_notify (the framing shows whether a response is
+    # whole), so an EOF is a normal close.
+    ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+    else:
+        ctx.load_default_certs()
+    if cert or key:
+        if not (cert and key):
+            raise InvalidArgument("a TLS client certificate needs both tls_cert and tls_key")
+        ctx.load_cert_chain(cert, key)
+    ctx.check_hostname = verify_hostname
+    return ctx
+
+
 class Client:
     """A connection to one kovan-server. See the module docstring."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 7379, timeout: float = 5.0,
-                 max_frame_bytes: int = DEFAULT_MAX_FRAME):
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME, *, tls: bool = False,
+                 tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
+                 tls_key: Optional[str] = None, tls_server_name: Optional[str] = None,
+                 tls_verify_hostname: bool = True):
         self.host, self.port, self.timeout = host, port, timeout
         self.max_frame_bytes = max_frame_bytes
+        self._ssl: Optional[ssl.SSLContext] = None
+        self._server_name = tls_server_name or host
+        if tls:
+            self._ssl = _tls_context(tls_ca, tls_cert, tls_key, tls_verify_hostname)
         self._lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
         self._next_id = 1
@@ -223,6 +258,12 @@ class Client:
 
     @classmethod
     def from_address(cls, address: str, **kw) -> "Client":
+        """"host:port", "[v6]:port", "kovan://host:port" or "kovans://host:port" (TLS)."""
+        if address.startswith("kovans://"):
+            address = address[len("kovans://"):]
+            kw["tls"] = True
+        elif address.startswith("kovan://"):
+            address = address[len("kovan://"):]
         host, _, port = address.rpartition(":")
         return cls(host.strip("[]"), int(port), **kw)
 
@@ -234,6 +275,12 @@ class Client:
         except OSError as e:
             raise Unavailable(f"cannot connect to {self.host}:{self.port}: {e}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._ssl is not None:
+            try:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self._server_name)
+            except OSError as e:  # ssl.SSLError, including certificate verification
+                sock.close()
+                raise Unavailable(f"cannot connect to {self.host}:{self.port}: TLS: {e}") from None
         self._sock = sock
         self.generation += 1
 

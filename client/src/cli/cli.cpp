@@ -466,7 +466,19 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       "With a command, runs it and exits (0 ok, 1 not found, 2 usage, 3 server or connection\n"
       "error); without one, starts a shell reading commands from stdin (type help), which,\n"
       "reading a script, exits with the code of the first command that failed."};
-  app.add_option("--addr", o.addr, "Server address host:port")->capture_default_str();
+  app.add_option("--addr", o.addr,
+                 "Server address host:port, kovan://host:port, or kovans://host:port (TLS)")
+      ->capture_default_str();
+  app.add_flag("--tls", o.tls, "Connect with TLS (verifies the server certificate)");
+  app.add_option("--tls-ca", o.tls_ca,
+                 "PEM CA file to verify the server with (default: the system trust store)")
+      ->type_name("FILE");
+  app.add_option("--tls-cert", o.tls_cert, "PEM client certificate (mutual TLS)")
+      ->type_name("FILE");
+  app.add_option("--tls-key", o.tls_key, "PEM key of --tls-cert")->type_name("FILE");
+  app.add_option("--tls-server-name", o.tls_server_name,
+                 "Name (or IP) the server certificate must carry (default: the --addr host)")
+      ->type_name("NAME");
   auto* json = app.add_flag("--json", o.json, "Print results as JSON (one object per command)");
   app.add_flag("--raw", o.raw,
                "Print keys and values as raw bytes (default: control bytes, tab, newline and "

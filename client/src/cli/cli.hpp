@@ -53,6 +53,13 @@ struct Options {
   bool raw = false;
   bool stop_on_error = false;
   std::uint32_t timeout_ms = 5000;
+  // TLS (--tls, or an --addr of kovans://HOST:PORT): CA file, client certificate and key,
+  // and the name the server certificate must carry (default: the --addr host).
+  bool tls = false;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
   Command command;
 };
 

@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   kv::client::ClientOptions copts;
   copts.connect_timeout = std::chrono::milliseconds(o.timeout_ms);
   copts.request_timeout = std::chrono::milliseconds(o.timeout_ms);
+  copts.tls = o.tls;
+  copts.tls_ca_file = o.tls_ca;
+  copts.tls_cert_file = o.tls_cert;
+  copts.tls_key_file = o.tls_key;
+  copts.tls_server_name = o.tls_server_name;
   auto connected = kv::client::Client::connect(o.addr, copts);
   if (!connected.ok()) {
     if (o.json) {

@@ -53,12 +53,25 @@ struct ServerConfig {
   std::uint32_t max_metrics_connections = 16;         // --max-metrics-connections
   std::chrono::milliseconds max_fault_stall{60'000};  // --max-fault-stall
   std::string config_file;                            // --config; empty: none
+  // TLS (docs/SECURITY.md, "TLS"). The client port speaks TLS when tls_cert is set.
+  std::string tls_cert;                  // --tls-cert: PEM certificate chain
+  std::string tls_key;                   // --tls-key: PEM private key
+  std::string tls_ca;                    // --tls-ca: PEM CAs that sign client certificates
+  bool tls_require_client_cert = false;  // --tls-require-client-cert (needs --tls-ca)
+  // The metrics listener's own TLS settings (a scraper usually has another certificate);
+  // with metrics_tls_ca, scrapers must present a certificate signed by it.
+  std::string metrics_tls_cert;  // --metrics-tls-cert
+  std::string metrics_tls_key;   // --metrics-tls-key
+  std::string metrics_tls_ca;    // --metrics-tls-ca
 
   // Transactions one peer address may hold: max_txns_per_peer, or when it is 0 a quarter
   // of max_active_txns (at least 1).
   [[nodiscard]] std::uint32_t effective_txns_per_peer() const noexcept;
   // Worker threads to start: `threads`, or the hardware concurrency when it is 0.
   [[nodiscard]] unsigned effective_threads() const noexcept;
+  // How long a connection to a TLS port has to complete its handshake: --frame-timeout, or
+  // 30 s when that is 0 (never unbounded), and at most --idle-timeout when that is set.
+  [[nodiscard]] std::chrono::milliseconds tls_handshake_timeout() const noexcept;
   // The engine options these settings imply (limits, age limit, GC policy, sweeper
   // period short enough that expiry is enforced within a quarter of the age limit).
   [[nodiscard]] storage::Options engine_options() const;

@@ -72,6 +72,13 @@ class ConnectionTxns {
   void clear() noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return txns_.size(); }
 
+  // Mutual TLS: the subject common name of the client certificate this connection
+  // presented and the server verified against --tls-ca; empty on plain TCP, without
+  // --tls-ca, or when the client sent no certificate. Set once by the session after the
+  // handshake, before the first request is dispatched. Authentication may take it as the
+  // user name ("the CN names the user"; docs/SECURITY.md).
+  std::string tls_client_cn;
+
  private:
   // Drops handles of transactions the engine has already ended (expired); returns how
   // many went.

@@ -111,6 +111,10 @@ struct ServerCounters {
   std::atomic<std::uint64_t> accept_errors{0};          // failed accepts, both listeners
   std::atomic<std::uint64_t> metrics_connections_open{0};
   std::atomic<std::uint64_t> metrics_connections_refused{0};  // over --max-metrics-connections
+  // TLS on the client port (--tls-cert): connections that never became TLS sessions.
+  std::atomic<std::uint64_t> tls_handshakes_failed{0};     // handshake error (bad cert, ...)
+  std::atomic<std::uint64_t> tls_handshakes_timed_out{0};  // no handshake within the deadline
+  std::atomic<std::uint64_t> tls_plaintext_refused{0};     // first bytes were not TLS
 };
 
 // Resident set size of this process in bytes (0 if it cannot be read).
