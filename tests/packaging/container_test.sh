@@ -137,7 +137,8 @@ took=$(( $(date +%s) - start ))
 code=$("$eng" inspect --format '{{.State.ExitCode}}' "$main")
 [ "$code" = 0 ] || { logs_of "$main"; fail "the server exited with $code on stop"; }
 [ "$took" -lt 10 ] || fail "stop took ${took}s: SIGTERM was not handled within the grace period"
-logs_of "$main" | grep -q 'received SIGTERM' || fail "the log has no 'received SIGTERM'"
+sigterm_logged() { logs_of "$main" | grep -q 'received SIGTERM'; }
+until_ok 10 sigterm_logged || { logs_of "$main"; fail "the log has no 'received SIGTERM'"; }
 echo "stopped in ${took}s with exit code 0"
 
 step "4. listen address from flags and from a mounted config file"
