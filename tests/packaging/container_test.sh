@@ -171,6 +171,24 @@ KOVAN_PORT=$(free_port)
 KOVAN_METRICS_PORT=$(free_port)
 project="${prefix}-compose"
 cf="$src/docker/compose.yaml"
+# What compose itself must state (podman-compose 1.0 has no `config` to print it): an image
+# name, a restart policy, a health check of its own, both ports, a stop grace period.
+if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+  /usr/bin/python3 - "$cf" <<'PY' || fail "docker/compose.yaml lacks a required setting"
+import sys, yaml
+svc = yaml.safe_load(open(sys.argv[1]))["services"]["kovan"]
+problems = []
+if svc.get("image") != "kovan-kv": problems.append("image: kovan-kv")
+if svc.get("restart") != "unless-stopped": problems.append("restart: unless-stopped")
+if "kovan-cli" not in " ".join(svc.get("healthcheck", {}).get("test", [])): problems.append("healthcheck")
+ports = " ".join(svc.get("ports", []))
+if not (ports.endswith(":7379") or ":7379 " in ports) or ":9100" not in ports: problems.append("ports 7379, 9100")
+if "stop_grace_period" not in svc: problems.append("stop_grace_period")
+if problems: sys.exit("missing: " + ", ".join(problems))
+PY
+else
+  echo "python3-yaml missing: compose.yaml checked by running it only"
+fi
 compose_down="${compose[*]} -p $project -f $cf down"
 "${compose[@]}" -p "$project" -f "$cf" up -d >"$work/compose.log" 2>&1 \
   || { cat "$work/compose.log"; fail "compose up failed"; }
