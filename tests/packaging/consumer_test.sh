@@ -7,6 +7,7 @@
 set -euo pipefail
 build=$(cd "${1:?usage: consumer_test.sh BUILD_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/packaging/lib.sh
 source "$here/lib.sh"
 
 prefix="$work/prefix"

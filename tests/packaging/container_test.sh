@@ -16,6 +16,7 @@ set -euo pipefail
 src=$(cd "${1:?usage: container_test.sh SOURCE_DIR KOVAN_CLI_BIN}" && pwd)
 cli=$(realpath "${2:?usage: container_test.sh SOURCE_DIR KOVAN_CLI_BIN}")
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/packaging/lib.sh
 source "$here/lib.sh"
 image=${KOVAN_IMAGE:-kovan-kv}
 prefix="kovan-ct-$$"

@@ -1,5 +1,6 @@
-# Shared by the packaging tests (sourced). Each test sets `work` (a temporary folder, removed
-# on exit) and gets: fail MSG, start_server BIN ARGS... (sets server_pid, server_port,
+# shellcheck shell=bash
+# Shared by the packaging tests (sourced). Sets `work` (a temporary folder, removed
+# on exit) and provides: fail MSG, start_server BIN ARGS... (sets server_pid, server_port,
 # server_log), stop_server (SIGTERM, expects exit status 0).
 work=$(mktemp -d "${TMPDIR:-/tmp}/kovan-pkg.XXXXXX")
 server_pid=""
@@ -31,8 +32,7 @@ start_server() {
   shift
   "$bin" --listen 127.0.0.1:0 --summary-interval 0 "$@" >"$server_log" 2>&1 &
   server_pid=$!
-  local i
-  for i in $(seq 1 600); do
+  for _ in $(seq 1 600); do
     server_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$server_log" | head -n 1)
     [ -n "$server_port" ] && return 0
     kill -0 "$server_pid" 2>/dev/null || fail "kovan-server exited before listening"

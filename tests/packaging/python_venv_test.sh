@@ -8,6 +8,7 @@ src=$(cd "${1:?usage: python_venv_test.sh SOURCE_DIR KOVAN_SERVER_BIN [PYTHON]}"
 server=${2:?usage: python_venv_test.sh SOURCE_DIR KOVAN_SERVER_BIN [PYTHON]}
 python=${3:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/packaging/lib.sh
 source "$here/lib.sh"
 
 "$python" -c 'import google.protobuf, ensurepip, setuptools, wheel' 2>/dev/null \

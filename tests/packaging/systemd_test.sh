@@ -8,6 +8,7 @@ set -euo pipefail
 src=$(cd "${1:?usage: systemd_test.sh SOURCE_DIR KOVAN_SERVER_BIN}" && pwd)
 server=$(realpath "${2:?usage: systemd_test.sh SOURCE_DIR KOVAN_SERVER_BIN}")
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/packaging/lib.sh
 source "$here/lib.sh"
 unit="$src/packaging/systemd/kovan-server.service"
 
@@ -16,6 +17,7 @@ if ! command -v systemd-analyze >/dev/null; then
   exit 77
 fi
 
+# shellcheck disable=SC2016 # $MAINPID is matched literally
 for directive in '^DynamicUser=yes' '^User=kovan' '^LimitNOFILE=[0-9]' \
                  '^ExecReload=/bin/kill -HUP \$MAINPID' '^ExecStart=/usr/local/bin/kovan-server --config /etc/kovan/kovan.toml' \
                  '^NoNewPrivileges=yes' '^ProtectSystem=strict' '^PrivateTmp=yes' \
