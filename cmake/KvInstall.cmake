@@ -10,6 +10,9 @@
 #   <libdir>/libkovan.a, libkovan_client.a, libkv_proto.a
 #   <libdir>/cmake/KovanKV/, <libdir>/pkgconfig/kovan-kv.pc
 #   share/kovan-kv/kv.proto                    (the wire contract, for other languages)
+#   share/kovan-kv/kovan.toml, share/kovan-kv/systemd/kovan-server.service  (examples to copy
+#                                              to /etc/kovan/ and /etc/systemd/system/)
+#   share/doc/kovan-kv/                        (README.md, OPERATIONS.md, CLIENT.md, PROTOCOL.md)
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -21,6 +24,14 @@ foreach(program kovan-server kovan-cli kovan-bench)
     install(TARGETS ${program} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
 endforeach()
+if(TARGET kovan-server)
+  install(FILES ${PROJECT_SOURCE_DIR}/docker/kovan.toml DESTINATION ${CMAKE_INSTALL_DATADIR}/kovan-kv)
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/systemd/kovan-server.service
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/kovan-kv/systemd)
+endif()
+install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/OPERATIONS.md
+              ${PROJECT_SOURCE_DIR}/docs/CLIENT.md ${PROJECT_SOURCE_DIR}/docs/PROTOCOL.md
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/kovan-kv)
 
 # Libraries: exported under the KovanKV:: namespace. The client links the protocol library
 # privately; being static, it still needs it (and protobuf) at link time, so kv_proto is

@@ -18,7 +18,8 @@ for f in bin/kovan-server bin/kovan-cli \
          include/kovan-kv/client/client.hpp include/kovan-kv/client/status.hpp \
          include/kovan-kv/client/types.hpp include/kovan-kv/kovan/kovan.hpp \
          include/kovan-kv/kovan/detail/runtime.hpp include/kovan-kv/proto/codec.hpp \
-         include/kovan-kv/proto/kv.pb.h share/kovan-kv/kv.proto; do
+         include/kovan-kv/proto/kv.pb.h share/kovan-kv/kv.proto share/kovan-kv/kovan.toml \
+         share/kovan-kv/systemd/kovan-server.service share/doc/kovan-kv/OPERATIONS.md; do
   [ -e "$prefix/$f" ] || fail "cmake --install did not install $f"
 done
 if [ -e "$build/bench/load/kovan-bench" ]; then
