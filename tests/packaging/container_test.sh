@@ -72,6 +72,13 @@ run_container() {  # run_container NAME ARGS... (engine flags, image, server fla
 }
 
 logs_of() { "$eng" logs "$1" 2>&1; }
+# log_has NAME TEXT: the container's log contains TEXT. (Not `logs_of | grep -q`: under
+# pipefail, grep -q exiting at the first match fails the pipeline with SIGPIPE.)
+log_has() {
+  local out
+  out=$(logs_of "$1")
+  grep -qF -- "$2" <<<"$out"
+}
 
 step "1. build context"
 mkdir -p "$src/build"
@@ -128,7 +135,7 @@ got=$("$cli" --addr "$addr" get container/key) || fail "get through $addr failed
 metrics=$(exec 3<>"/dev/tcp/127.0.0.1/$mport" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3) \
   || fail "no answer on the metrics port $mport"
 [[ "$metrics" == *"200 OK"* && "$metrics" == *kovan_* ]] || fail "metrics answered: ${metrics:0:200}"
-logs_of "$main" | grep -q "open-file limit raised from 1024 to $nofile_hard" \
+log_has "$main" "open-file limit raised from 1024 to $nofile_hard" \
   || { logs_of "$main"; fail "no 'open-file limit raised from 1024 to $nofile_hard' in the log"; }
 [ "$("$eng" exec "$main" id -un)" = kovan ] || fail "the server does not run as kovan"
 until_ok 60 healthy "$main" || fail "$main did not turn healthy"
@@ -138,7 +145,7 @@ took=$(( $(date +%s) - start ))
 code=$("$eng" inspect --format '{{.State.ExitCode}}' "$main")
 [ "$code" = 0 ] || { logs_of "$main"; fail "the server exited with $code on stop"; }
 [ "$took" -lt 10 ] || fail "stop took ${took}s: SIGTERM was not handled within the grace period"
-sigterm_logged() { logs_of "$main" | grep -q 'received SIGTERM'; }
+sigterm_logged() { log_has "$main" 'received SIGTERM'; }
 until_ok 10 sigterm_logged || { logs_of "$main"; fail "the log has no 'received SIGTERM'"; }
 echo "stopped in ${took}s with exit code 0"
 
@@ -155,7 +162,7 @@ run_container "$conf" -v "$work/kovan.toml:/etc/kovan/kovan.toml:ro" -e KOVAN_HE
   -p 127.0.0.1::7400 "$image"
 p=$(host_port "$conf" 7400) || fail "no published port for 7400"
 until_ok 60 "$cli" --addr "127.0.0.1:$p" ping || { logs_of "$conf"; fail "listen from the mounted kovan.toml did not take"; }
-logs_of "$conf" | grep -q 'threads=1' || fail "threads = 1 from the mounted kovan.toml did not take"
+log_has "$conf" 'threads=1 ' || fail "threads = 1 from the mounted kovan.toml did not take"
 
 step "5. compose"
 compose=()

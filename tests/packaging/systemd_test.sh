@@ -30,7 +30,8 @@ out=$(systemd-analyze verify "$work/kovan-server.service" 2>&1) \
   || fail "systemd-analyze verify failed: $out"
 [ -z "$out" ] || fail "systemd-analyze verify warned: $out"
 
-if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+security_help=$(systemd-analyze security --help 2>&1 || true)
+if grep -q -- '--offline' <<<"$security_help"; then
   sec=$(systemd-analyze security --offline=true "$work/kovan-server.service" 2>&1 || true)
   level=$(sed -n 's/.*Overall exposure level for kovan-server.service: \([0-9.]*\).*/\1/p' <<<"$sec")
   [ -n "$level" ] || fail "systemd-analyze security gave no exposure level: $sec"
