@@ -15,9 +15,10 @@ TEST_LABELS       ?= unit|integration|stress
 ASAN_LABELS       ?= unit|stress|integration
 TSAN_LABELS       ?= stress|unit
 SERVER_ARGS       ?=
+IMAGE             ?= kovan-kv
 CTEST_FLAGS       := --output-on-failure --no-tests=error
 
-.PHONY: help deps configure build run test test-slow bench asan tsan tla format clean
+.PHONY: help deps configure build run test test-slow bench asan tsan tla format clean image test-container
 
 help:
 	@echo "make run        install deps, build Release, start kovan-server on 127.0.0.1:7379"
@@ -28,6 +29,8 @@ help:
 	@echo "make tsan       TSan build in $(TSAN_BUILD), run $(TSAN_LABELS)"
 	@echo "make tla        model-check tla/ with TLC (needs tla2tools.jar, see tla/README.md)"
 	@echo "make format     clang-format every C++ source in place"
+	@echo "make image      build the container image $(IMAGE) (docker, else podman)"
+	@echo "make test-container  build the image and run its smoke test (label: container)"
 	@echo "make clean      remove build/"
 
 deps:
@@ -72,6 +75,14 @@ tsan: deps
 
 tla:
 	@bash scripts/run-tla.sh
+
+# Container image: docker when its daemon answers, else podman (set up by podman-setup.sh
+# when found beside the checkout); see docker/build-image.sh.
+image:
+	@bash docker/build-image.sh $(IMAGE)
+
+test-container: build image
+	@cd $(BUILD) && KOVAN_IMAGE=$(IMAGE) ctest $(CTEST_FLAGS) -L container
 
 format:
 	@git ls-files '*.cpp' '*.hpp' '*.cc' '*.h' | xargs -r clang-format -i

@@ -2,9 +2,20 @@
 # Installs, from Debian 12's packages, everything the build, the tests and the benchmarks
 # need. Idempotent: when every package is present it makes one dpkg-query call and exits
 # quietly, without touching the network. Run as root (or with sudo available).
+#
+#   scripts/install-deps.sh               everything (the default)
+#   scripts/install-deps.sh --build-only  only what compiles kovan-server and kovan-cli in a
+#                                         Release build without tests or benchmarks
+#                                         (-DKV_BUILD_TESTS=OFF -DKV_BUILD_BENCH=OFF); the
+#                                         container image's build stage uses it
 set -euo pipefail
 
-PACKAGES=(
+BUILD_ONLY_PACKAGES=(
+  g++ cmake ninja-build
+  libasio-dev libspdlog-dev libfmt-dev libcli11-dev protobuf-compiler libprotobuf-dev
+)
+
+ALL_PACKAGES=(
   # toolchain
   build-essential g++ cmake ninja-build pkg-config git clang clang-format clang-tidy
   libclang-rt-14-dev
@@ -24,7 +35,18 @@ PACKAGES=(
   gnuplot-nox redis-server redis-tools
   # model checking (TLC runs on the JVM; the jar itself is not a package)
   default-jre-headless
+  # packaging checks: the Python client installed into a venv, pkg-config for the C++ one
+  python3-venv python3-pip python3-setuptools python3-wheel
 )
+
+case "${1:-}" in
+  "") PACKAGES=("${ALL_PACKAGES[@]}") ;;
+  --build-only) PACKAGES=("${BUILD_ONLY_PACKAGES[@]}") ;;
+  *)
+    echo "usage: $0 [--build-only]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 # One dpkg-query for all packages: prints "name status" for each known package.

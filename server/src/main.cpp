@@ -7,12 +7,16 @@
 // restart; SIGPIPE is ignored.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -71,6 +75,42 @@ void reload(int argc, char** argv, kv::server::ServerConfig& running) {
   }
 }
 
+// Raises the soft open-file limit to the hard limit (container engines and login sessions
+// often start processes at 1024 soft while --max-connections defaults to 10000) and logs
+// the result; warns when the limit stays below --max-connections.
+void raise_open_file_limit(std::uint32_t max_connections) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    spdlog::warn("open-file limit: getrlimit failed: {}", std::strerror(errno));
+    return;
+  }
+  rlim_t target = lim.rlim_max;
+  if (target == RLIM_INFINITY) {  // the kernel caps RLIMIT_NOFILE at fs.nr_open
+    std::ifstream nr_open("/proc/sys/fs/nr_open");
+    unsigned long long cap = 0;
+    target = (nr_open >> cap) && cap > 0 ? static_cast<rlim_t>(cap) : lim.rlim_cur;
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < target) {
+    const rlim_t before = lim.rlim_cur;
+    lim.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+      spdlog::info("open-file limit raised from {} to {}", before, target);
+    } else {
+      spdlog::warn("open-file limit: cannot raise {} to {}: {}", before, target,
+                   std::strerror(errno));
+      lim.rlim_cur = before;
+    }
+  } else {
+    spdlog::info("open-file limit {} (already the hard limit)", lim.rlim_cur);
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections) {
+    spdlog::warn(
+        "open-file limit {} is below --max-connections {}: raise the hard limit (ulimit -Hn, "
+        "LimitNOFILE=, --ulimit nofile=) or lower --max-connections",
+        lim.rlim_cur, max_connections);
+  }
+}
+
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGINT:
@@ -100,6 +140,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::flush_on(spdlog::level::info);
+  raise_open_file_limit(config.max_connections);
 
   // Block the handled signals in every thread (the workers inherit this mask); this thread
   // then receives them synchronously with sigwait.
