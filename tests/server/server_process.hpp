@@ -63,13 +63,19 @@ inline std::size_t count_of(const std::string& text, const std::string& needle) 
 // A kovan-server child process whose stdout and stderr go to a file.
 class ServerProcess {
  public:
-  // `max_files`: when non-zero, the child's RLIMIT_NOFILE is lowered to it right after
-  // the spawn (before the server has opened more than its first few descriptors).
+  // `max_files`: when non-zero, the child starts with RLIMIT_NOFILE set to it (soft and
+  // hard), through prlimit(1) exec'ing the server: the limit is in place before the server
+  // reads it at start (it raises its soft limit to the hard one), so there is no window.
   explicit ServerProcess(std::vector<std::string> args, const std::string& tag = "server",
                          rlim_t max_files = 0)
       : log_(temp_path(tag + ".log")) {
     const std::string bin = server_bin();
-    std::vector<std::string> argv_s = {bin};
+    std::vector<std::string> argv_s;
+    if (max_files != 0) {
+      argv_s = {"/usr/bin/prlimit",
+                "--nofile=" + std::to_string(max_files) + ":" + std::to_string(max_files), "--"};
+    }
+    argv_s.push_back(bin);
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
@@ -78,13 +84,10 @@ class ServerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ);
+    // prlimit(1) execs the server in the same process, so pid_ is the server's.
+    const int rc = posix_spawn(&pid_, argv_s[0].c_str(), &actions, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     EXPECT_EQ(rc, 0);
-    if (rc == 0 && max_files != 0) {
-      const rlimit lim{max_files, max_files};
-      EXPECT_EQ(::prlimit(pid_, RLIMIT_NOFILE, &lim, nullptr), 0);
-    }
   }
   ~ServerProcess() {
     if (!exited_ && pid_ > 0) {
