@@ -168,6 +168,7 @@ void EngineImpl::checkpointer_loop() {
     }
     if (cp_stop_) break;
     cp_request_ = false;
+    if (current_revision() == last_ckpt_.load(std::memory_order_relaxed)) continue;  // no change
     lk.unlock();
     // A failure leaves the previous checkpoint and the whole log: the next try may succeed.
     (void)checkpoint();

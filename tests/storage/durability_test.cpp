@@ -203,16 +203,19 @@ TEST(Durability, ByteTriggeredCheckpointsRunInTheBackground) {
   TempDir dir;
   Options o = durable(dir.path());
   o.durability.checkpoint_every_bytes = 2000;
+  o.durability.faults = std::make_shared<FileFaults>();
+  std::promise<void> done;
+  std::atomic<bool> once{true};
+  o.durability.faults->checkpoint_step = [&](CheckpointStep s) {
+    if (s == CheckpointStep::kBeforeTrim && once.exchange(false)) done.set_value();
+    return true;
+  };
   auto e = open_ok(o);
-  for (int i = 0; i < 2000 && e->durability_stats().checkpoints == 0; ++i) {
-    ASSERT_TRUE(e->put(cat("k", i % 50), std::string(100, 'x')).ok());
-    if (i > 200) std::this_thread::yield();  // the checkpointer runs on its own thread
-  }
-  // Generous: the checkpointer thread was told; wait for it with a bounded poll.
-  for (int i = 0; i < 2000 && e->durability_stats().checkpoints == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_GE(e->durability_stats().checkpoints, 1u);
+  // Each record is over 100 bytes: 20 puts pass the threshold.
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(e->put(cat("k", i % 5), std::string(100, 'x')).ok());
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  e.reset();
+  EXPECT_EQ(checkpoints(dir.path()).size(), 1u);
 }
 
 // ------------------------------------------------------------------ torn tails, damage
@@ -506,9 +509,12 @@ TEST(Durability, CommitNotVisibleBeforeItsFsync) {
   ASSERT_TRUE(e->put("k", "old").ok());
   const Revision rev = e->current_revision();
   std::latch held(1), release(1);
+  std::atomic<bool> first{true};
   faults->before_wal_sync = [&] {
-    held.count_down();
-    release.wait();
+    if (first.exchange(false)) {
+      held.count_down();
+      release.wait();
+    }
   };
   auto f = std::async(std::launch::async, [&] { return e->put("k", "new"); });
   held.wait();  // written, not yet fsynced
@@ -516,7 +522,6 @@ TEST(Durability, CommitNotVisibleBeforeItsFsync) {
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->value, "old");
   EXPECT_EQ(e->current_revision(), rev);
-  faults->before_wal_sync = nullptr;
   release.count_down();
   Result<PutResult> p = f.get();
   ASSERT_TRUE(p.ok());
