@@ -31,7 +31,7 @@ enum class WalRecovery : std::uint8_t {
 
 // The steps of a checkpoint, for CheckpointHook.
 enum class CheckpointStep : std::uint8_t {
-  kWriting,       // the snapshot is taken and the first entry written to the temporary file
+  kWriting,       // the snapshot is taken and the temporary file created; no entry read yet
   kBeforeRename,  // the temporary file is complete and fsynced, not yet renamed
   kBeforeTrim,    // renamed and the directory fsynced; old WAL segments not yet deleted
 };
