@@ -13,6 +13,7 @@ set -euo pipefail
 BUILD_ONLY_PACKAGES=(
   g++ cmake ninja-build
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev protobuf-compiler libprotobuf-dev
+  libssl-dev zlib1g-dev
 )
 
 ALL_PACKAGES=(
@@ -24,6 +25,8 @@ ALL_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # TLS (server, clients) and the test fixtures' throwaway CA
   libssl-dev openssl
+  # crc32 for the write-ahead log and checkpoints
+  zlib1g-dev
   # reclaimer baselines for the side-by-side benchmarks
   liburcu-dev libxenium-dev libcds-dev
   # crossbeam-epoch's crates as an offline cargo registry, for the single-cell comparison

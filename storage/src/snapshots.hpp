@@ -53,6 +53,12 @@ class CommitClock {
     for (std::size_t i = 0; i < kRing; ++i) ring_[i].store(0, std::memory_order_relaxed);
   }
 
+  // Recovery only, before any other use: the store is at revision r (r >= 1).
+  void reset(Revision r) noexcept {
+    last_.store(r, std::memory_order_relaxed);  // relaxed: no other thread exists yet
+    visible_.store(r, std::memory_order_relaxed);
+  }
+
   // The newest fully visible revision (W).
   Revision visible() const noexcept { return visible_.load(std::memory_order_seq_cst); }
 
@@ -76,7 +82,9 @@ class CommitClock {
   }
 
   // Returns once W >= ts (every earlier commit has finished too). Bounded by the other
-  // committers' install time: they hold no locks while waiting and do no I/O.
+  // committers' install time: they hold no locks while waiting. With a WAL, a committer
+  // calls this only after the log reported its record done, and the log is in revision order
+  // (wal.hpp L1), so every earlier commit's record is done too: what is left is their wake-up.
   void wait_visible(Revision ts) noexcept {
     for (int spins = 0; visible() < ts; ++spins) {
       advance();
