@@ -1,6 +1,8 @@
 // storage/src/engine.cpp — the public Engine and Transaction (storage/engine.hpp): argument
 // routing to EngineImpl (engine_impl.hpp, where the files of each concern are listed) and
 // the per-handle mutex that serializes calls on one transaction.
+#include <stdexcept>
+
 #include "engine_impl.hpp"
 
 namespace kv::storage {
@@ -94,7 +96,21 @@ Status Transaction::abort() {
 }
 
 // ------------------------------------------------------------------ Engine
-Engine::Engine(Options options) : impl_(std::make_unique<detail::EngineImpl>(std::move(options))) {}
+Engine::Engine(Options options) {
+  if (options.durability.data_dir.empty() && options.durability.restore_from.empty()) {
+    impl_ = std::make_unique<detail::EngineImpl>(std::move(options));
+    return;
+  }
+  std::string error;
+  impl_ = detail::EngineImpl::open(std::move(options), error);
+  if (!impl_) throw std::runtime_error(error);
+}
+Engine::Engine(std::unique_ptr<detail::EngineImpl> impl) noexcept : impl_(std::move(impl)) {}
+std::unique_ptr<Engine> Engine::open(Options options, std::string& error) {
+  std::unique_ptr<detail::EngineImpl> impl = detail::EngineImpl::open(std::move(options), error);
+  if (!impl) return nullptr;
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
 Engine::~Engine() = default;
 
 Result<KeyValue> Engine::get(std::string_view key) { return impl_->get(key); }
@@ -127,6 +143,12 @@ EngineStats Engine::stats() const { return impl_->stats(); }
 std::size_t Engine::version_count(std::string_view key) const { return impl_->version_count(key); }
 void Engine::run_maintenance() { impl_->run_maintenance(); }
 void Engine::shutdown() { impl_->shutdown(); }
+Result<Revision> Engine::checkpoint() { return impl_->checkpoint(); }
+Result<Revision> Engine::write_snapshot(const std::function<bool(std::string_view)>& sink) {
+  return impl_->write_snapshot(sink);
+}
+DurabilityStats Engine::durability_stats() const { return impl_->durability_stats(); }
+std::vector<std::string> Engine::recovery_notes() const { return impl_->recovery_notes(); }
 const Options& Engine::options() const noexcept { return impl_->options(); }
 
 }  // namespace kv::storage

@@ -164,6 +164,9 @@ class EngineImpl {
  public:
   // lifecycle.cpp
   explicit EngineImpl(Options opts);
+  // recovery.cpp: a durable engine (or an in-memory one when no data_dir is set); null and
+  // `error` set on failure.
+  static std::unique_ptr<EngineImpl> open(Options opts, std::string& error);
   ~EngineImpl();
   const Options& options() const noexcept { return opts_; }
   Result<Transaction> begin(Isolation iso);
@@ -203,6 +206,12 @@ class EngineImpl {
 
   // cond_txn.cpp
   Result<CondTxnResult> txn(const CondTxn& req);
+
+  // checkpoint.cpp
+  Result<Revision> checkpoint();
+  Result<Revision> write_snapshot(const std::function<bool(std::string_view)>& sink);
+  DurabilityStats durability_stats() const;
+  std::vector<std::string> recovery_notes() const;
 
   // stats.cpp
   EngineStats stats() const;

@@ -25,6 +25,8 @@ std::string_view to_string(StatusCode code) noexcept {
       return "UNAVAILABLE";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kStorageFailed:
+      return "STORAGE_FAILED";
   }
   return "UNKNOWN";
 }

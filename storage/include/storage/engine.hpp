@@ -68,6 +68,8 @@
 #include <utility>
 #include <vector>
 
+#include "storage/durability.hpp"
+
 namespace kv::storage {
 
 // ---------------------------------------------------------------------------------------
@@ -83,6 +85,8 @@ enum class StatusCode : std::uint8_t {
   kResourceExhausted,  // too many active transactions / snapshots
   kUnavailable,        // the engine is shutting down
   kInternal,           // a bug: an invariant did not hold
+  kStorageFailed,      // a WAL write or fsync failed: writes are refused until restart
+                       // (reads go on); the message says which file and why
 };
 
 // Stable upper-case name ("OK", "NOT_FOUND", "CONFLICT", ...), for logs and the wire.
@@ -212,6 +216,9 @@ struct Options {
   // connection buffers). Called on every put while max_memory_bytes is set; must be
   // thread-safe and cheap. Null: nothing outside the engine is counted.
   std::function<std::uint64_t()> external_memory_bytes;
+
+  // Durability (storage/durability.hpp, docs/PERSISTENCE.md). Default: in memory only.
+  DurabilityOptions durability;
 };
 
 // Response budgets. A read that returns key-values can be given a budget in bytes (the room
@@ -391,7 +398,14 @@ class Transaction {
 // ---------------------------------------------------------------------------------------
 class Engine {
  public:
+  // An engine; with options.durability.data_dir set, the same as open() but throwing
+  // std::runtime_error (with open()'s message) when the directory cannot be opened.
   explicit Engine(Options options = {});
+  // Opens an engine. With a data_dir: takes the directory's lock file (a second engine on
+  // the same directory is refused), restores from durability.restore_from if given, and
+  // recovers (the newest valid checkpoint, then the WAL after it). On failure returns null
+  // and sets `error` (naming the file and offset of a damaged record).
+  static std::unique_ptr<Engine> open(Options options, std::string& error);
   ~Engine();  // stops the sweeper; every Transaction must be gone by then
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -433,9 +447,25 @@ class Engine {
   // Stops the sweeper; later calls (and calls on live transactions) return UNAVAILABLE.
   void shutdown();
 
+  // Durability. A checkpoint of the state at one revision (read from an MVCC snapshot while
+  // writers go on) to DIR/checkpoint-<rev>.ckpt, then WAL segments wholly below it deleted.
+  // Returns the checkpoint's revision; INVALID_ARGUMENT for an in-memory engine,
+  // UNAVAILABLE when the file could not be written (the state is untouched).
+  [[nodiscard]] Result<Revision> checkpoint();
+  // Streams a consistent image at one revision, in the checkpoint format, to `sink` in
+  // chunks (it works for in-memory engines too). A sink returning false aborts the stream
+  // (UNAVAILABLE). Returns the image's revision.
+  [[nodiscard]] Result<Revision> write_snapshot(
+      const std::function<bool(std::string_view chunk)>& sink);
+  DurabilityStats durability_stats() const;
+  // What recovery did that an operator should know (a torn tail cut, a bad checkpoint
+  // skipped, a log truncated by WalRecovery::kTruncate); empty for a clean open.
+  std::vector<std::string> recovery_notes() const;
+
   const Options& options() const noexcept;
 
  private:
+  explicit Engine(std::unique_ptr<detail::EngineImpl> impl) noexcept;
   std::unique_ptr<detail::EngineImpl> impl_;
 };
 
