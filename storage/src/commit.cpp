@@ -80,27 +80,80 @@ class CommitLocks {
 
 // A commit timestamp taken from the clock. It must be finished exactly once, installed or
 // abandoned, or W stalls behind it for good and every later commit waits forever (C1, E3);
-// the destructor finishes it (as abandoned) if the commit unwinds before finish().
+// the destructor finishes it (as abandoned) if the commit unwinds before finish(). With a
+// WAL, an abandoned timestamp is also given to the log as a skip (L1), and a commit whose
+// record the log could not make durable is never finished: W stays below it, so it never
+// becomes visible (the engine refuses writes from then on, wal.hpp L3).
 class PendingTimestamp {
  public:
-  explicit PendingTimestamp(CommitClock& clock) noexcept : clock_(clock), ts_(clock.acquire()) {}
+  PendingTimestamp(CommitClock& clock, Wal* wal) noexcept
+      : clock_(clock), wal_(wal), ts_(clock.acquire()) {}
   ~PendingTimestamp() { finish(); }
   PendingTimestamp(const PendingTimestamp&) = delete;
   PendingTimestamp& operator=(const PendingTimestamp&) = delete;
 
   Revision value() const noexcept { return ts_; }
+  // The record for this timestamp goes to the WAL (no skip from here on).
+  void logged() noexcept { logged_ = true; }
+  // The WAL failed this commit: it stays unfinished (never visible).
+  void leave_unfinished() noexcept { finished_ = true; }
   void finish() noexcept {
     if (!finished_) {
       finished_ = true;
+      if (wal_ != nullptr && !logged_) wal_->skip(ts_);  // before finish: L2
       clock_.finish(ts_);
     }
   }
 
  private:
   CommitClock& clock_;
+  Wal* const wal_;
   const Revision ts_;
   bool finished_ = false;
+  bool logged_ = false;
 };
+
+// The WAL record of one commit (docs/PERSISTENCE.md, "WAL record"): the versions it
+// installs, in key order. Built before anything is published (E7: may throw bad_alloc).
+std::string encode_commit(
+    Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
+    const std::vector<std::unique_ptr<Version>>& fresh) {
+  std::size_t size = 16;
+  std::uint32_t ops = 0;
+  {
+    std::size_t i = 0;
+    for (const auto& [key, value] : writes) {
+      if (fresh[i++]) {
+        size += 32 + key.size() + (value ? value->size() : 0);
+        ++ops;
+      }
+    }
+  }
+  std::string payload;
+  payload.reserve(size);
+  put_u8(payload, kRecCommit);
+  put_u64(payload, ts);
+  put_u32(payload, ops);
+  std::size_t i = 0;
+  for (const auto& [key, value] : writes) {
+    const Version* v = fresh[i++].get();
+    if (v == nullptr) continue;
+    if (v->tombstone) {
+      put_u8(payload, kOpDelete);
+      put_bytes(payload, key);
+    } else {
+      put_u8(payload, kOpPut);
+      put_bytes(payload, key);
+      put_bytes(payload, v->value);
+      put_u64(payload, v->create_rev);
+      put_u64(payload, static_cast<std::uint64_t>(v->version));
+    }
+  }
+  std::string record;
+  record.reserve(payload.size() + kFrameHeader);
+  append_frame(record, payload);
+  return record;
+}
 
 }  // namespace
 
@@ -170,6 +223,11 @@ Result<Revision> EngineImpl::txn_commit(TxnState& t) {
     commits_.fetch_add(1, std::memory_order_relaxed);
     return t.start_ts;
   }
+  if (wal_ && wal_->failed()) {  // refuse before taking locks or a timestamp
+    Status s = wal_->failure();
+    abort_locked(t, AbortCause::kStorage);
+    return s;
+  }
   try {
     return commit_writes(t);
   } catch (const std::bad_alloc&) {
@@ -211,7 +269,7 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
   }
   std::vector<std::unique_ptr<Version>> fresh;  // built, not yet published
   fresh.reserve(t.writes.size());
-  PendingTimestamp ts(clock_);
+  PendingTimestamp ts(clock_, wal_.get());
   if (!validate(t, locks.nodes(), g)) {
     Status conflict(StatusCode::kConflict,
                     t.iso == Isolation::kSnapshot
@@ -228,11 +286,28 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
       fresh.push_back(make_version(locks.nodes()[i++], value, ts.value(), g));
     }
   }
-  // Nothing below allocates (the pruning catches its own failures).
+  std::string record;
+  if (wal_) record = encode_commit(ts.value(), t.writes, fresh);
+  // Nothing below allocates (the pruning catches its own failures; the WAL turns its own
+  // into a refusal).
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     if (fresh[i]) publish(locks.nodes()[i], fresh[i].release(), g);
   }
   locks.unlock_all();
+  if (wal_) {
+    // Durability before visibility: the versions are installed with a timestamp above W, so
+    // no snapshot sees them (E2) until ts.finish() lets W pass them, and that happens only
+    // once the log says the record is written (kAlways: and fsynced). Later committers on the
+    // same keys may stack their versions on top meanwhile; their records come later in the
+    // log (L1), so a crash never keeps a later commit without this one.
+    ts.logged();
+    wal_->submit(ts.value(), std::move(record));
+    if (Status s = wal_->wait(ts.value()); !s.ok()) {
+      ts.leave_unfinished();
+      abort_locked(t, AbortCause::kStorage);
+      return s;
+    }
+  }
   ts.finish();
   clock_.wait_visible(ts.value());  // E3
   close_snapshot(t);

@@ -8,6 +8,9 @@
 //   gc.cpp         interval GC: pruning chains, removing index nodes, the sweep
 //   one_shot.cpp   one-shot get/scan/put/delete (a transaction per call)
 //   cond_txn.cpp   etcd-like conditional transactions (compare, then ops)
+//   wal.cpp        the write-ahead log (wal.hpp: framing, group commit, L1-L3)
+//   checkpoint.cpp checkpoints and snapshots from an MVCC snapshot; the checkpointer thread
+//   recovery.cpp   opening a data directory: lock file, restore, checkpoint + WAL replay
 //   stats.cpp      counters and diagnostics
 //   engine.cpp     the public Engine and Transaction, forwarding here
 //
@@ -67,6 +70,7 @@
 #include "index.hpp"
 #include "snapshots.hpp"
 #include "storage/engine.hpp"
+#include "wal.hpp"
 
 namespace kv::storage::detail {
 
@@ -89,7 +93,7 @@ inline bool in_upper(std::string_view key, std::string_view end, bool inclusive)
 }
 
 enum class Phase : std::uint8_t { kActive, kCommitted, kAborted, kExpired };
-enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory };
+enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory, kStorage };
 
 inline constexpr std::size_t kNoBudget = ~std::size_t{0};  // response budget: none
 // Bytes one write-set entry is charged (map node, key and value strings, allocator headers).
@@ -209,6 +213,7 @@ class EngineImpl {
 
   // checkpoint.cpp
   Result<Revision> checkpoint();
+  bool durable() const noexcept { return wal_ != nullptr; }
   Result<Revision> write_snapshot(const std::function<bool(std::string_view)>& sink);
   DurabilityStats durability_stats() const;
   std::vector<std::string> recovery_notes() const;
@@ -221,6 +226,27 @@ class EngineImpl {
   std::size_t version_count(std::string_view key) const;
 
  private:
+  // recovery.cpp (single-threaded, before the engine is handed out)
+  bool recover(std::string* err);
+  bool restore(const std::string& from, std::string* err);
+  bool load_checkpoint(const std::string& path, std::string_view data, Revision* rev,
+                       std::string* err);
+  void recover_put(std::string_view key, std::string_view value, Revision create_rev,
+                   Revision mod_rev, std::int64_t version);
+  void recover_delete(std::string_view key);
+  void start_threads();
+
+  // checkpoint.cpp
+  // Streams the image at a fresh snapshot to sink (hooks: the checkpoint steps).
+  Result<Revision> snapshot_to(const std::function<bool(std::string_view)>& sink,
+                               bool* hook_stopped);
+  void checkpointer_loop();
+  void request_checkpoint();
+  bool hook(CheckpointStep step) {
+    return !(opts_.durability.faults && opts_.durability.faults->checkpoint_step &&
+             !opts_.durability.faults->checkpoint_step(step));
+  }
+
   // lifecycle.cpp
   Status open_snapshot(TxnState& t);
   void close_snapshot(TxnState& t) noexcept;
@@ -230,6 +256,7 @@ class EngineImpl {
   void abort_locked(TxnState& t, AbortCause cause);
   void sweeper_loop();
   void stop_sweeper();
+  void stop_checkpointer();
 
   // reads.cpp
   template <bool kReverse, class Emit>
@@ -310,6 +337,20 @@ class EngineImpl {
   std::atomic<std::uint64_t> aborts_oom_{0};
   std::atomic<std::uint64_t> gc_sweeps_{0};
   std::atomic<std::uint64_t> nodes_removed_{0};
+
+  // Durability: all empty/null for an in-memory engine.
+  std::unique_ptr<Wal> wal_;
+  std::string dir_;
+  int lock_fd_ = -1;
+  std::vector<std::string> notes_;  // written by recovery only
+  std::mutex ckpt_mu_;              // one checkpoint at a time
+  std::atomic<Revision> last_ckpt_{0};
+  std::atomic<std::uint64_t> checkpoints_{0};
+  std::mutex cp_mu_;
+  std::condition_variable cp_cv_;
+  bool cp_stop_ = false;
+  bool cp_request_ = false;
+  std::thread checkpointer_;
 
   std::mutex sweeper_mu_;
   std::condition_variable sweeper_cv_;

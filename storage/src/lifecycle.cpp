@@ -1,6 +1,8 @@
 // storage/src/lifecycle.cpp — the engine's life and its transactions' lives: construction
 // and destruction, argument checks, snapshot registration, begin, expiry, abort, and the
 // background sweeper thread. Invariants: engine_impl.hpp (E1-E6), snapshots.hpp (S1).
+#include <unistd.h>
+
 #include "engine_impl.hpp"
 
 namespace kv::storage::detail {
@@ -20,11 +22,34 @@ EngineImpl::EngineImpl(Options opts)
     : opts_(std::move(opts)),
       clock_src_(opts_.clock ? opts_.clock : std::make_shared<SteadyClock>()),
       registry_(opts_.max_active_txns + kOneShotSlots) {
+  // A durable engine starts its threads once recovery has filled it (start_threads()).
+  if (opts_.background_sweeper && opts_.durability.data_dir.empty()) {
+    sweeper_ = std::thread([this] { sweeper_loop(); });
+  }
+}
+
+void EngineImpl::start_threads() {
   if (opts_.background_sweeper) sweeper_ = std::thread([this] { sweeper_loop(); });
+  if (wal_ && (opts_.durability.checkpoint_every.count() > 0 ||
+               opts_.durability.checkpoint_every_bytes > 0)) {
+    wal_->set_checkpoint_trigger([this] { request_checkpoint(); });
+    checkpointer_ = std::thread([this] { checkpointer_loop(); });
+  }
+}
+
+void EngineImpl::stop_checkpointer() {
+  {
+    std::lock_guard lk(cp_mu_);
+    cp_stop_ = true;
+  }
+  cp_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 EngineImpl::~EngineImpl() {
+  stop_checkpointer();
   stop_sweeper();
+  wal_.reset();  // writes and fsyncs what is buffered
   // No other thread may touch the engine now (contract): free chains directly.
   for (KeyNode* n = index_.first_unprotected(); n != nullptr; n = SkipList::next_unprotected(n)) {
     Version* v = n->head.load_unprotected(std::memory_order_relaxed);
@@ -35,6 +60,7 @@ EngineImpl::~EngineImpl() {
     }
   }
   kovan::flush();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the directory's lock
 }
 
 // ------------------------------------------------------------------ argument checks
@@ -162,6 +188,9 @@ void EngineImpl::abort_locked(TxnState& t, AbortCause cause) {
       t.phase = Phase::kAborted;
       aborts_oom_.fetch_add(1, std::memory_order_relaxed);
       break;
+    case AbortCause::kStorage:
+      t.phase = Phase::kAborted;
+      break;
   }
 }
 
@@ -196,6 +225,7 @@ void EngineImpl::run_maintenance() {
 
 void EngineImpl::shutdown() {
   shutdown_.store(true, std::memory_order_release);  // pairs with check_open()'s acquire
+  stop_checkpointer();
   stop_sweeper();
 }
 

@@ -53,6 +53,12 @@ class CommitClock {
     for (std::size_t i = 0; i < kRing; ++i) ring_[i].store(0, std::memory_order_relaxed);
   }
 
+  // Recovery only, before any other use: the store is at revision r (r >= 1).
+  void reset(Revision r) noexcept {
+    last_.store(r, std::memory_order_relaxed);  // relaxed: no other thread exists yet
+    visible_.store(r, std::memory_order_relaxed);
+  }
+
   // The newest fully visible revision (W).
   Revision visible() const noexcept { return visible_.load(std::memory_order_seq_cst); }
 

@@ -50,6 +50,9 @@ struct FileFaults {
   // leaving the files as a crash at that point would (the checkpoint returns UNAVAILABLE).
   // It may also block (to hold a checkpoint's snapshot open while a test writes).
   std::function<bool(CheckpointStep)> checkpoint_step;
+  // Called by the WAL's flusher after a batch is written and before its fsync (kAlways);
+  // may block, to hold commits between write and fsync.
+  std::function<void()> before_wal_sync;
 
   // Used by the engine: the errno a write/fsync must fail with now, or 0.
   int take_write_error() noexcept {
