@@ -389,7 +389,7 @@ CrashStats crash_rounds(const std::string& tag, std::vector<std::string> flags, 
 
 TEST(DurableCrash, FsyncAlwaysLosesNothingAcknowledged) {
   const CrashStats st = crash_rounds(
-      "crash-always", {"--fsync", "always", "--checkpoint-every", "256KiB"}, true, rounds(12));
+      "crash-always", {"--fsync", "always", "--checkpoint-every", "256KiB"}, true, rounds(40));
   EXPECT_EQ(st.lost, 0u);
   EXPECT_GT(st.acked, static_cast<std::size_t>(st.rounds)) << "the load made too little progress";
   std::printf("fsync always: %d rounds, %zu acknowledged commits checked\n", st.rounds, st.acked);
@@ -397,7 +397,7 @@ TEST(DurableCrash, FsyncAlwaysLosesNothingAcknowledged) {
 
 TEST(DurableCrash, FsyncEverySecRecoversAPrefixOfTheCommitOrder) {
   const CrashStats st =
-      crash_rounds("crash-everysec", {"--fsync", "everysec"}, false, std::max(1, rounds(12) / 2));
+      crash_rounds("crash-everysec", {"--fsync", "everysec"}, false, std::max(1, rounds(40) / 2));
   EXPECT_GT(st.acked, static_cast<std::size_t>(st.rounds)) << "the load made too little progress";
   std::printf("fsync everysec: %d rounds, %zu acknowledged commits, %zu lost to the crash\n",
               st.rounds, st.acked, st.lost);
