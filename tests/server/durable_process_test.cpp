@@ -74,7 +74,7 @@ TEST(Durable, RestartKeepsKeysRevisionsAndKeyMetadata) {
     before = dump(s.port());
     revision = current_revision(s.port());
     EXPECT_GE(revision, 9u);  // nine writes
-    s.crash();                 // kill -9: with --fsync always every acknowledged write is on disk
+    s.crash();                // kill -9: with --fsync always every acknowledged write is on disk
   }
   DurableServer s(dir.str(), {}, "restart2");
   ASSERT_NE(s.port(), 0) << s.output();
@@ -157,8 +157,7 @@ TEST(Durable, DamagedLogRefusesToStartUnlessTruncateIsAsked) {
   EXPECT_LT(rev, first_rev + 299);
   // The keys before the damage are there: exactly the puts up to the recovered revision.
   const auto kept = scan_prefix(lenient.port(), "key");
-  ASSERT_EQ(kept.size(), rev + 1 - first_rev)
-      << (kept.empty() ? std::string() : kept.back().key());
+  ASSERT_EQ(kept.size(), rev + 1 - first_rev) << (kept.empty() ? std::string() : kept.back().key());
   for (std::size_t i = 0; i < kept.size(); ++i) {
     EXPECT_EQ(kept[i].key(), "key" + std::to_string(1000 + i));
     EXPECT_EQ(kept[i].mod_revision(), first_rev + i);
@@ -388,6 +387,15 @@ TEST(Durable, SnapshotStreamRulesOnTheWire) {
   const auto port = p.wait_for_port();
   ASSERT_NE(port, 0) << p.output();
   Client c(port);
+  // About 3 MiB: a stream of several chunks.
+  std::vector<pb::Request> puts;
+  for (int i = 0; i < 3000; ++i)
+    puts.push_back(put(10 + i, "k" + std::to_string(i), std::string(1000, 'x')));
+  ASSERT_TRUE(c.send_all(puts));
+  for (int i = 0; i < 3000; ++i) {
+    auto r = c.recv(30s);
+    ASSERT_TRUE(r && r->status().code() == pb::Status::OK);
+  }
   const auto written = must(c, put(1, "k", "v"));
   ASSERT_EQ(written.status().code(), pb::Status::OK);
   auto snap = [](std::uint64_t id, std::uint64_t stream, std::uint64_t offset) {
@@ -409,19 +417,25 @@ TEST(Durable, SnapshotStreamRulesOnTheWire) {
   std::string image = first.snapshot().data();
   bool done = first.snapshot().done();
   pb::Response last = first;
+  EXPECT_FALSE(done) << "a 3 MiB image takes several chunks";
+  EXPECT_LE(image.size(), std::size_t{1} << 20);
   if (!done) {
     // A wrong offset is refused and does not end the stream.
     auto wrong = must(c, snap(5, stream, image.size() + 1));
     EXPECT_EQ(wrong.status().code(), pb::Status::INVALID_ARGUMENT);
   }
-  for (std::uint64_t id = 6; !done && id < 100000; ++id) {
+  int chunks = 1;
+  for (std::uint64_t id = 6; !done && id < 100000; ++id, ++chunks) {
     last = must(c, snap(id, stream, image.size()));
+    EXPECT_LE(last.snapshot().data().size(), std::size_t{1} << 20);
     ASSERT_EQ(last.status().code(), pb::Status::OK) << last.ShortDebugString();
     EXPECT_EQ(last.snapshot().offset(), image.size());
     image += last.snapshot().data();
     done = last.snapshot().done();
   }
   ASSERT_TRUE(done);
+  EXPECT_GE(chunks, 3);
+  EXPECT_GT(image.size(), 3000u * 1000u);
   EXPECT_EQ(last.snapshot().total_bytes(), image.size());
   EXPECT_EQ(last.snapshot().crc32c(), proto::crc32c(image));
   EXPECT_EQ(last.snapshot().revision(), written.header().revision());
