@@ -445,6 +445,15 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
     return t;
   };
   auto fail = [&](const st::Status& s) {
+    // The first storage failure is logged once (the engine refuses writes from then on and
+    // every refused write carries the reason to its client).
+    if (s.code() == st::StatusCode::kStorageFailed &&
+        !storage_failure_logged_.exchange(true, std::memory_order_relaxed)) {
+      spdlog::error(
+          "storage failure: {}; every write is refused (STORAGE_FAILED) until the "
+          "storage is fixed and the server restarted; reads go on",
+          s.message());
+    }
     set_status(response, s);
     header->set_revision(engine_->current_revision());
   };

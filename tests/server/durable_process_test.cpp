@@ -2,8 +2,12 @@
 // metadata; start-up failures (directory locked, damaged log) exit non-zero with a clear
 // message; storage failures refuse writes with STORAGE_FAILED and lose nothing
 // acknowledged; CHECKPOINT under write load; SNAPSHOT save with kovan-cli and --restore.
+#include <sys/mount.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -191,6 +195,8 @@ void storage_failure(int sig, const std::string& armed_log, const std::string& t
     auto g = must(c, get(7, "k7"));
     EXPECT_EQ(g.status().code(), pb::Status::OK);
     EXPECT_EQ(stat_of(s.port(), "storage_failed"), 1u);
+    EXPECT_TRUE(s.proc().wait_for_log("storage failure: ")) << s.output();
+    EXPECT_EQ(count_of(s.output(), "storage failure: "), 1u) << "logged once";
     auto st = must(c, stats(8));
     EXPECT_FALSE(st.stats().storage_error().empty());
     // The CLI names the code.
@@ -218,6 +224,52 @@ TEST(Durable, FailedFsyncRefusesWritesAndKeepsServingReads) {
 
 TEST(Durable, FullDiskRefusesWritesAndKeepsServingReads) {
   storage_failure(SIGUSR2, "every write fails with ENOSPC", "diskfull");
+}
+
+// A real full disk: the data directory on a 2 MiB tmpfs (needs root to mount; skipped
+// otherwise). Writes fill it until they get STORAGE_FAILED; reads go on; after a restart
+// with space back, every acknowledged write is there and writes are served again.
+TEST(Durable, RealFullDiskOnASmallTmpfs) {
+  TempDir dir("tmpfs");
+  if (::mount("tmpfs", dir.str().c_str(), "tmpfs", 0, "size=2m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{dir.str()};
+  const std::string data = dir.str() + "/data";
+  std::vector<std::string> acked;
+  {
+    DurableServer s(data, {}, "tmpfs1");
+    ASSERT_NE(s.port(), 0) << s.output();
+    Client c(s.port());
+    pb::Response last;
+    for (int i = 0; i < 10000; ++i) {
+      const std::string key = "full" + std::to_string(i);
+      last = must(c, put(1, key, std::string(1000, 'f')));
+      if (last.status().code() != pb::Status::OK) break;
+      acked.push_back(key);
+    }
+    EXPECT_EQ(last.status().code(), pb::Status::STORAGE_FAILED) << last.ShortDebugString();
+    EXPECT_NE(last.status().message().find("No space left"), std::string::npos)
+        << last.status().message();
+    EXPECT_GT(acked.size(), 100u);
+    EXPECT_LT(acked.size(), 2100u);
+    EXPECT_EQ(must(c, get(2, acked.front())).status().code(), pb::Status::OK);
+    EXPECT_EQ(must(c, put(3, "more", "x")).status().code(), pb::Status::STORAGE_FAILED);
+    EXPECT_NE(s.output().find("No space left"), std::string::npos) << "logged: " << s.output();
+    EXPECT_EQ(s.stop(), 0);
+  }
+  ASSERT_EQ(::mount("tmpfs", dir.str().c_str(), "tmpfs", MS_REMOUNT, "size=64m"), 0)
+      << std::strerror(errno);
+  DurableServer s(data, {}, "tmpfs2");
+  ASSERT_NE(s.port(), 0) << s.output();
+  Client c(s.port());
+  for (const auto& key : acked) {
+    ASSERT_EQ(must(c, get(1, key)).status().code(), pb::Status::OK) << key;
+  }
+  EXPECT_EQ(must(c, put(2, "more", "x")).status().code(), pb::Status::OK);
 }
 
 TEST(Durable, CheckpointUnderWriteLoadAndRecoveryFromIt) {

@@ -128,6 +128,8 @@ class Dispatcher {
   // kMaxSnapshotStreams). Counters that publish nothing: relaxed.
   mutable std::atomic<std::uint64_t> next_stream_id_{1};
   mutable std::atomic<std::uint32_t> snapshot_streams_{0};
+  // Set once the first STORAGE_FAILED has been logged (a flag guarding nothing: relaxed).
+  mutable std::atomic<bool> storage_failure_logged_{false};
   bool durable_;
   ServerStatsFn server_stats_;
 };
