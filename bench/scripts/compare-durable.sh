@@ -15,7 +15,9 @@
 #    (duration; VmHWM above the RSS before) versus Redis BGSAVE under the same load (duration,
 #    parent VmHWM above its RSS before, the child's peak RSS, and rdb_last_cow_size).
 #
-# Servers run pinned to SERVER_CORE (kovan-server with one worker thread; its log flusher
+# Servers run pinned to SERVER_CORE (kovan-server with KOVAN_THREADS worker threads, default
+# 1; a worker thread waits for the fsync of each commit it serves, so with --fsync always
+# concurrent commits share an fsync only across threads: try KOVAN_THREADS=8; its log flusher
 # and checkpoint threads share that core), kovan-bench to CLIENT_CORE. Data directories
 # live under DATA (default: a fresh directory in /tmp; put it on the disk you want to
 # measure). The defaults are small, to check that the script works; measurements need
@@ -49,6 +51,7 @@ RECOVERY_KEYS=${RECOVERY_KEYS:-20000}
 UPDATE_SECONDS=${UPDATE_SECONDS:-2}
 CHECKPOINT_LOAD_SECONDS=${CHECKPOINT_LOAD_SECONDS:-4}
 SERVER_CORE=${SERVER_CORE:-0}
+KOVAN_THREADS=${KOVAN_THREADS:-1}  # worker threads; with --fsync always each waits for its commits' fsync
 CLIENT_CORE=${CLIENT_CORE:-1}
 OUT=${OUT:-$(mktemp -d /tmp/compare-durable.XXXXXX)}
 DATA=${DATA:-$OUT/data}
@@ -71,7 +74,7 @@ start_kovan() {
   local name=$1 dir=$2
   shift 2
   local log=$OUT/$name.log
-  local args=(--listen 127.0.0.1:0 --threads 1 --summary-interval 0)
+  local args=(--listen 127.0.0.1:0 --threads "$KOVAN_THREADS" --summary-interval 0)
   [[ -n $dir ]] && args+=(--data-dir "$dir")
   local t0
   t0=$(now_ms)
