@@ -47,7 +47,12 @@ Result<Revision> EngineImpl::snapshot_to(const std::function<bool(std::string_vi
   std::string chunk = file_header(kCheckpointMagic, rev);
   std::string payload;
   std::uint64_t count = 0;
-  bool hooked = false;
+  // Before any entry is read (and outside any guard: a hook that blocks must not hold back
+  // reclamation).
+  if (!hook(CheckpointStep::kWriting)) {
+    if (hook_stopped != nullptr) *hook_stopped = true;
+    return Status(StatusCode::kUnavailable, "checkpoint stopped at step kWriting");
+  }
   std::string resume;
   bool started = false;
   for (bool more = true; more;) {
@@ -70,14 +75,6 @@ Result<Revision> EngineImpl::snapshot_to(const std::function<bool(std::string_vi
       }
       more = n != nullptr;
       if (more) resume = n->key;
-    }
-    // Outside the guard: a hook that blocks must not hold back reclamation.
-    if (!hooked) {
-      hooked = true;
-      if (!hook(CheckpointStep::kWriting)) {
-        if (hook_stopped != nullptr) *hook_stopped = true;
-        return Status(StatusCode::kUnavailable, "checkpoint stopped at step kWriting");
-      }
     }
     if (chunk.size() >= kChunkBytes) {
       if (!sink(chunk)) return aborted();
@@ -168,6 +165,7 @@ void EngineImpl::checkpointer_loop() {
     }
     if (cp_stop_) break;
     cp_request_ = false;
+    if (current_revision() == last_ckpt_.load(std::memory_order_relaxed)) continue;  // no change
     lk.unlock();
     // A failure leaves the previous checkpoint and the whole log: the next try may succeed.
     (void)checkpoint();

@@ -234,7 +234,7 @@ class EngineImpl {
   void recover_put(std::string_view key, std::string_view value, Revision create_rev,
                    Revision mod_rev, std::int64_t version);
   void recover_delete(std::string_view key);
-  void start_threads();
+  bool start_threads(std::string* err);  // a durable engine: the log, sweeper, checkpointer
 
   // checkpoint.cpp
   // Streams the image at a fresh snapshot to sink (hooks: the checkpoint steps).

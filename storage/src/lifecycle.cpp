@@ -28,13 +28,15 @@ EngineImpl::EngineImpl(Options opts)
   }
 }
 
-void EngineImpl::start_threads() {
+bool EngineImpl::start_threads(std::string* err) {
+  const bool checkpointer =
+      opts_.durability.checkpoint_every.count() > 0 || opts_.durability.checkpoint_every_bytes > 0;
+  // The trigger is set before the flusher starts (it reads it without a lock).
+  if (checkpointer) wal_->set_checkpoint_trigger([this] { request_checkpoint(); });
+  if (!wal_->start(err)) return false;
   if (opts_.background_sweeper) sweeper_ = std::thread([this] { sweeper_loop(); });
-  if (wal_ && (opts_.durability.checkpoint_every.count() > 0 ||
-               opts_.durability.checkpoint_every_bytes > 0)) {
-    wal_->set_checkpoint_trigger([this] { request_checkpoint(); });
-    checkpointer_ = std::thread([this] { checkpointer_loop(); });
-  }
+  if (checkpointer) checkpointer_ = std::thread([this] { checkpointer_loop(); });
+  return true;
 }
 
 void EngineImpl::stop_checkpointer() {

@@ -126,11 +126,10 @@ std::unique_ptr<EngineImpl> EngineImpl::open(Options opts, std::string& error) {
     return std::make_unique<EngineImpl>(std::move(opts));
   }
   auto e = std::make_unique<EngineImpl>(std::move(opts));
-  if (!e->recover(&error)) {
+  if (!e->recover(&error) || !e->start_threads(&error)) {
     for (const std::string& n : e->notes_) error += "; before that: " + n;
     return nullptr;
   }
-  e->start_threads();
   return e;
 }
 
@@ -398,7 +397,7 @@ bool EngineImpl::recover(std::string* err) {
   clock_.reset(now);
   kovan::flush();
   wal_ = std::make_unique<Wal>(dir_, d, std::move(segs), now);
-  return wal_->start(err);
+  return true;
 }
 
 }  // namespace kv::storage::detail

@@ -31,13 +31,14 @@ enum class WalRecovery : std::uint8_t {
 
 // The steps of a checkpoint, for CheckpointHook.
 enum class CheckpointStep : std::uint8_t {
-  kWriting,       // the snapshot is taken and the first entry written to the temporary file
+  kWriting,       // the snapshot is taken and the temporary file created; no entry read yet
   kBeforeRename,  // the temporary file is complete and fsynced, not yet renamed
   kBeforeTrim,    // renamed and the directory fsynced; old WAL segments not yet deleted
 };
 
-// Test hook: file faults and checkpoint crash points. Thread-safe; set the hook before the
-// engine is opened.
+// Test hook: file faults and checkpoint crash points. The fault setters are thread-safe at
+// any time; the std::function hooks must be set while no commit or checkpoint runs (before
+// open, or between calls), and are called on the engine's threads.
 struct FileFaults {
   // The next write (of the WAL or a checkpoint) fails with this errno (consumed once).
   void fail_next_write(int err) noexcept { next_write_.store(err, std::memory_order_relaxed); }
