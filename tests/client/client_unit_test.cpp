@@ -262,6 +262,35 @@ TEST(ShellCommand, ParsesEveryCommand) {
   }
 }
 
+TEST(ShellCommand, DurabilityCommands) {
+  Command c;
+  std::string error;
+  ASSERT_TRUE(parse_shell_command(words("checkpoint"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kCheckpoint);
+  ASSERT_TRUE(parse_shell_command(words("snapshot save '/tmp/a b.kvs'"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kSnapshotSave);
+  EXPECT_EQ(c.key, "/tmp/a b.kvs");
+  for (const char* bad :
+       {"checkpoint now", "snapshot", "snapshot save", "snapshot load f", "snapshot save a b"}) {
+    EXPECT_FALSE(parse_shell_command(words(bad), c, error)) << bad;
+    EXPECT_FALSE(error.empty());
+  }
+}
+
+ParseOutcome parse(const std::vector<std::string>& args);
+
+TEST(CommandLine, DurabilityCommands) {
+  auto p = parse({"checkpoint"});
+  ASSERT_FALSE(p.exit) << p.output;
+  EXPECT_EQ(p.options.command.kind, Command::Kind::kCheckpoint);
+  p = parse({"snapshot", "save", "backup.kvs"});
+  ASSERT_FALSE(p.exit) << p.output;
+  EXPECT_EQ(p.options.command.kind, Command::Kind::kSnapshotSave);
+  EXPECT_EQ(p.options.command.key, "backup.kvs");
+  EXPECT_TRUE(parse({"snapshot", "save"}).exit);
+  EXPECT_TRUE(parse({"snapshot"}).exit);
+}
+
 ParseOutcome parse(const std::vector<std::string>& args) {
   std::vector<std::string> all{"kovan-cli"};
   for (const auto& a : args) all.push_back(a);

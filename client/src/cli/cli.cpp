@@ -40,6 +40,8 @@ constexpr std::string_view kHelp =
     "  abort                      abort the open transaction\n"
     "  stats                      server counters\n"
     "  ping                       round trip to the server\n"
+    "  checkpoint                 write a checkpoint now (servers with --data-dir)\n"
+    "  snapshot save FILE         save a consistent snapshot of the store into FILE\n"
     "  help                       this text\n"
     "  quit                       leave (an open transaction is aborted)\n";
 
@@ -541,6 +543,16 @@ bool parse_shell_command(const std::vector<std::string>& words, Command& out, st
   } else if (name == "ping") {
     out.kind = K::kPing;
     if (!want(0, "ping")) return false;
+  } else if (name == "checkpoint") {
+    out.kind = K::kCheckpoint;
+    if (!want(0, "checkpoint")) return false;
+  } else if (name == "snapshot") {
+    if (words.size() != 3 || words[1] != "save") {
+      error = "usage: snapshot save FILE";
+      return false;
+    }
+    out.kind = K::kSnapshotSave;
+    out.key = words[2];
   } else if (name == "help" || name == "?") {
     out.kind = K::kHelp;
   } else if (name == "quit" || name == "exit") {
