@@ -397,7 +397,8 @@ TEST(DurableCrash, FsyncAlwaysLosesNothingAcknowledged) {
 
 TEST(DurableCrash, FsyncEverySecRecoversAPrefixOfTheCommitOrder) {
   const CrashStats st =
-      crash_rounds("crash-everysec", {"--fsync", "everysec"}, false, std::max(1, rounds(40) / 2));
+      crash_rounds("crash-everysec", {"--fsync", "everysec", "--checkpoint-every", "1MiB"}, false,
+                   std::max(1, rounds(40) / 2));
   EXPECT_GT(st.acked, static_cast<std::size_t>(st.rounds)) << "the load made too little progress";
   std::printf("fsync everysec: %d rounds, %zu acknowledged commits, %zu lost to the crash\n",
               st.rounds, st.acked, st.lost);
