@@ -51,6 +51,12 @@
 //     write-write conflict, so the pruner records the tombstone's timestamp first
 //     (removed_before_snapshot_) and SI validation treats an empty chain as changed for a
 //     snapshot older than it (conservative: it may abort a writer of another new key).
+// E9. Durability (docs/PERSISTENCE.md). With a WAL, every commit timestamp is given to the log
+//     once, as a record or a skip, before it is finished (wal.hpp L1-L2), and a committed
+//     timestamp is finished only after the log reports its record written (kAlways: and
+//     fsynced). By C1/E2 no snapshot sees a commit before that, so under kAlways nothing a
+//     reader saw can be lost by a crash. A commit the log failed is never finished: W stays
+//     below it for good and the engine refuses writes from then on (L3).
 #pragma once
 
 #include <algorithm>

@@ -82,7 +82,9 @@ class CommitClock {
   }
 
   // Returns once W >= ts (every earlier commit has finished too). Bounded by the other
-  // committers' install time: they hold no locks while waiting and do no I/O.
+  // committers' install time: they hold no locks while waiting. With a WAL, a committer
+  // calls this only after the log reported its record done, and the log is in revision order
+  // (wal.hpp L1), so every earlier commit's record is done too: what is left is their wake-up.
   void wait_visible(Revision ts) noexcept {
     for (int spins = 0; visible() < ts; ++spins) {
       advance();
