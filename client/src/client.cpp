@@ -10,6 +10,7 @@
 
 #include "connection.hpp"
 #include "convert.hpp"
+#include "proto/crc32c.hpp"
 
 namespace kv::client {
 
@@ -211,6 +212,51 @@ Result<Stats> Client::stats() {
   pb::Request r;
   detail::encode_stats(r);
   return impl_->call<Stats>(r, false, detail::decode_stats);
+}
+
+Result<std::uint64_t> Client::checkpoint() {
+  pb::Request r;
+  detail::encode_checkpoint(r);
+  return impl_->call<std::uint64_t>(r, false, detail::decode_checkpoint);
+}
+
+Result<SnapshotInfo> Client::save_snapshot(const std::function<bool(std::string_view)>& sink) {
+  // Every chunk must come over one connection (a stream belongs to its connection).
+  auto c = impl_->connection();
+  if (!c.ok()) return c.status();
+  std::shared_ptr<detail::Connection> conn = c.value();
+  std::uint64_t stream = 0;
+  std::uint64_t received = 0;
+  std::uint32_t crc = 0;
+  for (;;) {
+    pb::Request r;
+    detail::encode_snapshot(r, stream, received);
+    auto chunk = submit_sync<detail::SnapshotChunk>(*conn, r, false, detail::decode_snapshot);
+    if (!chunk.ok()) return chunk.status();
+    detail::SnapshotChunk& k = chunk.value();
+    if ((stream != 0 && k.stream_id != stream) || k.offset != received) {
+      return Status(Code::kInternal,
+                    "protocol error: snapshot chunk for stream " + std::to_string(k.stream_id) +
+                        " at offset " + std::to_string(k.offset) + ", expected stream " +
+                        std::to_string(stream) + " at offset " + std::to_string(received));
+    }
+    stream = k.stream_id;
+    if (!k.data.empty()) {
+      crc = proto::crc32c_extend(crc, k.data);
+      received += k.data.size();
+      if (!sink(k.data)) return Status(Code::kInvalidArgument, "snapshot stopped by the sink");
+    }
+    if (k.done) {
+      if (k.total_bytes != received || k.crc32c != crc) {
+        return Status(Code::kInternal, "snapshot image damaged in transit: received " +
+                                           std::to_string(received) + " bytes with CRC-32C " +
+                                           std::to_string(crc) + ", the server sent " +
+                                           std::to_string(k.total_bytes) + " bytes with CRC-32C " +
+                                           std::to_string(k.crc32c));
+      }
+      return SnapshotInfo{k.revision, received, crc};
+    }
+  }
 }
 
 Status Client::fault(std::uint32_t stall_ms) {

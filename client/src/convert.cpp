@@ -193,6 +193,9 @@ void encode_fault(pb::Request& r, std::uint32_t stall_ms) {
 Status status_of(const pb::Response& r) {
   const int code = r.status().code();
   if (code == 0) return Status();
+  if (code == static_cast<int>(Code::kStorageFailed)) {
+    return Status(Code::kStorageFailed, r.status().message());
+  }
   if (code < 0 || code > static_cast<int>(Code::kInternal)) {
     return Status(Code::kInternal,
                   "unknown status code " + std::to_string(code) + ": " + r.status().message());
@@ -324,12 +327,52 @@ Result<Stats> decode_stats(const pb::Response& r) {
   const google::protobuf::Reflection* refl = m.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* f = d->field(i);
-    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_UINT64 || f->is_repeated()) {
+    if (f->is_repeated()) continue;
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
+      out.counters.emplace_back(f->name(), refl->GetBool(m, f) ? 1u : 0u);  // flags as 0/1
       continue;
     }
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_STRING) {
+      const std::string text = refl->GetString(m, f);
+      if (!text.empty()) out.texts.emplace_back(f->name(), text);
+      continue;
+    }
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_UINT64) continue;
     out.counters.emplace_back(f->name(), refl->GetUInt64(m, f));
   }
   return out;
+}
+
+void encode_checkpoint(pb::Request& r) { r.mutable_checkpoint(); }
+
+void encode_snapshot(pb::Request& r, std::uint64_t stream_id, std::uint64_t offset) {
+  auto* s = r.mutable_snapshot();
+  s->set_stream_id(stream_id);
+  s->set_offset(offset);
+}
+
+Result<std::uint64_t> decode_checkpoint(const pb::Response& r) {
+  Status s = check(r, pb::Response::kCheckpoint);
+  if (!s.ok()) return s;
+  return r.checkpoint().revision();
+}
+
+Result<SnapshotChunk> decode_snapshot(const pb::Response& r) {
+  Status s = check(r, pb::Response::kSnapshot);
+  if (!s.ok()) return s;
+  const pb::SnapshotResponse& m = r.snapshot();
+  if (m.stream_id() == 0) {
+    return Status(Code::kInternal, "protocol error: snapshot chunk without a stream id");
+  }
+  SnapshotChunk c;
+  c.stream_id = m.stream_id();
+  c.offset = m.offset();
+  c.data = m.data();
+  c.done = m.done();
+  c.total_bytes = m.total_bytes();
+  c.crc32c = m.crc32c();
+  c.revision = m.revision();
+  return c;
 }
 
 }  // namespace detail

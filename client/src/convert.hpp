@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "client/status.hpp"
@@ -28,6 +29,8 @@ void encode_commit(pb::Request& r, std::uint64_t txn_id);
 void encode_abort(pb::Request& r, std::uint64_t txn_id);
 void encode_stats(pb::Request& r);
 void encode_fault(pb::Request& r, std::uint32_t stall_ms);
+void encode_checkpoint(pb::Request& r);
+void encode_snapshot(pb::Request& r, std::uint64_t stream_id, std::uint64_t offset);
 
 // --- Responses ------------------------------------------------------------------------------
 // The response's status as a client Status (unknown codes become INTERNAL).
@@ -48,5 +51,17 @@ void encode_fault(pb::Request& r, std::uint32_t stall_ms);
 [[nodiscard]] Result<std::uint64_t> decode_commit(const pb::Response& r);
 [[nodiscard]] Status decode_empty(const pb::Response& r, pb::Response::ResultCase expected);
 [[nodiscard]] Result<Stats> decode_stats(const pb::Response& r);
+[[nodiscard]] Result<std::uint64_t> decode_checkpoint(const pb::Response& r);
+// One chunk of a SNAPSHOT stream (docs/PROTOCOL.md 3.13).
+struct SnapshotChunk {
+  std::uint64_t stream_id = 0;
+  std::uint64_t offset = 0;
+  std::string data;
+  bool done = false;
+  std::uint64_t total_bytes = 0;
+  std::uint32_t crc32c = 0;
+  std::uint64_t revision = 0;
+};
+[[nodiscard]] Result<SnapshotChunk> decode_snapshot(const pb::Response& r);
 
 }  // namespace kv::client::detail

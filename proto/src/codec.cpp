@@ -126,6 +126,12 @@ Validation validate_request(const pb::Request& request, const RequestLimits& lim
   switch (request.op_case()) {
     case pb::Request::kPing:
     case pb::Request::kStats:
+    case pb::Request::kCheckpoint:
+      return {};
+    case pb::Request::kSnapshot:
+      if (request.snapshot().stream_id() == 0 && request.snapshot().offset() != 0) {
+        return invalid("a snapshot stream starts at offset 0");
+      }
       return {};
     case pb::Request::kGet:
       return check_get(request.get(), limits);
@@ -185,6 +191,8 @@ std::string_view code_name(pb::Status::Code code) noexcept {
       return "UNAVAILABLE";
     case pb::Status::INTERNAL:
       return "INTERNAL";
+    case pb::Status::STORAGE_FAILED:
+      return "STORAGE_FAILED";
     default:
       return "UNKNOWN";
   }

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <sstream>
@@ -33,7 +34,87 @@ std::string check_endpoint(const std::string& text) {
   return "'" + text + "' is not HOST:PORT (examples: 127.0.0.1:7379, 0.0.0.0:0, [::1]:7379)";
 }
 
+const char* fsync_name(storage::FsyncMode m) {
+  switch (m) {
+    case storage::FsyncMode::kAlways:
+      return "always";
+    case storage::FsyncMode::kEverySec:
+      return "everysec";
+    case storage::FsyncMode::kNo:
+      return "no";
+  }
+  return "always";
+}
+
+std::string checkpoint_every_string(std::uint64_t bytes, std::chrono::milliseconds every) {
+  std::string out;
+  if (bytes != 0) out = std::to_string(bytes);
+  if (every.count() != 0) out += (out.empty() ? "" : ",") + duration_string(every);
+  return out.empty() ? std::string("off") : out;
+}
+
+std::string check_checkpoint_every(const std::string& text) {
+  std::uint64_t bytes = 0;
+  std::chrono::milliseconds every{0};
+  if (parse_checkpoint_every(text, bytes, every)) return {};
+  return "'" + text +
+         "' is not a WAL size and/or a duration (examples: 64MiB, 10min, \"256MiB,5min\", off)";
+}
+
+// A size with an optional unit: b, k/kb/kib, mb/mib, g/gb/gib, t/tb/tib (powers of 1024,
+// any case). nullopt when malformed or not a size.
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  std::uint64_t n = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(first, last, n);
+  if (ec != std::errc() || ptr == first) return std::nullopt;
+  std::string unit(ptr, static_cast<std::size_t>(last - ptr));
+  for (char& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  int shift = -1;
+  if (unit.empty() || unit == "b") shift = 0;
+  if (unit == "k" || unit == "kb" || unit == "kib") shift = 10;
+  if (unit == "mb" || unit == "mib") shift = 20;
+  if (unit == "g" || unit == "gb" || unit == "gib") shift = 30;
+  if (unit == "t" || unit == "tb" || unit == "tib") shift = 40;
+  if (shift < 0) return std::nullopt;
+  if (n > (std::uint64_t{1} << 50) >> shift) return std::nullopt;
+  return n << shift;
+}
+
 }  // namespace
+
+bool parse_checkpoint_every(std::string_view text, std::uint64_t& bytes,
+                            std::chrono::milliseconds& every) {
+  bytes = 0;
+  every = std::chrono::milliseconds(0);
+  if (text == "off" || text == "0") return true;
+  bool have_bytes = false;
+  bool have_time = false;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    std::string_view part = text.substr(0, comma);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (part.empty()) return false;
+    // A bare number is a size (bytes) here; a duration needs its unit.
+    if (const auto n = parse_size(part)) {
+      if (have_bytes || *n == 0) return false;
+      bytes = *n;
+      have_bytes = true;
+    } else if (const auto d = parse_duration(part)) {
+      if (have_time || d->count() == 0) return false;
+      every = *d;
+      have_time = true;
+    } else {
+      return false;
+    }
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+    if (text.empty()) return false;
+  }
+  return have_bytes || have_time;
+}
 
 std::string Endpoint::to_string() const {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
@@ -123,6 +204,14 @@ storage::Options ServerConfig::engine_options() const {
   // their connection is silent: sweep at least four times per age limit.
   o.sweeper_period =
       std::clamp(txn_timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+  if (durable()) {
+    o.durability.data_dir = data_dir;
+    o.durability.fsync = fsync;
+    o.durability.checkpoint_every_bytes = checkpoint_every_bytes;
+    o.durability.checkpoint_every = checkpoint_every_time;
+    o.durability.recovery = wal_recovery;
+    o.durability.restore_from = restore_from;
+  }
   return o;
 }
 
@@ -153,7 +242,15 @@ std::string ServerConfig::describe() const {
     << " metrics-tls="
     << (metrics_tls_cert.empty() ? "off"
         : metrics_tls_ca.empty() ? "on"
-                                 : "mutual");
+                                 : "mutual")
+    << " data-dir=" << (data_dir.empty() ? std::string("off") : data_dir);
+  if (durable()) {
+    s << " fsync=" << fsync_name(fsync) << " checkpoint-every="
+      << checkpoint_every_string(checkpoint_every_bytes, checkpoint_every_time) << " wal-recovery="
+      << (wal_recovery == storage::WalRecovery::kTruncate ? "truncate" : "strict");
+    if (!restore_from.empty()) s << " restore=" << restore_from;
+    if (test_storage_faults) s << " test-storage-faults=true";
+  }
   return s.str();
 }
 
@@ -319,6 +416,40 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--metrics-tls-ca", c.metrics_tls_ca,
                  "PEM CA certificates: scrapers must present a certificate signed by one")
       ->type_name("FILE");
+  // Durability (docs/OPERATIONS.md, "Durability").
+  std::string fsync = "always";
+  std::string checkpoint_every = "off";
+  std::string wal_recovery = "strict";
+  app.add_option("--data-dir", c.data_dir,
+                 "Keep a write-ahead log and checkpoints in this directory and recover from it "
+                 "on start (default: none, a pure in-memory server that loses every key on exit)")
+      ->type_name("DIR");
+  app.add_option("--fsync", fsync,
+                 "With --data-dir: always (acknowledge a commit after the fsync that covers it), "
+                 "everysec (fsync once a second; a crash may lose about the last second), or no "
+                 "(leave it to the OS)")
+      ->check(CLI::IsMember({"always", "everysec", "no"}))
+      ->type_name("MODE");
+  app.add_option("--checkpoint-every", checkpoint_every,
+                 "With --data-dir: write a checkpoint after this many WAL bytes and/or this long "
+                 "(e.g. 64MiB, 10min, \"256MiB,5min\"; off: only on request)")
+      ->check(CLI::Validator(check_checkpoint_every, ""))
+      ->type_name("SIZE,DURATION");
+  app.add_option("--wal-recovery", wal_recovery,
+                 "With --data-dir: on a bad record in the middle of the log, strict refuses to "
+                 "start (naming the file and offset); truncate drops the log from that record on")
+      ->check(CLI::IsMember({"strict", "truncate"}))
+      ->type_name("MODE");
+  app.add_option("--restore", c.restore_from,
+                 "Start from this snapshot file (kovan-cli snapshot save); needs --data-dir naming "
+                 "an empty or missing directory")
+      ->type_name("FILE");
+  // TEST ONLY, hidden from --help (empty group): storage faults on signals, to test the
+  // refusal of writes after a storage failure (docs/OPERATIONS.md, "Durability").
+  app.add_flag("--test-storage-faults", c.test_storage_faults,
+               "TEST ONLY: SIGUSR1 fails the next log fsync (EIO), SIGUSR2 fails every write "
+               "(ENOSPC)")
+      ->group("");
 
   try {
     app.parse(argc, argv);
@@ -359,7 +490,21 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   c.gc_policy =
       gc_policy == "watermark" ? storage::GcPolicy::kWatermark : storage::GcPolicy::kInterval;
 
+  c.fsync = fsync == "everysec" ? storage::FsyncMode::kEverySec
+            : fsync == "no"     ? storage::FsyncMode::kNo
+                                : storage::FsyncMode::kAlways;
+  (void)parse_checkpoint_every(checkpoint_every, c.checkpoint_every_bytes, c.checkpoint_every_time);
+  c.wal_recovery =
+      wal_recovery == "truncate" ? storage::WalRecovery::kTruncate : storage::WalRecovery::kStrict;
+
   std::string problem;
+  if (c.data_dir.empty()) {
+    auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
+    for (const char* name : {"--fsync", "--checkpoint-every", "--wal-recovery", "--restore",
+                             "--test-storage-faults"}) {
+      if (given(name)) problem = std::string(name) + " needs --data-dir (durability is off)";
+    }
+  }
   if (c.txn_timeout.count() == 0) problem = "--txn-timeout must be above 0";
   if (c.max_output_bytes < c.max_frame_bytes) {
     // A single response may reach max-frame-bytes; it must fit under the backpressure limit

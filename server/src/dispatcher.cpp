@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kovan/kovan.hpp"
+#include "snapshot_stream.hpp"
 
 namespace kv::server {
 
@@ -44,6 +45,8 @@ std::uint32_t PeerTxnSlots::held(const std::string& peer) {
   auto it = held_.find(peer);
   return it == held_.end() ? 0 : it->second;
 }
+
+ConnectionTxns::ConnectionTxns(ServerCounters& counters) noexcept : counters_(&counters) {}
 
 ConnectionTxns::~ConnectionTxns() { clear(); }
 
@@ -116,6 +119,7 @@ void ConnectionTxns::clear() noexcept {
   counters_->txns_disconnect_aborted.fetch_add(active, std::memory_order_relaxed);
   released(txns_.size());
   txns_.clear();  // each active handle aborts its transaction as it is destroyed
+  snapshot.reset();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -144,6 +148,8 @@ pb::Status::Code to_wire(st::StatusCode code) noexcept {
       return pb::Status::UNAVAILABLE;
     case st::StatusCode::kInternal:
       return pb::Status::INTERNAL;
+    case st::StatusCode::kStorageFailed:
+      return pb::Status::STORAGE_FAILED;
   }
   return pb::Status::INTERNAL;
 }
@@ -352,6 +358,14 @@ void fill_txn_result(const pb::TxnOp& op, st::TxnOpResult&& r, pb::TxnOpResult& 
   }
 }
 
+// SNAPSHOT streams (docs/PROTOCOL.md 3.13): how many may run in the server at once, the
+// bytes a stream buffers ahead of its client, the largest chunk, and how long one request
+// waits for the producer before it answers with what there is (possibly nothing).
+constexpr std::uint32_t kMaxSnapshotStreams = 2;
+constexpr std::size_t kSnapshotBuffered = std::size_t{4} << 20;
+constexpr std::size_t kSnapshotChunk = std::size_t{1} << 20;
+constexpr std::chrono::milliseconds kSnapshotWait{2000};
+
 constexpr std::string_view kUnknownTxn =
     "unknown transaction id (it has finished, or belongs to another connection)";
 
@@ -367,6 +381,7 @@ Dispatcher::Dispatcher(st::Engine& engine, const ServerConfig& config, ServerSta
       max_txns_per_connection_(config.max_txns_per_connection),
       max_fault_stall_ms_(static_cast<std::uint32_t>(config.max_fault_stall.count())),
       fault_injection_(config.enable_fault_injection),
+      durable_(config.durable()),
       server_stats_(std::move(server_stats)) {
   limits_.max_key_bytes = config.max_key_bytes;
   limits_.max_value_bytes = config.max_value_bytes;
@@ -430,6 +445,15 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
     return t;
   };
   auto fail = [&](const st::Status& s) {
+    // The first storage failure is logged once (the engine refuses writes from then on and
+    // every refused write carries the reason to its client).
+    if (s.code() == st::StatusCode::kStorageFailed &&
+        !storage_failure_logged_.exchange(true, std::memory_order_relaxed)) {
+      spdlog::error(
+          "storage failure: {}; every write is refused (STORAGE_FAILED) until the "
+          "storage is fixed and the server restarted; reads go on",
+          s.message());
+    }
     set_status(response, s);
     header->set_revision(engine_->current_revision());
   };
@@ -642,8 +666,85 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       out->set_index_nodes(e.index_nodes);
       out->set_active_snapshots(e.active_snapshots);
       out->set_gc_sweeps(e.gc_sweeps);
+      if (durable_) {
+        const st::DurabilityStats d = engine_->durability_stats();
+        out->set_durable(d.enabled);
+        out->set_wal_bytes(d.wal_bytes);
+        out->set_wal_records(d.wal_records);
+        out->set_wal_fsyncs(d.fsyncs);
+        out->set_checkpoints(d.checkpoints);
+        out->set_last_checkpoint_revision(d.last_checkpoint_revision);
+        out->set_durable_revision(d.durable_revision);
+        out->set_storage_failed(d.write_refused);
+        if (d.write_refused) out->set_storage_error(d.refusal_reason);
+      }
       if (server_stats_) server_stats_(*out);
       header->set_revision(e.revision);
+      return;
+    }
+
+    case pb::Request::kCheckpoint: {
+      // (Once roles exist: the admin-role check of the requesting connection goes here.)
+      if (!durable_) {
+        set_status(response, pb::Status::INVALID_ARGUMENT,
+                   "checkpoints need a durable server (start it with --data-dir)");
+        header->set_revision(engine_->current_revision());
+        return;
+      }
+      auto r = engine_->checkpoint();
+      if (!r.ok()) return fail(r.status());
+      header->set_revision(*r);
+      response.mutable_checkpoint()->set_revision(*r);
+      return;
+    }
+
+    case pb::Request::kSnapshot: {
+      // (Once roles exist: the admin-role check of the requesting connection goes here.)
+      const auto& q = request.snapshot();
+      header->set_revision(engine_->current_revision());
+      if (q.stream_id() == 0) {
+        txns.snapshot.reset();  // a new stream ends the connection's previous one
+        if (snapshot_streams_.load(std::memory_order_relaxed) >= kMaxSnapshotStreams) {
+          set_status(response, pb::Status::RESOURCE_EXHAUSTED,
+                     "too many snapshot streams in progress (at most " +
+                         std::to_string(kMaxSnapshotStreams) + "); try again later");
+          return;
+        }
+        const std::uint64_t id = next_stream_id_.fetch_add(1, std::memory_order_relaxed);
+        txns.snapshot =
+            std::make_unique<SnapshotStream>(*engine_, id, kSnapshotBuffered, &snapshot_streams_);
+      } else if (!txns.snapshot || txns.snapshot->id() != q.stream_id()) {
+        set_status(response, pb::Status::INVALID_ARGUMENT,
+                   "unknown snapshot stream " + std::to_string(q.stream_id()) +
+                       " (it ended, failed, or belongs to another connection); start again "
+                       "with stream_id 0");
+        return;
+      } else if (q.offset() != txns.snapshot->position()) {
+        set_status(response, pb::Status::INVALID_ARGUMENT,
+                   "snapshot offset " + std::to_string(q.offset()) +
+                       " is not the stream position " + std::to_string(txns.snapshot->position()) +
+                       " (chunks are sequential)");
+        return;
+      }
+      SnapshotStream& stream = *txns.snapshot;
+      const std::size_t room = budget > 256 ? budget - 256 : budget / 2;
+      SnapshotStream::Chunk c = stream.take(std::min(kSnapshotChunk, room), kSnapshotWait);
+      if (!c.status.ok()) {
+        txns.snapshot.reset();
+        return fail(c.status);
+      }
+      auto* out = response.mutable_snapshot();
+      out->set_stream_id(stream.id());
+      out->set_offset(c.offset);
+      out->set_data(std::move(c.data));
+      if (c.done) {
+        out->set_done(true);
+        out->set_total_bytes(c.total_bytes);
+        out->set_crc32c(c.crc32c);
+        out->set_revision(c.revision);
+        header->set_revision(c.revision);
+        txns.snapshot.reset();
+      }
       return;
     }
 

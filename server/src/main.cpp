@@ -18,11 +18,13 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 
 #include "server/config.hpp"
 #include "server/server.hpp"
+#include "storage/durability.hpp"
 #include "storage/engine.hpp"
 
 namespace {
@@ -164,7 +166,41 @@ int main(int argc, char** argv) {
     const Server* s = running.load(std::memory_order_acquire);
     return s != nullptr ? s->connection_buffer_bytes() : 0;
   };
-  kv::storage::Engine engine(std::move(engine_options));
+  std::shared_ptr<kv::storage::FileFaults> faults;
+  if (config.test_storage_faults) {
+    faults = std::make_shared<kv::storage::FileFaults>();
+    engine_options.durability.faults = faults;
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    spdlog::warn(
+        "TEST ONLY: --test-storage-faults: SIGUSR1 fails the next log fsync, SIGUSR2 "
+        "fails every write");
+  }
+  // Durable (--data-dir): open takes the directory's lock and recovers (or restores) before
+  // anything is served; any failure ends the process with a clear message.
+  std::unique_ptr<kv::storage::Engine> engine_holder;
+  if (config.durable()) {
+    spdlog::info("opening data directory {}{}", config.data_dir,
+                 config.restore_from.empty() ? std::string()
+                                             : " (restoring from " + config.restore_from + ")");
+    std::string error;
+    engine_holder = kv::storage::Engine::open(std::move(engine_options), error);
+    if (!engine_holder) {
+      spdlog::critical("cannot open data directory {}: {}", config.data_dir, error);
+      return 1;
+    }
+    for (const std::string& note : engine_holder->recovery_notes()) {
+      spdlog::warn("recovery: {}", note);
+    }
+    const kv::storage::DurabilityStats d = engine_holder->durability_stats();
+    spdlog::info("data directory {} ready at revision {} (checkpoint at revision {})",
+                 config.data_dir, engine_holder->current_revision(), d.last_checkpoint_revision);
+  } else {
+    engine_holder = std::make_unique<kv::storage::Engine>(std::move(engine_options));
+    spdlog::info("no --data-dir: in-memory only, nothing survives a restart");
+  }
+  kv::storage::Engine& engine = *engine_holder;
   int rc = 0;
   {
     Server server(config, engine);
@@ -177,6 +213,16 @@ int main(int argc, char** argv) {
     int sig = 0;
     for (;;) {
       if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGUSR1 && faults) {
+        faults->fail_next_fsync(EIO);
+        spdlog::warn("TEST ONLY: the next log fsync fails with EIO");
+        continue;
+      }
+      if (sig == SIGUSR2 && faults) {
+        faults->fail_writes(ENOSPC);
+        spdlog::warn("TEST ONLY: every write fails with ENOSPC from now on");
+        continue;
+      }
       if (sig != SIGHUP) break;
       reload(argc, argv, config);
     }

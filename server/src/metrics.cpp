@@ -35,6 +35,10 @@ OpKind op_kind(const pb::Request& request) noexcept {
       return OpKind::kStats;
     case pb::Request::kFault:
       return OpKind::kFault;
+    case pb::Request::kCheckpoint:
+      return OpKind::kCheckpoint;
+    case pb::Request::kSnapshot:
+      return OpKind::kSnapshot;
     case pb::Request::OP_NOT_SET:
       return OpKind::kInvalid;
   }
@@ -67,6 +71,10 @@ const char* op_name(OpKind op) noexcept {
       return "stats";
     case OpKind::kFault:
       return "fault";
+    case OpKind::kCheckpoint:
+      return "checkpoint";
+    case OpKind::kSnapshot:
+      return "snapshot";
     case OpKind::kInvalid:
       return "invalid";
     case OpKind::kCount:
@@ -154,9 +162,10 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
   help(out, "kv_responses_total", "counter", "Responses sent, by status code.");
   for (std::size_t c = 0; c < kStatusCodes; ++c) {
     std::uint64_t n = 0;
+    const std::string name(proto::code_name(static_cast<pb::Status::Code>(c)));
+    if (name == "UNKNOWN") continue;  // a value this build does not define
     for (const auto* w : workers) n += w->responses(static_cast<pb::Status::Code>(c));
-    std::snprintf(labels, sizeof labels, "code=\"%s\"",
-                  std::string(proto::code_name(static_cast<pb::Status::Code>(c))).c_str());
+    std::snprintf(labels, sizeof labels, "code=\"%s\"", name.c_str());
     line(out, "kv_responses_total", labels, n);
   }
   help(out, "kv_request_duration_seconds", "histogram",
@@ -285,6 +294,37 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
            : 0);
   help(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
   line(out, "process_resident_memory_bytes", nullptr, resident_memory_bytes());
+  return out;
+}
+
+std::string render_durability(const storage::DurabilityStats& d) {
+  std::string out;
+  if (!d.enabled) return out;
+  help(out, "kv_wal_bytes", "gauge", "Bytes in the write-ahead log segments on disk.");
+  line(out, "kv_wal_bytes", nullptr, d.wal_bytes);
+  help(out, "kv_wal_bytes_since_checkpoint", "gauge",
+       "Write-ahead log bytes appended since the last checkpoint.");
+  line(out, "kv_wal_bytes_since_checkpoint", nullptr, d.wal_bytes_since_checkpoint);
+  help(out, "kv_wal_segments", "gauge", "Write-ahead log segment files on disk.");
+  line(out, "kv_wal_segments", nullptr, d.wal_segments);
+  help(out, "kv_wal_records_total", "counter", "Write-ahead log records appended since start.");
+  line(out, "kv_wal_records_total", nullptr, d.wal_records);
+  help(out, "kv_wal_fsyncs_total", "counter", "Write-ahead log fsyncs since start.");
+  line(out, "kv_wal_fsyncs_total", nullptr, d.fsyncs);
+  help(out, "kv_wal_group_commits_total", "counter",
+       "Write-ahead log batches written (one write and at most one fsync each).");
+  line(out, "kv_wal_group_commits_total", nullptr, d.group_commits);
+  help(out, "kv_wal_max_batch_records", "gauge", "The most records one batch has carried.");
+  line(out, "kv_wal_max_batch_records", nullptr, d.max_batch_records);
+  help(out, "kv_durable_revision", "gauge", "Newest revision written to the log.");
+  line(out, "kv_durable_revision", nullptr, d.durable_revision);
+  help(out, "kv_checkpoints_total", "counter", "Checkpoints written since start.");
+  line(out, "kv_checkpoints_total", nullptr, d.checkpoints);
+  help(out, "kv_last_checkpoint_revision", "gauge", "Revision of the newest checkpoint (0: none).");
+  line(out, "kv_last_checkpoint_revision", nullptr, d.last_checkpoint_revision);
+  help(out, "kv_storage_failed", "gauge",
+       "1 when writes are refused after a storage failure (STORAGE_FAILED), else 0.");
+  line(out, "kv_storage_failed", nullptr, std::uint64_t{d.write_refused ? 1u : 0u});
   return out;
 }
 

@@ -387,7 +387,8 @@ std::string ServerImpl::metrics_text() const {
   std::vector<const WorkerMetrics*> ws;
   ws.reserve(workers_.size());
   for (const auto& w : workers_) ws.push_back(&w->metrics);
-  return render_prometheus(ws, counters, engine.stats());
+  return render_prometheus(ws, counters, engine.stats()) +
+         render_durability(engine.durability_stats());
 }
 
 void ServerImpl::fill_server_stats(proto::pb::StatsResponse& out) const {

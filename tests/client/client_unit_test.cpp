@@ -3,6 +3,8 @@
 // command-line parser, shell tokenizer and shell command parser.
 #include <gtest/gtest.h>
 
+#include <google/protobuf/descriptor.h>
+
 #include <sstream>
 
 #include "cli.hpp"
@@ -163,8 +165,30 @@ TEST(Decode, StatsByFieldName) {
   EXPECT_EQ(s->get("keys"), 5u);
   EXPECT_EQ(s->get("commits"), 7u);
   EXPECT_EQ(s->get("revision"), 0u);  // zero-valued counters are listed too
-  EXPECT_EQ(s->counters.size(),
-            static_cast<std::size_t>(pb::StatsResponse::descriptor()->field_count()));
+  // Every number and flag is listed; text fields only when set.
+  std::size_t numbers = 0;
+  const auto* d = pb::StatsResponse::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    numbers += d->field(i)->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING;
+  }
+  EXPECT_EQ(s->counters.size(), numbers);
+  EXPECT_TRUE(s->texts.empty());
+  r.mutable_stats()->set_storage_failed(true);
+  r.mutable_stats()->set_storage_error("fsync failed");
+  s = detail::decode_stats(r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->get("storage_failed"), 1u);
+  ASSERT_EQ(s->texts.size(), 1u);
+  EXPECT_EQ(s->texts[0], std::make_pair(std::string("storage_error"), std::string("fsync failed")));
+}
+
+TEST(Decode, StorageFailedKeepsItsCode) {
+  pb::Response r;
+  r.mutable_status()->set_code(pb::Status::STORAGE_FAILED);
+  r.mutable_status()->set_message("fsync of wal-1.log failed");
+  auto s = detail::decode_put(r);
+  EXPECT_EQ(s.code(), Code::kStorageFailed);
+  EXPECT_EQ(s.status().to_string(), "STORAGE_FAILED: fsync of wal-1.log failed");
 }
 
 TEST(Address, Parsing) {
@@ -236,6 +260,35 @@ TEST(ShellCommand, ParsesEveryCommand) {
     EXPECT_FALSE(parse_shell_command(words(bad), c, error)) << bad;
     EXPECT_FALSE(error.empty());
   }
+}
+
+TEST(ShellCommand, DurabilityCommands) {
+  Command c;
+  std::string error;
+  ASSERT_TRUE(parse_shell_command(words("checkpoint"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kCheckpoint);
+  ASSERT_TRUE(parse_shell_command(words("snapshot save '/tmp/a b.kvs'"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kSnapshotSave);
+  EXPECT_EQ(c.key, "/tmp/a b.kvs");
+  for (const char* bad :
+       {"checkpoint now", "snapshot", "snapshot save", "snapshot load f", "snapshot save a b"}) {
+    EXPECT_FALSE(parse_shell_command(words(bad), c, error)) << bad;
+    EXPECT_FALSE(error.empty());
+  }
+}
+
+ParseOutcome parse(const std::vector<std::string>& args);
+
+TEST(CommandLine, DurabilityCommands) {
+  auto p = parse({"checkpoint"});
+  ASSERT_FALSE(p.exit) << p.output;
+  EXPECT_EQ(p.options.command.kind, Command::Kind::kCheckpoint);
+  p = parse({"snapshot", "save", "backup.kvs"});
+  ASSERT_FALSE(p.exit) << p.output;
+  EXPECT_EQ(p.options.command.kind, Command::Kind::kSnapshotSave);
+  EXPECT_EQ(p.options.command.key, "backup.kvs");
+  EXPECT_TRUE(parse({"snapshot", "save"}).exit);
+  EXPECT_TRUE(parse({"snapshot"}).exit);
 }
 
 ParseOutcome parse(const std::vector<std::string>& args) {

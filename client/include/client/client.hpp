@@ -201,6 +201,17 @@ class Client {
   // Demonstration only (the server must run with --enable-fault-injection): parks the
   // server thread serving this connection for `stall_ms`.
   [[nodiscard]] Status fault(std::uint32_t stall_ms);
+  // Durable servers (--data-dir) only: writes a checkpoint now and returns its revision
+  // (INVALID_ARGUMENT from a server without --data-dir). Takes as long as the checkpoint.
+  [[nodiscard]] Result<std::uint64_t> checkpoint();
+  // Streams a consistent image of the store (the input of `kovan-server --restore`) to
+  // `sink`, chunk by chunk in order (docs/PROTOCOL.md 3.13). OK only when the image is
+  // complete and its size and CRC-32C match what the server announced; on any failure the
+  // bytes already given to `sink` must be discarded. `sink` returning false stops the
+  // transfer (INVALID_ARGUMENT "stopped by the sink"). A lost connection fails the save
+  // (UNAVAILABLE); start again.
+  [[nodiscard]] Result<SnapshotInfo> save_snapshot(
+      const std::function<bool(std::string_view chunk)>& sink);
 
   // --- Interactive transactions --------------------------------------------------------
   [[nodiscard]] Result<Transaction> begin(Isolation isolation = Isolation::kSerializable);

@@ -41,6 +41,9 @@ enum class Code : std::uint8_t {
   kResourceExhausted = 6,
   kUnavailable = 7,
   kInternal = 8,
+  // A durable server refuses writes after a storage failure (its log could not be written
+  // or fsynced, e.g. a full disk): the write was not acknowledged. Reads keep working.
+  kStorageFailed = 11,
 };
 
 // "OK", "NOT_FOUND", ... (the names of docs/PROTOCOL.md).

@@ -176,7 +176,10 @@ struct TxnResult {
 // here without a client change.
 struct Stats {
   std::uint64_t header_revision = 0;
+  // Numbers, and flags as 0/1 (e.g. "durable", "storage_failed").
   std::vector<std::pair<std::string, std::uint64_t>> counters;
+  // Text fields that are set (e.g. "storage_error").
+  std::vector<std::pair<std::string, std::string>> texts;
 
   // The counter named `name`, or nullopt when the server did not report it.
   [[nodiscard]] std::optional<std::uint64_t> get(std::string_view name) const {
@@ -185,6 +188,14 @@ struct Stats {
     }
     return std::nullopt;
   }
+};
+
+// The outcome of Client::save_snapshot: a complete image whose size and CRC-32C matched
+// what the server announced.
+struct SnapshotInfo {
+  std::uint64_t revision = 0;  // the revision the image holds
+  std::uint64_t bytes = 0;
+  std::uint32_t crc32c = 0;
 };
 
 }  // namespace kv::client

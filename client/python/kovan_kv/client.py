@@ -98,6 +98,13 @@ class Internal(KvError):
     code = "INTERNAL"
 
 
+class StorageFailed(KvError):
+    """A durable server refuses writes after a storage failure (its log could not be
+    written or fsynced); the write was not acknowledged. Reads keep working."""
+
+    code = "STORAGE_FAILED"
+
+
 _BY_CODE = {
     pb.Status.NOT_FOUND: NotFound,
     pb.Status.CONFLICT: Conflict,
@@ -107,7 +114,29 @@ _BY_CODE = {
     pb.Status.RESOURCE_EXHAUSTED: ResourceExhausted,
     pb.Status.UNAVAILABLE: Unavailable,
     pb.Status.INTERNAL: Internal,
+    pb.Status.STORAGE_FAILED: StorageFailed,
 }
+
+
+def _crc32c_table() -> List[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """CRC-32C (Castagnoli) of ``data``, extending ``crc`` (the CRC of the bytes before)."""
+    c = crc ^ 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
 
 
 def _raise_for(status) -> None:
@@ -445,6 +474,40 @@ class Client:
         """Every counter of StatsResponse by field name (zero-valued ones included)."""
         resp = self._call(pb.Request(stats=pb.StatsRequest()), "stats")
         return {f.name: getattr(resp.stats, f.name) for f in resp.stats.DESCRIPTOR.fields}
+
+    # -- administration (durability) -----------------------------------------------------
+
+    def checkpoint(self) -> int:
+        """Writes a checkpoint now (servers with --data-dir); returns its revision."""
+        return self._call(pb.Request(checkpoint=pb.CheckpointRequest()), "checkpoint") \
+            .checkpoint.revision
+
+    def save_snapshot(self, sink: Callable[[bytes], None]) -> Dict[str, int]:
+        """Streams a consistent image of the store (the input of kovan-server --restore)
+        to ``sink`` chunk by chunk (PROTOCOL.md 3.13). Returns revision, bytes and crc32c
+        once the image is complete and its size and CRC-32C match; raises otherwise (then
+        discard what ``sink`` received). A lost connection raises Unavailable: start over."""
+        stream, received, crc = 0, 0, 0
+        generation = None
+        while True:
+            req = pb.Request(snapshot=pb.SnapshotRequest(stream_id=stream, offset=received))
+            resp = self._call(req, "snapshot", generation)
+            generation = self.generation  # every chunk must come over the same connection
+            m = resp.snapshot
+            if m.stream_id == 0 or (stream and m.stream_id != stream) or m.offset != received:
+                raise Internal(f"snapshot chunk for stream {m.stream_id} at {m.offset}, "
+                               f"expected stream {stream} at {received}")
+            stream = m.stream_id
+            if m.data:
+                crc = crc32c(m.data, crc)
+                received += len(m.data)
+                sink(m.data)
+            if m.done:
+                if m.total_bytes != received or m.crc32c != crc:
+                    raise Internal(f"snapshot damaged in transit: received {received} bytes "
+                                   f"(crc32c {crc}), the server sent {m.total_bytes} "
+                                   f"(crc32c {m.crc32c})")
+                return {"revision": m.revision, "bytes": received, "crc32c": crc}
 
     # -- interactive transactions --------------------------------------------------------
 

@@ -1,13 +1,22 @@
 #include "cli.hpp"
 
+#include "proto/crc32c.hpp"
+
 #include <CLI/CLI.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <istream>
 #include <limits>
 #include <ostream>
 #include <sstream>
+#include <vector>
 
 namespace kv::cli {
 
@@ -31,6 +40,8 @@ constexpr std::string_view kHelp =
     "  abort                      abort the open transaction\n"
     "  stats                      server counters\n"
     "  ping                       round trip to the server\n"
+    "  checkpoint                 write a checkpoint now (servers with --data-dir)\n"
+    "  snapshot save FILE         save a consistent snapshot of the store into FILE\n"
     "  help                       this text\n"
     "  quit                       leave (an open transaction is aborted)\n";
 
@@ -164,6 +175,91 @@ int hex_digit(char c) {
 }  // namespace
 
 std::string_view shell_help() { return kHelp; }
+
+bool save_snapshot_file(client::Client& client, const std::string& path, client::SnapshotInfo& info,
+                        std::string& error, client::Code& code) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  fs::path dir = target.parent_path();
+  if (dir.empty()) dir = ".";
+  const fs::path temp = fs::path(path + ".tmp-" + std::to_string(::getpid()));
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  code = Code::kInvalidArgument;
+  if (fd < 0) {
+    error = "cannot create " + temp.string() + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string write_error;
+  auto fail = [&](std::string why, Code c) {
+    if (fd >= 0) ::close(fd);
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    error = std::move(why);
+    code = c;
+    return false;
+  };
+  auto r = client.save_snapshot([&](std::string_view chunk) {
+    while (!chunk.empty()) {
+      const ssize_t n = ::write(fd, chunk.data(), chunk.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        write_error = "cannot write " + temp.string() + ": " + std::strerror(errno);
+        return false;
+      }
+      chunk.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  });
+  if (!write_error.empty()) return fail(write_error, Code::kInvalidArgument);
+  if (!r.ok()) return fail(r.status().message(), r.code());
+  if (::fsync(fd) != 0) {
+    return fail("cannot fsync " + temp.string() + ": " + std::strerror(errno),
+                Code::kInvalidArgument);
+  }
+  // Read the file back: what reached the disk is what the server sent.
+  {
+    std::uint32_t crc = 0;
+    std::uint64_t bytes = 0;
+    std::vector<char> buf(1 << 20);
+    const int rfd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (rfd < 0) return fail("cannot read back " + temp.string(), Code::kInvalidArgument);
+    for (;;) {
+      const ssize_t n = ::read(rfd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      crc = proto::crc32c_extend(crc, std::string_view(buf.data(), static_cast<std::size_t>(n)));
+      bytes += static_cast<std::uint64_t>(n);
+    }
+    ::close(rfd);
+    if (bytes != r->bytes || crc != r->crc32c) {
+      return fail("the file " + temp.string() + " does not read back as written (" +
+                      std::to_string(bytes) + " bytes)",
+                  Code::kInternal);
+    }
+  }
+  if (::close(fd) != 0) {
+    const int e = errno;
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    error = "cannot close " + temp.string() + ": " + std::strerror(e);
+    return false;
+  }
+  if (::rename(temp.c_str(), target.c_str()) != 0) {
+    const int e = errno;
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    error = "cannot rename " + temp.string() + " to " + path + ": " + std::strerror(e);
+    return false;
+  }
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  info = r.value();
+  code = Code::kOk;
+  return true;
+}
 
 bool parse_u64(std::string_view text, std::uint64_t& out) {
   if (text.empty()) return false;
@@ -447,6 +543,16 @@ bool parse_shell_command(const std::vector<std::string>& words, Command& out, st
   } else if (name == "ping") {
     out.kind = K::kPing;
     if (!want(0, "ping")) return false;
+  } else if (name == "checkpoint") {
+    out.kind = K::kCheckpoint;
+    if (!want(0, "checkpoint")) return false;
+  } else if (name == "snapshot") {
+    if (words.size() != 3 || words[1] != "save") {
+      error = "usage: snapshot save FILE";
+      return false;
+    }
+    out.kind = K::kSnapshotSave;
+    out.key = words[2];
   } else if (name == "help" || name == "?") {
     out.kind = K::kHelp;
   } else if (name == "quit" || name == "exit") {
@@ -525,6 +631,15 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->type_name("N");
   range->add_flag("--prefix", c.prefix, "Keys starting with START");
   auto* stats = app.add_subcommand("stats", "Server counters");
+  auto* checkpoint =
+      app.add_subcommand("checkpoint", "Durable servers: write a checkpoint now (admin)");
+  auto* snapshot = app.add_subcommand("snapshot", "Backups (admin)");
+  snapshot->require_subcommand(1);
+  auto* snapshot_save = snapshot->add_subcommand(
+      "save", "Stream a consistent snapshot of the store into FILE (for kovan-server --restore)");
+  snapshot_save->add_option("file", c.key, "Output file (written whole, or not at all)")
+      ->required()
+      ->type_name("FILE");
   auto* ping = app.add_subcommand("ping", "Round trip to the server");
 
   try {
@@ -550,6 +665,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   if (range->parsed()) c.kind = K::kRange;
   if (stats->parsed()) c.kind = K::kStats;
   if (ping->parsed()) c.kind = K::kPing;
+  if (checkpoint->parsed()) c.kind = K::kCheckpoint;
+  if (snapshot_save->parsed()) c.kind = K::kSnapshotSave;
   if (c.kind == K::kRange && c.prefix && !c.value.empty()) {
     outcome.exit = true;
     outcome.code = kExitUsage;
@@ -664,8 +781,42 @@ int execute(client::Client& client, const Command& command, const Format& format
         out << "{\"ok\":true";
         for (const auto& [name, v] : r->counters) out << ",\"" << name << "\":" << v;
         out << "}\n";
+        for (const auto& [name, text] : r->texts) {
+          std::string quoted;
+          if (!json_string(text, quoted)) quoted = "\"\"";
+          out << ",\"" << name << "\":" << quoted;
+        }
       } else {
         for (const auto& [name, v] : r->counters) out << name << ' ' << v << '\n';
+        for (const auto& [name, text] : r->texts) out << name << ' ' << escape_bytes(text) << '\n';
+      }
+      return kExitOk;
+    }
+    case K::kCheckpoint: {
+      auto r = client.checkpoint();
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true,\"revision\":" << r.value() << "}\n";
+      } else {
+        out << "CHECKPOINT (revision " << r.value() << ")\n";
+      }
+      return kExitOk;
+    }
+    case K::kSnapshotSave: {
+      client::SnapshotInfo info;
+      std::string error;
+      Code code = Code::kOk;
+      if (!save_snapshot_file(client, command.key, info, error, code)) {
+        return report_error(Status(code, error), json, out, err);
+      }
+      if (json) {
+        std::string file;
+        if (!json_string(command.key, file)) file = "\"\"";
+        out << "{\"ok\":true,\"file\":" << file << ",\"revision\":" << info.revision
+            << ",\"bytes\":" << info.bytes << ",\"crc32c\":" << info.crc32c << "}\n";
+      } else {
+        out << "SAVED " << escape_bytes(command.key) << " (revision " << info.revision << ", "
+            << info.bytes << " bytes, crc32c " << info.crc32c << ")\n";
       }
       return kExitOk;
     }

@@ -31,6 +31,8 @@ struct Command {
     kAbort,
     kHelp,
     kQuit,
+    kCheckpoint,    // durable servers: write a checkpoint now
+    kSnapshotSave,  // stream a snapshot image to the file named by `key`
   };
   Kind kind = Kind::kNone;
   std::string key;    // get/put/del; range start
@@ -121,6 +123,14 @@ struct ShellOptions {
 // at that command, aborting an open transaction.
 int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::ostream& err,
               const ShellOptions& options);
+
+// `snapshot save FILE`: streams the server's snapshot image into FILE.tmp-PID next to FILE,
+// fsyncs it, reads it back to check its size and CRC-32C against what the server announced,
+// then renames it to FILE and fsyncs the directory. On any failure FILE is left as it was
+// and the temporary file is removed. `error` says why when it returns false.
+[[nodiscard]] bool save_snapshot_file(client::Client& client, const std::string& path,
+                                      client::SnapshotInfo& info, std::string& error,
+                                      client::Code& code);
 
 // The text printed by `help` in the shell.
 [[nodiscard]] std::string_view shell_help();

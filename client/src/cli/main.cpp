@@ -1,6 +1,7 @@
 // kovan-cli: one-shot commands and an interactive shell over the Kovan KV client.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "cli.hpp"
@@ -21,6 +22,12 @@ int main(int argc, char** argv) {
   copts.tls_cert_file = o.tls_cert;
   copts.tls_key_file = o.tls_key;
   copts.tls_server_name = o.tls_server_name;
+  // A checkpoint answers when it is written, and a snapshot chunk may wait for the server to
+  // produce it: give those admin commands at least ten minutes.
+  if (o.command.kind == Command::Kind::kCheckpoint ||
+      o.command.kind == Command::Kind::kSnapshotSave) {
+    copts.request_timeout = std::max(copts.request_timeout, std::chrono::milliseconds(600'000));
+  }
   auto connected = kv::client::Client::connect(o.addr, copts);
   if (!connected.ok()) {
     if (o.json) {

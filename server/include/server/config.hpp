@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "proto/frame.hpp"
+#include "storage/durability.hpp"
 #include "storage/engine.hpp"
 
 namespace kv::server {
@@ -63,6 +64,17 @@ struct ServerConfig {
   std::string metrics_tls_cert;  // --metrics-tls-cert
   std::string metrics_tls_key;   // --metrics-tls-key
   std::string metrics_tls_ca;    // --metrics-tls-ca
+  // Durability (docs/OPERATIONS.md, "Durability"; docs/PERSISTENCE.md). Off (a pure
+  // in-memory server, as without these flags) unless data_dir is set.
+  std::string data_dir;                                    // --data-dir; empty: in memory
+  storage::FsyncMode fsync = storage::FsyncMode::kAlways;  // --fsync
+  std::uint64_t checkpoint_every_bytes = 0;                // --checkpoint-every (WAL bytes)
+  std::chrono::milliseconds checkpoint_every_time{0};      // --checkpoint-every (duration)
+  storage::WalRecovery wal_recovery = storage::WalRecovery::kStrict;  // --wal-recovery
+  std::string restore_from;                                           // --restore FILE
+  // TEST ONLY (hidden flag --test-storage-faults): SIGUSR1 makes the next fsync of the log
+  // fail with EIO, SIGUSR2 makes every write fail with ENOSPC (a full disk).
+  bool test_storage_faults = false;
 
   // Transactions one peer address may hold: max_txns_per_peer, or when it is 0 a quarter
   // of max_active_txns (at least 1).
@@ -75,6 +87,7 @@ struct ServerConfig {
   // The engine options these settings imply (limits, age limit, GC policy, sweeper
   // period short enough that expiry is enforced within a quarter of the age limit).
   [[nodiscard]] storage::Options engine_options() const;
+  [[nodiscard]] bool durable() const noexcept { return !data_dir.empty(); }
   // One line with every effective setting, for the start-up log.
   [[nodiscard]] std::string describe() const;
 };
@@ -98,6 +111,11 @@ struct ParseOutcome {
 
 // "250ms", "5s", "2m", "1h", or a bare number of seconds. nullopt when malformed.
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+// --checkpoint-every: a comma-separated list of a WAL size ("64MiB", "1g", "100000") and/or
+// a duration ("10m", "30s"; a unit is required). "0" or "off": no automatic checkpoints.
+// False when malformed.
+[[nodiscard]] bool parse_checkpoint_every(std::string_view text, std::uint64_t& bytes,
+                                          std::chrono::milliseconds& every);
 // "host:port" or "[v6]:port". nullopt when malformed.
 [[nodiscard]] std::optional<Endpoint> parse_endpoint(std::string_view text);
 

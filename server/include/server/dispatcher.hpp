@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -46,9 +47,11 @@ class PeerTxnSlots {
 // The interactive transactions one connection holds, by engine transaction id. Destroying
 // it aborts every transaction still open (the engine aborts an active Transaction handle
 // when it is destroyed) and counts them as aborted by disconnect.
+class SnapshotStream;
+
 class ConnectionTxns {
  public:
-  explicit ConnectionTxns(ServerCounters& counters) noexcept : counters_(&counters) {}
+  explicit ConnectionTxns(ServerCounters& counters) noexcept;
   ~ConnectionTxns();
   ConnectionTxns(const ConnectionTxns&) = delete;
   ConnectionTxns& operator=(const ConnectionTxns&) = delete;
@@ -78,6 +81,9 @@ class ConnectionTxns {
   // handshake, before the first request is dispatched. Authentication may take it as the
   // user name ("the CN names the user"; docs/SECURITY.md).
   std::string tls_client_cn;
+  // The connection's SNAPSHOT stream (docs/PROTOCOL.md 3.13), at most one; destroyed (its
+  // producer cancelled and joined) with the connection or when the next stream starts.
+  std::unique_ptr<SnapshotStream> snapshot;
 
  private:
   // Drops handles of transactions the engine has already ended (expired); returns how
@@ -124,6 +130,13 @@ class Dispatcher {
   bool fault_injection_;
   // True while a FAULT stall runs (one at a time). It guards no other data: relaxed.
   mutable std::atomic<bool> stalling_{false};
+  // SNAPSHOT streams: ids handed out, and streams alive in the server (at most
+  // kMaxSnapshotStreams). Counters that publish nothing: relaxed.
+  mutable std::atomic<std::uint64_t> next_stream_id_{1};
+  mutable std::atomic<std::uint32_t> snapshot_streams_{0};
+  // Set once the first STORAGE_FAILED has been logged (a flag guarding nothing: relaxed).
+  mutable std::atomic<bool> storage_failure_logged_{false};
+  bool durable_;
   ServerStatsFn server_stats_;
 };
 

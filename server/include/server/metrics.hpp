@@ -17,6 +17,7 @@
 #include <string>
 
 #include "proto/codec.hpp"
+#include "storage/durability.hpp"
 #include "storage/engine.hpp"
 
 namespace kv::server {
@@ -35,11 +36,13 @@ enum class OpKind : std::uint8_t {
   kAbort,
   kStats,
   kFault,
+  kCheckpoint,
+  kSnapshot,
   kInvalid,
   kCount,
 };
 inline constexpr std::size_t kOpKinds = static_cast<std::size_t>(OpKind::kCount);
-inline constexpr std::size_t kStatusCodes = 9;  // Status.Code values 0..8
+inline constexpr std::size_t kStatusCodes = 12;  // Status.Code values 0..11
 
 [[nodiscard]] OpKind op_kind(const proto::pb::Request& request) noexcept;
 [[nodiscard]] const char* op_name(OpKind op) noexcept;
@@ -124,5 +127,8 @@ struct ServerCounters {
 [[nodiscard]] std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
                                             const ServerCounters& counters,
                                             const storage::EngineStats& engine);
+// The durability part of the metrics text (kv_wal_*, kv_checkpoint*, kv_storage_failed);
+// empty when the engine is not durable.
+[[nodiscard]] std::string render_durability(const storage::DurabilityStats& d);
 
 }  // namespace kv::server

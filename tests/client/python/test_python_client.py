@@ -231,5 +231,43 @@ class FrameLimitTest(unittest.TestCase):
             c.close()
 
 
+class DurabilityOpsTest(unittest.TestCase):
+    """CHECKPOINT, SNAPSHOT and STORAGE_FAILED in the Python client (in-memory server: the
+    durable behaviour itself is tested with kovan-server processes in tests/server)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerProcess("--threads", "1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def test_checkpoint_needs_a_data_dir(self):
+        with kv.Client("127.0.0.1", self.server.port) as c:
+            with self.assertRaises(kv.InvalidArgument) as e:
+                c.checkpoint()
+            self.assertIn("--data-dir", e.exception.message)
+
+    def test_save_snapshot_checks_size_and_crc(self):
+        with kv.Client("127.0.0.1", self.server.port) as c:
+            for i in range(50):
+                c.put(f"s{i}", "x" * 100)
+            chunks = []
+            info = c.save_snapshot(chunks.append)
+            image = b"".join(chunks)
+            self.assertEqual(info["bytes"], len(image))
+            self.assertEqual(info["crc32c"], kv.crc32c(image))
+            self.assertEqual(info["revision"], c.stats()["revision"])
+
+    def test_storage_failed_code_maps_to_its_error(self):
+        from kovan_kv import kv_pb2 as pb
+        from kovan_kv.client import _raise_for
+        with self.assertRaises(kv.StorageFailed) as e:
+            _raise_for(pb.Status(code=pb.Status.STORAGE_FAILED, message="fsync failed"))
+        self.assertEqual(e.exception.code, "STORAGE_FAILED")
+        self.assertEqual(kv.crc32c(b"123456789"), 0xE3069283)
+
+
 if __name__ == "__main__":
     unittest.main()
