@@ -11,6 +11,8 @@ PACKAGES=(
   # libraries
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev protobuf-compiler libprotobuf-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # libcrypto: password hashes (docs/SECURITY.md)
+  libssl-dev
   # reclaimer baselines for the side-by-side benchmarks
   liburcu-dev libxenium-dev libcds-dev
   # crossbeam-epoch's crates as an offline cargo registry, for the single-cell comparison

@@ -35,11 +35,12 @@ enum class OpKind : std::uint8_t {
   kAbort,
   kStats,
   kFault,
+  kAuthenticate,
   kInvalid,
   kCount,
 };
 inline constexpr std::size_t kOpKinds = static_cast<std::size_t>(OpKind::kCount);
-inline constexpr std::size_t kStatusCodes = 9;  // Status.Code values 0..8
+inline constexpr std::size_t kStatusCodes = 11;  // Status.Code values 0..10
 
 [[nodiscard]] OpKind op_kind(const proto::pb::Request& request) noexcept;
 [[nodiscard]] const char* op_name(OpKind op) noexcept;
@@ -111,6 +112,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> accept_errors{0};          // failed accepts, both listeners
   std::atomic<std::uint64_t> metrics_connections_open{0};
   std::atomic<std::uint64_t> metrics_connections_refused{0};  // over --max-metrics-connections
+  std::atomic<std::uint64_t> auth_failures{0};         // AUTHENTICATE answered UNAUTHENTICATED
+  std::atomic<std::uint64_t> quota_refusals{0};        // requests refused by a per-user quota
+  std::atomic<std::uint64_t> metrics_unauthorized{0};  // scrapes without the bearer token
 };
 
 // Resident set size of this process in bytes (0 if it cannot be read).
