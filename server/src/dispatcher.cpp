@@ -578,8 +578,9 @@ bool Dispatcher::admit(const pb::Request& request, ConnectionTxns& txns,
       txns.logout();
     }
   }
-  if (request.op_case() == pb::Request::kPing) return true;  // liveness needs no user
   if (!a.tenant) {
+    // Liveness probes need no user (authenticated pings count against the user's rate).
+    if (request.op_case() == pb::Request::kPing) return true;
     error(request.id(), pb::Status::UNAUTHENTICATED,
           "authentication required: send AUTHENTICATE first", response);
     return false;
