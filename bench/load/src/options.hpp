@@ -24,6 +24,10 @@ struct Target {
   Protocol protocol = Protocol::kKovan;
   std::string host = "127.0.0.1";
   std::uint16_t port = 7379;
+  // Authentication (docs/SECURITY.md), kovan targets only: every connection sends
+  // AUTHENTICATE first. The password comes from --password-file or $KOVAN_PASSWORD.
+  std::string user;
+  std::string password;
   [[nodiscard]] std::string to_string() const;
 };
 

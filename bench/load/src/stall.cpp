@@ -122,6 +122,8 @@ void plot(const StallOptions& o) {
 int run_stall(const StallOptions& o) {
   const std::string address = o.target.host + ":" + std::to_string(o.target.port);
   kv::client::ClientOptions copts;
+  copts.user = o.target.user;
+  copts.password = o.target.password;
   copts.request_timeout = std::chrono::milliseconds(static_cast<long long>(o.duration_s * 1000) +
                                                     30000);  // the fault call waits this long
 

@@ -41,6 +41,8 @@ enum class Code : std::uint8_t {
   kResourceExhausted = 6,
   kUnavailable = 7,
   kInternal = 8,
+  kUnauthenticated = 9,    // no (successful) authentication on the connection
+  kPermissionDenied = 10,  // outside the user's role or key prefix
 };
 
 // "OK", "NOT_FOUND", ... (the names of docs/PROTOCOL.md).

@@ -53,6 +53,10 @@ struct Options {
   bool raw = false;
   bool stop_on_error = false;
   std::uint32_t timeout_ms = 5000;
+  // Authentication (docs/SECURITY.md): the password comes from --password-file or
+  // $KOVAN_PASSWORD, never from the command line.
+  std::string user;
+  std::string password_file;
   Command command;
 };
 
