@@ -40,9 +40,9 @@ class AuthTest(unittest.TestCase):
         try:
             self.assertEqual(c.ping(b"x"), b"x")  # ping needs no user
             with self.assertRaises(kv.Unauthenticated):
-                c.get("app/k")
+                c.put("app/never", "v")
             self.assertEqual(c.authenticate("app", "app-pw"), "readwrite")
-            self.assertIsNone(c.get("app/k"))
+            self.assertIsNone(c.get("app/never"))  # the refused put was not applied
         finally:
             c.close()
 
