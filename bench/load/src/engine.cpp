@@ -450,7 +450,10 @@ void Worker::read_kovan(Conn& c) {
       if (code == pb::Status::NOT_FOUND) {
         o.miss = true;
       } else if (code != pb::Status::OK) {
-        o.error = code <= pb::Status::INTERNAL ? code : kErrUnknownCode;
+        o.error = code <= pb::Status::INTERNAL            ? code
+                  : code == pb::Status::UNAUTHENTICATED   ? kErrUnauthenticated
+                  : code == pb::Status::PERMISSION_DENIED ? kErrPermissionDenied
+                                                          : kErrUnknownCode;
       } else {
         Slot& s = c.slots[c.fifo.front().slot];
         if (s.kind == OpKind::kTxn) {
@@ -693,7 +696,9 @@ std::string_view error_name(int kind) {
                                                            "REDIS_ERROR",
                                                            "TRANSPORT",
                                                            "PROTOCOL",
-                                                           "NOTICE"};
+                                                           "NOTICE",
+                                                           "UNAUTHENTICATED",
+                                                           "PERMISSION_DENIED"};
   return kind >= 0 && kind < kErrorKinds ? kNames[kind] : "?";
 }
 
