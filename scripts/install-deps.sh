@@ -23,7 +23,7 @@ ALL_PACKAGES=(
   # libraries
   libasio-dev libspdlog-dev libfmt-dev libcli11-dev protobuf-compiler libprotobuf-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  # TLS (server, clients) and the test fixtures' throwaway CA
+  # TLS (server, clients), password hashes, and the test fixtures' throwaway CA
   libssl-dev openssl
   # crc32 for the write-ahead log and checkpoints
   zlib1g-dev

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -61,6 +63,12 @@ Result<T> submit_sync(Connection& conn, pb::Request& request, bool mutating, Dec
   return std::move(wait.result);
 }
 
+Result<Done> decode_ack_authenticate(const pb::Response& r) {
+  Status s = detail::decode_empty(r, pb::Response::kAuthenticate);
+  if (!s.ok()) return s;
+  return Done{};
+}
+
 Result<Done> decode_ack_fault(const pb::Response& r) {
   Status s = detail::decode_empty(r, pb::Response::kFault);
   if (!s.ok()) return s;
@@ -109,13 +117,27 @@ struct Client::Impl {
 
   // The current connection, opening a new one when there is none or it is no longer
   // usable. Serializes reconnects (one connect at a time).
-  Result<std::shared_ptr<Connection>> connection() {
+  // `first`: Client::connect's call, which waits for the AUTHENTICATE answer and fails with
+  // it; reconnects pipeline it ahead of the request that needed the connection.
+  Result<std::shared_ptr<Connection>> connection(bool first = false) {
     std::shared_ptr<Connection> old;  // released after the lock: its destructor joins its
                                       // I/O thread, whose callbacks may call connection()
     std::lock_guard lock(mu);
     if (conn && conn->usable()) return conn;
     auto fresh = Connection::open(endpoint, options);
     if (!fresh.ok()) return fresh.status();
+    if (!options.user.empty()) {
+      pb::Request a;
+      a.mutable_authenticate()->set_user(options.user);
+      a.mutable_authenticate()->set_password(options.password);
+      if (first) {
+        auto r = submit_sync<Done>(*fresh.value(), a, false, decode_ack_authenticate);
+        if (!r.ok()) return r.status();
+      } else {
+        // A refusal shows as UNAUTHENTICATED on the requests behind it.
+        fresh.value()->submit(a, false, [](Status, pb::Response*) {});
+      }
+    }
     old = std::exchange(conn, std::move(fresh).value());
     opened.fetch_add(1, std::memory_order_relaxed);
     return conn;
@@ -150,9 +172,28 @@ Result<std::unique_ptr<Client>> Client::connect(std::string_view address, Client
   impl->address = std::string(address);
   impl->endpoint = std::move(ep).value();
   impl->options = options;
-  auto c = impl->connection();
+  auto c = impl->connection(true);
   if (!c.ok()) return c.status();
   return std::make_unique<Client>(std::move(impl));
+}
+
+Result<std::string> password_from_env_or_file(const std::string& file, const char* env) {
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) return Status(Code::kInvalidArgument, "cannot read the password file " + file);
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty())
+      return Status(Code::kInvalidArgument, "the password file " + file + " is empty");
+    return line;
+  }
+  const char* value = env != nullptr ? std::getenv(env) : nullptr;
+  if (value == nullptr || *value == '\0') {
+    return Status(Code::kInvalidArgument, std::string("no password: give a password file or set ") +
+                                              (env != nullptr ? env : "the environment variable"));
+  }
+  return std::string(value);
 }
 
 const std::string& Client::address() const noexcept { return impl_->address; }

@@ -193,10 +193,7 @@ void encode_fault(pb::Request& r, std::uint32_t stall_ms) {
 Status status_of(const pb::Response& r) {
   const int code = r.status().code();
   if (code == 0) return Status();
-  if (code == static_cast<int>(Code::kStorageFailed)) {
-    return Status(Code::kStorageFailed, r.status().message());
-  }
-  if (code < 0 || code > static_cast<int>(Code::kInternal)) {
+  if (code < 0 || code > static_cast<int>(Code::kStorageFailed)) {
     return Status(Code::kInternal,
                   "unknown status code " + std::to_string(code) + ": " + r.status().message());
   }

@@ -165,6 +165,13 @@ Validation validate_request(const pb::Request& request, const RequestLimits& lim
         return invalid("stall_ms above the limit");
       }
       return {};
+    case pb::Request::kAuthenticate:
+      if (request.authenticate().user().empty()) return invalid("user must not be empty");
+      if (request.authenticate().user().size() > 128 ||
+          request.authenticate().password().size() > 1024) {
+        return invalid("user or password too long (128 and 1024 bytes at most)");
+      }
+      return {};
     case pb::Request::OP_NOT_SET:
       return invalid("request has no operation set (or one this server does not know)");
   }
@@ -191,6 +198,10 @@ std::string_view code_name(pb::Status::Code code) noexcept {
       return "UNAVAILABLE";
     case pb::Status::INTERNAL:
       return "INTERNAL";
+    case pb::Status::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case pb::Status::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
     case pb::Status::STORAGE_FAILED:
       return "STORAGE_FAILED";
     default:

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include "server/auth.hpp"
+
 namespace kv::server {
 
 namespace {
@@ -173,6 +175,13 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
   return e;
 }
 
+bool is_loopback(std::string_view host) noexcept {
+  if (host == "localhost" || host == "::1") return true;
+  if (host.substr(0, 4) != "127.") return false;
+  return std::all_of(host.begin(), host.end(),
+                     [](char c) { return c == '.' || (c >= '0' && c <= '9'); });
+}
+
 unsigned ServerConfig::effective_threads() const noexcept {
   if (threads != 0) return threads;
   return std::max(1u, std::thread::hardware_concurrency());
@@ -243,6 +252,9 @@ std::string ServerConfig::describe() const {
     << (metrics_tls_cert.empty() ? "off"
         : metrics_tls_ca.empty() ? "on"
                                  : "mutual")
+    << " users=" << (users_file.empty() ? std::string("off") : users_file) << " metrics-token-file="
+    << (metrics_token_file.empty() ? std::string("off") : metrics_token_file)
+    << " insecure-no-auth=" << (insecure_no_auth ? "true" : "false")
     << " data-dir=" << (data_dir.empty() ? std::string("off") : data_dir);
   if (durable()) {
     s << " fsync=" << fsync_name(fsync) << " checkpoint-every="
@@ -450,6 +462,17 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                "TEST ONLY: SIGUSR1 fails the next log fsync (EIO), SIGUSR2 fails every write "
                "(ENOSPC)")
       ->group("");
+  app.add_option("--users", c.users_file,
+                 "Users file (NAME ROLE HASH [OPTION=VALUE...] per line; docs/SECURITY.md): "
+                 "clients must AUTHENTICATE; re-read on SIGHUP")
+      ->type_name("FILE");
+  app.add_option("--metrics-token-file", c.metrics_token_file,
+                 "File holding the bearer token that GET /metrics must present "
+                 "(Authorization: Bearer TOKEN)")
+      ->type_name("FILE");
+  app.add_flag("--insecure-no-auth", c.insecure_no_auth,
+               "Allow --listen / --metrics-listen on a non-loopback address without --users / "
+               "--metrics-token-file (anyone who reaches the port has full access)");
 
   try {
     app.parse(argc, argv);
@@ -528,6 +551,29 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     problem = "--metrics-tls-ca needs --metrics-tls-cert and --metrics-tls-key";
   if (!c.metrics_tls_cert.empty() && !c.metrics_listen)
     problem = "--metrics-tls-cert needs --metrics-listen";
+  if (problem.empty() && !c.users_file.empty()) {
+    std::string why;
+    if (!load_users_file(c.users_file, why)) problem = "--users: " + why;
+  }
+  if (problem.empty() && !c.metrics_token_file.empty()) {
+    std::string why;
+    if (load_token_file(c.metrics_token_file, why).empty())
+      problem = "--metrics-token-file: " + why;
+  }
+  // Protected mode (docs/SECURITY.md): refuse to serve a network without authentication.
+  if (problem.empty() && !c.insecure_no_auth) {
+    if (!is_loopback(c.listen.host) && c.users_file.empty()) {
+      problem = "--listen " + c.listen.to_string() +
+                " is not a loopback address and no --users file is given: anyone who can reach "
+                "the port could read and write every key. Give --users FILE (docs/SECURITY.md), "
+                "or pass --insecure-no-auth to accept that";
+    } else if (c.metrics_listen && !is_loopback(c.metrics_listen->host) &&
+               c.metrics_token_file.empty()) {
+      problem = "--metrics-listen " + c.metrics_listen->to_string() +
+                " is not a loopback address and no --metrics-token-file is given. Give "
+                "--metrics-token-file FILE, or pass --insecure-no-auth to accept that";
+    }
+  }
   if (!problem.empty()) {
     out.action = ParseOutcome::Action::kExit;
     out.exit_code = 2;

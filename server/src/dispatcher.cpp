@@ -58,6 +58,39 @@ void ConnectionTxns::set_peer(PeerTxnSlots* slots, std::string peer) noexcept {
 void ConnectionTxns::released(std::size_t n) noexcept {
   counters_->txns_open.fetch_sub(n, std::memory_order_relaxed);
   if (peer_slots_ != nullptr) peer_slots_->release(peer_, n);
+  // Every transaction of a connection is charged to its tenant (AUTHENTICATE is refused
+  // while transactions are held, so the tenant cannot change under them).
+  if (auth_.tenant) auth_.tenant->release_txns(n);
+}
+
+void ConnectionTxns::login(std::shared_ptr<Tenant> tenant, std::shared_ptr<const UserEntry> user) {
+  logout();
+  auth_.version = tenant->version();
+  auth_.tenant = std::move(tenant);
+  auth_.user = std::move(user);
+}
+
+void ConnectionTxns::logout() noexcept {
+  if (auth_.tenant) auth_.tenant->release_connection();
+  auth_.tenant.reset();
+  auth_.user.reset();
+}
+
+void ConnectionTxns::add_pending_bytes(std::uint64_t id, std::uint64_t n) {
+  for (auto& [txn, bytes] : pending_bytes_) {
+    if (txn == id) {
+      bytes += n;
+      return;
+    }
+  }
+  pending_bytes_.emplace_back(id, n);
+}
+
+std::uint64_t ConnectionTxns::pending_bytes(std::uint64_t id) const noexcept {
+  for (const auto& [txn, bytes] : pending_bytes_) {
+    if (txn == id) return bytes;
+  }
+  return 0;
 }
 
 std::size_t ConnectionTxns::prune() noexcept {
@@ -68,16 +101,24 @@ std::size_t ConnectionTxns::prune() noexcept {
   return gone;
 }
 
-bool ConnectionTxns::admit() {
-  if (peer_slots_ == nullptr) return true;
-  if (peer_slots_->acquire(peer_)) return true;
-  if (prune() > 0 && peer_slots_->acquire(peer_)) return true;
+ConnectionTxns::Admit ConnectionTxns::admit() {
+  if (auth_.tenant) {
+    const std::uint32_t limit = auth_.user ? auth_.user->quota.max_txns : 0;
+    if (!auth_.tenant->acquire_txn(limit) && (prune() == 0 || !auth_.tenant->acquire_txn(limit))) {
+      return Admit::kTenantFull;
+    }
+  }
+  if (peer_slots_ == nullptr) return Admit::kOk;
+  if (peer_slots_->acquire(peer_)) return Admit::kOk;
+  if (prune() > 0 && peer_slots_->acquire(peer_)) return Admit::kOk;
   counters_->txns_refused_per_peer.fetch_add(1, std::memory_order_relaxed);
-  return false;
+  if (auth_.tenant) auth_.tenant->release_txns(1);
+  return Admit::kPeerFull;
 }
 
 void ConnectionTxns::unadmit() noexcept {
   if (peer_slots_ != nullptr) peer_slots_->release(peer_, 1);
+  if (auth_.tenant) auth_.tenant->release_txns(1);
 }
 
 st::Transaction* ConnectionTxns::find(std::uint64_t id) noexcept {
@@ -104,6 +145,7 @@ void ConnectionTxns::add(st::Transaction txn) {
 }
 
 void ConnectionTxns::erase(std::uint64_t id) noexcept {
+  std::erase_if(pending_bytes_, [id](const auto& p) { return p.first == id; });
   for (auto it = txns_.begin(); it != txns_.end(); ++it) {
     if (it->id() == id) {
       txns_.erase(it);
@@ -120,6 +162,8 @@ void ConnectionTxns::clear() noexcept {
   released(txns_.size());
   txns_.clear();  // each active handle aborts its transaction as it is destroyed
   snapshot.reset();
+  pending_bytes_.clear();
+  logout();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -375,16 +419,312 @@ constexpr std::string_view kUnknownTxn =
 // Dispatcher
 // ---------------------------------------------------------------------------------------
 
-Dispatcher::Dispatcher(st::Engine& engine, const ServerConfig& config, ServerStatsFn server_stats)
+Dispatcher::Dispatcher(st::Engine& engine, const ServerConfig& config, ServerStatsFn server_stats,
+                       ServerCounters* counters)
     : engine_(&engine),
       max_frame_bytes_(config.max_frame_bytes),
       max_txns_per_connection_(config.max_txns_per_connection),
       max_fault_stall_ms_(static_cast<std::uint32_t>(config.max_fault_stall.count())),
       fault_injection_(config.enable_fault_injection),
       durable_(config.durable()),
-      server_stats_(std::move(server_stats)) {
+      server_stats_(std::move(server_stats)),
+      counters_(counters) {
   limits_.max_key_bytes = config.max_key_bytes;
   limits_.max_value_bytes = config.max_value_bytes;
+  if (!config.users_file.empty()) {
+    users_ = std::make_unique<UserRegistry>(config.users_file);
+    dummy_hash_ = hash_password("unknown user", kDefaultPbkdf2Iterations);
+  }
+}
+
+bool Dispatcher::load_users(std::string& error) {
+  if (!users_) return true;
+  if (!users_->reload(error)) return false;
+  spdlog::info("users: {} loaded from {}", users_->size(), users_->path());
+  return true;
+}
+
+namespace {
+
+void count(ServerCounters* c, std::atomic<std::uint64_t> ServerCounters::*member) noexcept {
+  if (c != nullptr) (c->*member).fetch_add(1, std::memory_order_relaxed);
+}
+
+// A user name as it may appear in a log line: printable ASCII, at most 64 characters.
+std::string printable(std::string_view name) {
+  std::string out;
+  for (char ch : name.substr(0, 64)) {
+    out.push_back(ch >= 0x20 && ch < 0x7F ? ch : '?');
+  }
+  return out;
+}
+
+// Why the operation is outside the user's role or key prefix; empty when allowed.
+std::string forbidden(const pb::Request& request, const UserEntry& u) {
+  const bool write = u.role != Role::kRead;
+  const bool admin = u.role == Role::kAdmin;
+  const std::string_view p = u.prefix;
+  auto role_msg = [&](std::string_view op, std::string_view needs) {
+    return "user '" + u.name + "' (role " + std::string(role_name(u.role)) + ") may not " +
+           std::string(op) + " (needs role " + std::string(needs) + ")";
+  };
+  auto key_msg = [&](std::string_view what) {
+    return "user '" + u.name + "' may only use keys starting with its prefix (" +
+           std::string(what) + " is outside it)";
+  };
+  auto range_ok = [&](const std::string& start, const std::string& end, bool prefix) {
+    Range r = resolve(start, end, prefix);
+    return range_allowed(p, r.start, r.end);
+  };
+  auto op_ok = [&](const pb::TxnOp& op, std::string& why) {
+    switch (op.op_case()) {
+      case pb::TxnOp::kGet:
+        if (!key_allowed(p, op.get().key())) why = key_msg("a key");
+        break;
+      case pb::TxnOp::kPut:
+        if (!write)
+          why = role_msg("write", "readwrite");
+        else if (!key_allowed(p, op.put().key()))
+          why = key_msg("a key");
+        break;
+      case pb::TxnOp::kDel:
+        if (!write)
+          why = role_msg("delete", "readwrite");
+        else if (!key_allowed(p, op.del().key()))
+          why = key_msg("a key");
+        break;
+      case pb::TxnOp::kDeleteRange: {
+        const auto& d = op.delete_range();
+        if (!write)
+          why = role_msg("delete", "readwrite");
+        else if (!range_ok(d.start(), d.end(), d.prefix()))
+          why = key_msg("the range");
+        break;
+      }
+      case pb::TxnOp::kScan: {
+        const auto& sc = op.scan();
+        if (!range_ok(sc.start(), sc.end(), sc.prefix())) why = key_msg("the range");
+        break;
+      }
+      case pb::TxnOp::OP_NOT_SET:
+        break;
+    }
+    return why.empty();
+  };
+  std::string why;
+  switch (request.op_case()) {
+    case pb::Request::kPing:
+    case pb::Request::kBegin:
+    case pb::Request::kCommit:
+    case pb::Request::kAbort:
+    case pb::Request::kAuthenticate:
+    case pb::Request::OP_NOT_SET:
+      return {};
+    case pb::Request::kGet:
+      return key_allowed(p, request.get().key()) ? std::string() : key_msg("the key");
+    case pb::Request::kScan: {
+      const auto& sc = request.scan();
+      return range_ok(sc.start(), sc.end(), sc.prefix()) ? std::string() : key_msg("the range");
+    }
+    case pb::Request::kPut:
+      if (!write) return role_msg("write", "readwrite");
+      return key_allowed(p, request.put().key()) ? std::string() : key_msg("the key");
+    case pb::Request::kDel:
+      if (!write) return role_msg("delete", "readwrite");
+      return key_allowed(p, request.del().key()) ? std::string() : key_msg("the key");
+    case pb::Request::kDeleteRange: {
+      const auto& d = request.delete_range();
+      if (!write) return role_msg("delete", "readwrite");
+      return range_ok(d.start(), d.end(), d.prefix()) ? std::string() : key_msg("the range");
+    }
+    case pb::Request::kTxn: {
+      const auto& t = request.txn();
+      for (const auto& c : t.compare()) {
+        if (!key_allowed(p, c.key())) return key_msg("a compared key");
+      }
+      for (const auto& op : t.success()) {
+        if (!op_ok(op, why)) return why;
+      }
+      for (const auto& op : t.failure()) {
+        if (!op_ok(op, why)) return why;
+      }
+      return {};
+    }
+    case pb::Request::kStats:
+      return admin ? std::string() : role_msg("read server statistics", "admin");
+    case pb::Request::kFault:
+      return admin ? std::string() : role_msg("inject faults", "admin");
+    case pb::Request::kCheckpoint:
+      return admin ? std::string() : role_msg("write checkpoints", "admin");
+    case pb::Request::kSnapshot:
+      return admin ? std::string() : role_msg("stream snapshots", "admin");
+  }
+  return {};
+}
+
+// True for requests that may store bytes (checked against the tenant's max_bytes).
+bool stores_bytes(const pb::Request& request) noexcept {
+  switch (request.op_case()) {
+    case pb::Request::kPut:
+      return true;
+    case pb::Request::kTxn:
+      for (const auto& op : request.txn().success()) {
+        if (op.op_case() == pb::TxnOp::kPut) return true;
+      }
+      for (const auto& op : request.txn().failure()) {
+        if (op.op_case() == pb::TxnOp::kPut) return true;
+      }
+      return false;
+    case pb::Request::kCommit:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+bool Dispatcher::admit(const pb::Request& request, ConnectionTxns& txns,
+                       pb::Response& response) const {
+  ConnectionAuth& a = txns.auth();
+  // A reload changed or removed this user: take its current settings.
+  if (a.tenant && a.tenant->version() != a.version) {
+    a.version = a.tenant->version();
+    a.user = a.tenant->settings();
+    if (!a.user) {
+      spdlog::info("user '{}' was removed: connection from {} is no longer authenticated",
+                   a.tenant->name(), txns.peer());
+      txns.logout();
+    }
+  }
+  if (!a.tenant) {
+    // Liveness probes need no user (authenticated pings count against the user's rate).
+    if (request.op_case() == pb::Request::kPing) return true;
+    error(request.id(), pb::Status::UNAUTHENTICATED,
+          "authentication required: send AUTHENTICATE first", response);
+    return false;
+  }
+  const UserEntry& u = *a.user;
+  if (std::string why = forbidden(request, u); !why.empty()) {
+    error(request.id(), pb::Status::PERMISSION_DENIED, why, response);
+    return false;
+  }
+  std::chrono::milliseconds retry{0};
+  if (!a.tenant->take_token(u.quota.rps, u.quota.burst, std::chrono::steady_clock::now(), retry)) {
+    count(counters_, &ServerCounters::quota_refusals);
+    error(request.id(), pb::Status::RESOURCE_EXHAUSTED,
+          "user '" + u.name + "' is over its rate of " + std::to_string(u.quota.rps) +
+              " requests/s; retry after " + std::to_string(retry.count()) + " ms",
+          response);
+    response.mutable_status()->set_retry_after_ms(static_cast<std::uint32_t>(retry.count()));
+    return false;
+  }
+  if (a.tenant->bytes_over(u.quota.max_bytes) && stores_bytes(request)) {
+    count(counters_, &ServerCounters::quota_refusals);
+    error(request.id(), pb::Status::RESOURCE_EXHAUSTED,
+          "user '" + u.name + "' stores " + std::to_string(a.tenant->bytes()) +
+              " bytes, at its max_bytes quota of " + std::to_string(u.quota.max_bytes) +
+              "; delete data to write more",
+          response);
+    return false;
+  }
+  return true;
+}
+
+void Dispatcher::authenticate(const pb::Request& request, ConnectionTxns& txns,
+                              pb::Response& response) const {
+  const auto& req = request.authenticate();
+  if (!users_) {
+    error(request.id(), pb::Status::INVALID_ARGUMENT,
+          "authentication is not enabled on this server (it runs without --users)", response);
+    return;
+  }
+  if (txns.size() > 0) {
+    error(request.id(), pb::Status::INVALID_ARGUMENT,
+          "cannot change the user of a connection that holds open transactions", response);
+    return;
+  }
+  std::shared_ptr<Tenant> tenant = users_->find(req.user());
+  std::shared_ptr<const UserEntry> user = tenant ? tenant->settings() : nullptr;
+  // An unknown user costs the same hash computation as a known one.
+  const bool ok = verify_password(req.password(), user ? user->hash : dummy_hash_) && user;
+  if (!ok) {
+    txns.logout();
+    count(counters_, &ServerCounters::auth_failures);
+    const auto now = std::chrono::steady_clock::now();
+    const auto release = failure_delay_.failed(txns.peer(), now);
+    txns.auth().hold_until = release;
+    spdlog::warn("authentication failed for user '{}' from {} (answer held {} ms)",
+                 printable(req.user()), txns.peer(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(release - now).count());
+    error(request.id(), pb::Status::UNAUTHENTICATED,
+          "authentication failed: unknown user or wrong password", response);
+    return;
+  }
+  failure_delay_.succeeded(txns.peer());
+  if (txns.auth().tenant != tenant) {
+    if (!tenant->acquire_connection(user->quota.max_connections)) {
+      count(counters_, &ServerCounters::quota_refusals);
+      error(request.id(), pb::Status::RESOURCE_EXHAUSTED,
+            "user '" + user->name + "' has its max_connections of " +
+                std::to_string(user->quota.max_connections) + " connections open already",
+            response);
+      return;
+    }
+    txns.login(tenant, user);
+  } else {
+    txns.auth().user = user;
+    txns.auth().version = tenant->version();
+  }
+  spdlog::debug("user '{}' authenticated from {}", user->name, txns.peer());
+  auto* out = response.mutable_authenticate();
+  out->set_role(std::string(role_name(user->role)));
+  out->set_key_prefix(user->prefix);
+  response.mutable_status();
+  response.mutable_header()->set_revision(engine_->current_revision());
+}
+
+void Dispatcher::account_bytes(const pb::Request& request, ConnectionTxns& txns,
+                               const pb::Response& response) const {
+  Tenant* t = txns.auth().tenant.get();
+  if (t == nullptr || response.status().code() != pb::Status::OK) return;
+  auto size = [](const pb::PutRequest& p) { return p.key().size() + p.value().size(); };
+  switch (request.op_case()) {
+    case pb::Request::kPut: {
+      const auto& p = request.put();
+      if (p.txn_id() != 0) {
+        txns.add_pending_bytes(p.txn_id(), size(p));
+      } else {
+        t->charge(size(p));
+        if (response.put().has_prev_kv()) {
+          const auto& prev = response.put().prev_kv();
+          t->credit(prev.key().size() + prev.value().size());
+        }
+      }
+      return;
+    }
+    case pb::Request::kDel:
+      if (response.del().has_prev_kv()) {
+        const auto& prev = response.del().prev_kv();
+        t->credit(prev.key().size() + prev.value().size());
+      }
+      return;
+    case pb::Request::kDeleteRange:
+      for (const auto& prev : response.delete_range().prev_kvs()) {
+        t->credit(prev.key().size() + prev.value().size());
+      }
+      return;
+    case pb::Request::kTxn: {
+      const auto& ops =
+          response.txn().succeeded() ? request.txn().success() : request.txn().failure();
+      for (const auto& op : ops) {
+        if (op.op_case() == pb::TxnOp::kPut) t->charge(size(op.put()));
+      }
+      return;
+    }
+    default:
+      return;
+  }
 }
 
 void Dispatcher::error(std::uint64_t id, pb::Status::Code code, std::string_view message,
@@ -403,7 +743,42 @@ void Dispatcher::dispatch(const pb::Request& request, ConnectionTxns& txns,
       error(request.id(), v.code, v.message, response);
       return;
     }
-    run(request, txns, response);
+    if (request.op_case() == pb::Request::kAuthenticate) {
+      authenticate(request, txns, response);
+      return;
+    }
+    if (users_ && !admit(request, txns, response)) return;
+    // With a max_bytes quota, single puts and deletes learn what they replace or remove
+    // (prev_kv) so that the tenant is credited; the client sees prev_kv only if it asked.
+    const pb::Request* req = &request;
+    pb::Request with_prev;
+    bool added_prev = false;
+    if (users_ && txns.auth().user && txns.auth().user->quota.max_bytes != 0) {
+      if (request.has_put() && request.put().txn_id() == 0 && !request.put().prev_kv()) {
+        with_prev = request;
+        with_prev.mutable_put()->set_prev_kv(true);
+        req = &with_prev;
+        added_prev = true;
+      } else if (request.has_del() && request.del().txn_id() == 0 && !request.del().prev_kv()) {
+        with_prev = request;
+        with_prev.mutable_del()->set_prev_kv(true);
+        req = &with_prev;
+        added_prev = true;
+      }
+    }
+    std::uint64_t committing = 0;
+    if (users_ && request.has_commit()) committing = txns.pending_bytes(request.commit().txn_id());
+    run(*req, txns, response);
+    if (users_) {
+      account_bytes(*req, txns, response);
+      if (committing != 0 && response.status().code() == pb::Status::OK && txns.auth().tenant) {
+        txns.auth().tenant->charge(committing);
+      }
+      if (added_prev) {
+        if (response.has_put()) response.mutable_put()->clear_prev_kv();
+        if (response.has_del()) response.mutable_del()->clear_prev_kv();
+      }
+    }
   } catch (const std::exception& e) {
     response.Clear();
     try {
@@ -600,9 +975,17 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
         header->set_revision(engine_->current_revision());
         return;
       }
-      if (!txns.admit()) {
-        set_status(response, pb::Status::RESOURCE_EXHAUSTED,
-                   "this client address holds --max-txns-per-peer transactions already");
+      if (const auto admitted = txns.admit(); admitted != ConnectionTxns::Admit::kOk) {
+        if (admitted == ConnectionTxns::Admit::kTenantFull) {
+          count(counters_, &ServerCounters::quota_refusals);
+          set_status(response, pb::Status::RESOURCE_EXHAUSTED,
+                     "user '" + txns.auth().tenant->name() + "' holds its max_txns of " +
+                         std::to_string(txns.auth().user->quota.max_txns) +
+                         " open transactions already");
+        } else {
+          set_status(response, pb::Status::RESOURCE_EXHAUSTED,
+                     "this client address holds --max-txns-per-peer transactions already");
+        }
         header->set_revision(engine_->current_revision());
         return;
       }
@@ -684,7 +1067,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
     }
 
     case pb::Request::kCheckpoint: {
-      // (Once roles exist: the admin-role check of the requesting connection goes here.)
+      // With --users, only the admin role gets here (forbidden()).
       if (!durable_) {
         set_status(response, pb::Status::INVALID_ARGUMENT,
                    "checkpoints need a durable server (start it with --data-dir)");
@@ -699,7 +1082,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
     }
 
     case pb::Request::kSnapshot: {
-      // (Once roles exist: the admin-role check of the requesting connection goes here.)
+      // With --users, only the admin role gets here (forbidden()): the image holds every key.
       const auto& q = request.snapshot();
       header->set_revision(engine_->current_revision());
       if (q.stream_id() == 0) {
@@ -788,7 +1171,8 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       return;
     }
 
-    case pb::Request::OP_NOT_SET:  // rejected by validation
+    case pb::Request::kAuthenticate:  // answered by dispatch()
+    case pb::Request::OP_NOT_SET:     // rejected by validation
       break;
   }
   set_status(response, pb::Status::INVALID_ARGUMENT, "request has no operation set");

@@ -4,7 +4,9 @@
 // Signals (docs/OPERATIONS.md, "Signals and shutdown"): SIGINT, SIGTERM and SIGQUIT shut
 // down gracefully; SIGHUP re-reads the configuration and applies the settings that can
 // change live (the log level), logging every other setting that changed as needing a
-// restart; SIGPIPE is ignored.
+// restart, and re-reads the --users file; SIGPIPE is ignored.
+//
+// `kovan-server hash-password` prints the hash of a password read from standard input.
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,11 +19,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 
+#include "server/auth.hpp"
 #include "server/config.hpp"
 #include "server/server.hpp"
 #include "storage/durability.hpp"
@@ -42,9 +46,17 @@ std::map<std::string, std::string> settings(const kv::server::ServerConfig& c) {
 }
 
 // SIGHUP: parse the command line (and so the --config file) again; apply what can change
-// while running, report the rest.
-void reload(int argc, char** argv, kv::server::ServerConfig& running) {
+// while running, report the rest. The --users file is always re-read.
+void reload(int argc, char** argv, kv::server::ServerConfig& running, kv::server::Server& server) {
   using namespace kv::server;
+  if (!running.users_file.empty()) {
+    std::string error;
+    if (server.reload_users(error)) {
+      spdlog::info("SIGHUP: re-read the users file {}", running.users_file);
+    } else {
+      spdlog::warn("SIGHUP: {}; keeping the current users", error);
+    }
+  }
   if (running.config_file.empty()) {
     spdlog::info("received SIGHUP: no --config file, nothing to re-read");
     return;
@@ -128,8 +140,55 @@ const char* signal_name(int sig) {
 
 }  // namespace
 
+// `kovan-server hash-password [--iterations N]`: one password line from standard input,
+// its hash (for the --users file) on standard output.
+int hash_password_command(int argc, char** argv) {
+  std::uint32_t iterations = kv::server::kDefaultPbkdf2Iterations;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--iterations" && i + 1 < argc) {
+      try {
+        iterations = static_cast<std::uint32_t>(std::stoul(argv[++i]));
+      } catch (...) {
+        iterations = 0;
+      }
+      if (iterations < 1000) {
+        std::fputs("kovan-server hash-password: --iterations must be a number >= 1000\n", stderr);
+        return 2;
+      }
+    } else {
+      std::fputs(
+          "usage: kovan-server hash-password [--iterations N] < password\n"
+          "Reads one password line from standard input and prints its salted PBKDF2 hash for "
+          "the --users file.\n",
+          arg == "--help" || arg == "-h" ? stdout : stderr);
+      return arg == "--help" || arg == "-h" ? 0 : 2;
+    }
+  }
+  std::string password;
+  if (!std::getline(std::cin, password) && password.empty()) {
+    std::fputs("kovan-server hash-password: no password on standard input\n", stderr);
+    return 2;
+  }
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  if (password.empty()) {
+    std::fputs("kovan-server hash-password: the password is empty\n", stderr);
+    return 2;
+  }
+  try {
+    std::printf("%s\n", kv::server::hash_password(password, iterations).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kovan-server hash-password: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   using namespace kv::server;
+  if (argc >= 2 && std::string_view(argv[1]) == "hash-password") {
+    return hash_password_command(argc, argv);
+  }
   ParseOutcome parsed = parse_command_line(argc, argv);
   if (parsed.action == ParseOutcome::Action::kExit) {
     std::fputs(parsed.output.c_str(), parsed.exit_code == 0 ? stdout : stderr);
@@ -224,7 +283,7 @@ int main(int argc, char** argv) {
         continue;
       }
       if (sig != SIGHUP) break;
-      reload(argc, argv, config);
+      reload(argc, argv, config, server);
     }
     spdlog::info("received {}", signal_name(sig));
     server.shutdown();

@@ -39,6 +39,8 @@ OpKind op_kind(const pb::Request& request) noexcept {
       return OpKind::kCheckpoint;
     case pb::Request::kSnapshot:
       return OpKind::kSnapshot;
+    case pb::Request::kAuthenticate:
+      return OpKind::kAuthenticate;
     case pb::Request::OP_NOT_SET:
       return OpKind::kInvalid;
   }
@@ -75,6 +77,8 @@ const char* op_name(OpKind op) noexcept {
       return "checkpoint";
     case OpKind::kSnapshot:
       return "snapshot";
+    case OpKind::kAuthenticate:
+      return "authenticate";
     case OpKind::kInvalid:
       return "invalid";
     case OpKind::kCount:
@@ -245,6 +249,14 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
        relaxed(counters.tls_handshakes_timed_out));
   line(out, "kv_tls_handshakes_rejected_total", "reason=\"plaintext\"",
        relaxed(counters.tls_plaintext_refused));
+  help(out, "kv_auth_failures_total", "counter", "AUTHENTICATE requests that failed.");
+  line(out, "kv_auth_failures_total", nullptr, relaxed(counters.auth_failures));
+  help(out, "kv_quota_refusals_total", "counter",
+       "Requests refused by a per-user quota (connections, transactions, bytes, rate).");
+  line(out, "kv_quota_refusals_total", nullptr, relaxed(counters.quota_refusals));
+  help(out, "kv_metrics_unauthorized_total", "counter",
+       "Scrapes refused for a missing or wrong bearer token (--metrics-token-file).");
+  line(out, "kv_metrics_unauthorized_total", nullptr, relaxed(counters.metrics_unauthorized));
   help(out, "kv_connection_txns", "gauge", "Interactive transactions held open by connections.");
   line(out, "kv_connection_txns", nullptr, relaxed(counters.txns_open));
   help(out, "kv_txns_aborted_by_disconnect_total", "counter",

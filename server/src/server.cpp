@@ -95,7 +95,12 @@ class MetricsConnection : public std::enable_shared_from_this<MetricsConnection>
     const auto path_end = request_.find(' ', 4);
     const std::string path =
         get && path_end != std::string::npos ? request_.substr(4, path_end - 4) : std::string();
-    if (!get) {
+    if (!server_.metrics_token.empty() && !bearer_matches(request_, server_.metrics_token)) {
+      // --metrics-token-file: the scrape must carry the token (compared in constant time).
+      server_.counters.metrics_unauthorized.fetch_add(1, std::memory_order_relaxed);
+      status = "401 Unauthorized\r\nWWW-Authenticate: Bearer";
+      body = "a bearer token is required (Authorization: Bearer TOKEN)\n";
+    } else if (!get) {
       status = "405 Method Not Allowed";
       body = "only GET is supported\n";
     } else if (path == "/metrics" || path.rfind("/metrics?", 0) == 0) {
@@ -169,7 +174,8 @@ Worker::Worker(std::size_t i) : index(i), arena_block(std::make_unique<char[]>(k
 ServerImpl::ServerImpl(const ServerConfig& cfg, storage::Engine& eng)
     : config(cfg),
       engine(eng),
-      dispatcher(eng, cfg, [this](proto::pb::StatsResponse& out) { fill_server_stats(out); }),
+      dispatcher(
+          eng, cfg, [this](proto::pb::StatsResponse& out) { fill_server_stats(out); }, &counters),
       peer_txns(cfg.effective_txns_per_peer()) {}
 
 bool ServerImpl::reserve_input(std::size_t n) noexcept {
@@ -204,6 +210,11 @@ ServerImpl::~ServerImpl() {
 }
 
 bool ServerImpl::start(std::string& error) {
+  if (!dispatcher.load_users(error)) return false;
+  if (!config.metrics_token_file.empty()) {
+    metrics_token = load_token_file(config.metrics_token_file, error);
+    if (metrics_token.empty()) return false;
+  }
   const unsigned n = config.effective_threads();
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i));
@@ -476,6 +487,7 @@ Server::Server(const ServerConfig& config, storage::Engine& engine)
 Server::~Server() = default;
 
 bool Server::start(std::string& error) { return impl_->start(error); }
+bool Server::reload_users(std::string& error) { return impl_->dispatcher.load_users(error); }
 std::uint16_t Server::port() const noexcept { return impl_->port; }
 std::uint16_t Server::metrics_port() const noexcept { return impl_->metrics_port; }
 void Server::shutdown() { impl_->shutdown(); }

@@ -130,6 +130,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm_timer();
   void on_timer(const std::error_code& ec);
   void note_frame_progress();  // starts / clears the --frame-timeout deadline
+  void release_held();         // a failed AUTHENTICATE's delay passed: answer, go on
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -153,6 +154,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point frame_deadline_ = Clock::time_point::max();
   Clock::time_point input_retry_at_ = Clock::time_point::max();  // input budget wait
   Clock::time_point timer_at_ = Clock::time_point::max();        // when timer_ fires
+  // A failed AUTHENTICATE's answer is held until held_until_ (docs/SECURITY.md): while
+  // held_ has output, no further frame is processed, so answers stay in request order.
+  Clock::time_point held_until_ = Clock::time_point::max();
+  std::string held_;
   std::size_t input_accounted_ = 0;   // reader_ capacity counted in the server total
   std::size_t output_accounted_ = 0;  // backlog() counted in the server total
   std::string peer_;                  // for debug logs
@@ -217,6 +222,7 @@ class ServerImpl {
   PeerTxnSlots peer_txns;
   std::uint16_t port = 0;
   std::uint16_t metrics_port = 0;
+  std::string metrics_token;  // --metrics-token-file's token; empty: none required
 
  private:
   // Retry state of one listener after accept errors (worker 0 only).

@@ -250,7 +250,10 @@ void Session::close_after_flush() {
 // ---------------------------------------------------------------------------------------
 
 void Session::do_read() {
-  if (closed_ || reading_ || read_paused_ || input_waiting_ || close_after_write_) return;
+  if (closed_ || reading_ || read_paused_ || input_waiting_ || close_after_write_ ||
+      !held_.empty()) {
+    return;
+  }
   // Growth of the receive buffer is reserved in the input budget before it happens.
   const std::size_t cap = reader_.capacity();
   const std::size_t want = reader_.wanted_capacity();
@@ -309,7 +312,7 @@ void Session::process() {
   google::protobuf::Arena& arena = *worker_.arena;
   const std::size_t max_output = server_.config.max_output_bytes;
   std::size_t since_reset = 0;
-  while (!closed_ && !close_after_write_) {
+  while (!closed_ && !close_after_write_ && held_.empty()) {
     const std::size_t pending = backlog();
     if (pending >= max_output) {
       read_paused_ = true;
@@ -365,6 +368,14 @@ void Session::note_frame_progress() {
   if (frame_deadline_ < timer_at_) arm_timer();
 }
 
+void Session::release_held() {
+  held_until_ = Clock::time_point::max();
+  out_pending_ += held_;
+  held_.clear();
+  account_output();
+  process();  // frames that arrived meanwhile; reads again when done
+}
+
 void Session::handle_frame(std::string_view payload) {
   google::protobuf::Arena& arena = *worker_.arena;
   auto* request = google::protobuf::Arena::CreateMessage<pb::Request>(&arena);
@@ -382,6 +393,14 @@ void Session::handle_frame(std::string_view payload) {
   } else {
     op = op_kind(*request);
     server_.dispatcher.dispatch(*request, txns_, *response);
+  }
+  if (const auto hold = txns_.take_hold()) {
+    // A failed AUTHENTICATE: its answer waits on the timer, not on this thread.
+    proto::append_message(held_, *response);
+    held_until_ = *hold;
+    worker_.metrics.record(op, response->status().code(), Clock::now() - t0);
+    arm_timer();
+    return;
   }
   const std::size_t at = out_pending_.size();
   proto::append_message(out_pending_, *response);
@@ -488,6 +507,7 @@ void Session::arm_timer() {
     if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
     if (!read_paused_) at = std::min(at, frame_deadline_);
     if (input_waiting_) at = std::min(at, input_retry_at_);
+    if (!held_.empty()) at = std::min(at, held_until_);
   }
   if (at == Clock::time_point::max()) return;
   timer_at_ = at;
@@ -516,6 +536,8 @@ void Session::on_timer(const std::error_code& ec) {
       close();
       return;
     }
+  } else if (!held_.empty() && now >= held_until_) {
+    release_held();
   } else if (!read_paused_ && now >= frame_deadline_) {
     server_.counters.frames_timed_out.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("connection {}: frame incomplete after {} ms ({} bytes buffered); closing", peer_,

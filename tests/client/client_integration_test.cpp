@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <latch>
 #include <mutex>
@@ -647,6 +650,102 @@ TEST(ClientFailure, FrameNotCompletelyWrittenIsReportedNotApplied) {
     EXPECT_FALSE(s.outcome_unknown()) << s.to_string();
     EXPECT_NE(s.message().find("not applied"), std::string::npos) << s.to_string();
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication (docs/SECURITY.md)
+// ---------------------------------------------------------------------------------------
+
+// The users file line of `name` with `password` hashed by the server binary.
+std::string user_line(const std::string& name, const std::string& role, const std::string& password,
+                      const std::string& options = {}) {
+  const std::string cmd = "echo '" + password + "' | " + std::string(KOVAN_SERVER_BIN) +
+                          " hash-password --iterations 1000";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  char buf[512] = {};
+  const bool got = p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr;
+  if (p != nullptr) ::pclose(p);
+  EXPECT_TRUE(got);
+  std::string hash(buf);
+  while (!hash.empty() && (hash.back() == '\n' || hash.back() == '\r')) hash.pop_back();
+  return name + " " + role + " " + hash + " " + options + "\n";
+}
+
+class ClientAuthTest : public ::testing::Test {
+ protected:
+  static std::string users_file() {
+    static const std::string path = [] {
+      const auto p = std::filesystem::temp_directory_path() /
+                     ("kovan-client-auth-" + std::to_string(::getpid()) + ".users");
+      std::ofstream out(p);
+      out << user_line("app", "readwrite", "app-pw", "prefix=app/")
+          << user_line("ro", "read", "ro-pw");
+      return p.string();
+    }();
+    return path;
+  }
+  static client::ClientOptions as(const std::string& user, const std::string& password) {
+    client::ClientOptions o;
+    o.user = user;
+    o.password = password;
+    return o;
+  }
+  ServerProcess server_{{"--threads", "2", "--users", users_file()}};
+};
+
+TEST_F(ClientAuthTest, CodesAreMappedAndRequestsNeedAUser) {
+  ASSERT_NE(server_.port(), 0) << server_.output();
+  auto anon = connect_to(server_);
+  ASSERT_NE(anon, nullptr);
+  EXPECT_TRUE(anon->ping("x").ok());
+  const auto r = anon->get("app/k");
+  EXPECT_EQ(r.code(), Code::kUnauthenticated) << r.status().to_string();
+  EXPECT_EQ(client::code_name(Code::kUnauthenticated), "UNAUTHENTICATED");
+  EXPECT_EQ(client::code_name(Code::kPermissionDenied), "PERMISSION_DENIED");
+
+  auto wrong = Client::connect(server_.address(), as("app", "nope"));
+  EXPECT_EQ(wrong.code(), Code::kUnauthenticated) << wrong.status().to_string();
+
+  auto app = connect_to(server_, as("app", "app-pw"));
+  ASSERT_NE(app, nullptr);
+  EXPECT_TRUE(app->put("app/k", "v").ok());
+  const auto denied = app->put("other", "v");
+  EXPECT_EQ(denied.code(), Code::kPermissionDenied) << denied.status().to_string();
+  auto ro = connect_to(server_, as("ro", "ro-pw"));
+  ASSERT_NE(ro, nullptr);
+  EXPECT_EQ(ro->put("app/k", "w").code(), Code::kPermissionDenied);
+  EXPECT_EQ(ro->get("app/k")->value, "v");
+}
+
+TEST_F(ClientAuthTest, ReconnectAuthenticatesAgain) {
+  ASSERT_NE(server_.port(), 0) << server_.output();
+  auto app = connect_to(server_, as("app", "app-pw"));
+  ASSERT_NE(app, nullptr);
+  ASSERT_TRUE(server_.restart()) << server_.output();
+  // The first call may see the old connection fail; a later one reconnects and
+  // authenticates (pipelined ahead of it).
+  bool ok = false;
+  for (int i = 0; i < 50 && !ok; ++i) ok = app->put("app/again", "1").ok();
+  EXPECT_TRUE(ok);
+  EXPECT_GE(app->connections_opened(), 2u);
+}
+
+TEST(ClientPassword, FromFileOrEnvironment) {
+  const auto path =
+      std::filesystem::temp_directory_path() / ("kovan-client-pw-" + std::to_string(::getpid()));
+  {
+    std::ofstream out(path);
+    out << "from-file\nsecond line\n";
+  }
+  EXPECT_EQ(client::password_from_env_or_file(path.string()).value(), "from-file");
+  ::setenv("KOVAN_TEST_PASSWORD_ENV", "from-env", 1);
+  EXPECT_EQ(client::password_from_env_or_file("", "KOVAN_TEST_PASSWORD_ENV").value(), "from-env");
+  ::unsetenv("KOVAN_TEST_PASSWORD_ENV");
+  EXPECT_EQ(client::password_from_env_or_file("", "KOVAN_TEST_PASSWORD_ENV").code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(client::password_from_env_or_file("/nonexistent/pw").code(), Code::kInvalidArgument);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

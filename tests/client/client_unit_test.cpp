@@ -125,6 +125,21 @@ TEST(Decode, ErrorsKeepCodeAndMessage) {
   EXPECT_EQ(detail::status_of(unknown).code(), Code::kInternal);  // PROTOCOL.md section 4
 }
 
+TEST(Decode, AuthenticationCodesAreMapped) {
+  pb::Response r;
+  r.mutable_status()->set_code(pb::Status::UNAUTHENTICATED);
+  r.mutable_status()->set_message("authentication required");
+  EXPECT_EQ(detail::status_of(r).code(), Code::kUnauthenticated);
+  EXPECT_EQ(detail::status_of(r).to_string(), "UNAUTHENTICATED: authentication required");
+  r.mutable_status()->set_code(pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(detail::decode_get(r).code(), Code::kPermissionDenied);
+  EXPECT_EQ(code_name(Code::kPermissionDenied), "PERMISSION_DENIED");
+  r.mutable_status()->set_code(pb::Status::STORAGE_FAILED);
+  EXPECT_EQ(detail::status_of(r).code(), Code::kStorageFailed);
+  r.mutable_status()->set_code(static_cast<pb::Status::Code>(12));  // not known to this client
+  EXPECT_EQ(detail::status_of(r).code(), Code::kInternal);
+}
+
 TEST(Decode, MismatchedResultIsAProtocolError) {
   pb::Response r;
   r.mutable_put();

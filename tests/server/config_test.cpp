@@ -64,10 +64,28 @@ TEST(Config, BudgetFlagsAreAppliedAndChecked) {
   }
 }
 
+TEST(Config, ProtectedModeNeedsUsersOrTokenOffLoopback) {
+  for (const char* host : {"127.0.0.1:0", "127.3.4.5:0", "[::1]:0", "localhost:0"}) {
+    EXPECT_EQ(parse({"--listen", host}).action, ParseOutcome::Action::kRun) << host;
+  }
+  for (const char* host : {"0.0.0.0:0", "[::]:0", "10.1.2.3:7379", "127.example:0"}) {
+    ParseOutcome o = parse({"--listen", host});
+    EXPECT_EQ(o.action, ParseOutcome::Action::kExit) << host;
+    EXPECT_EQ(o.exit_code, 2);
+    EXPECT_NE(o.output.find("--users"), std::string::npos) << o.output;
+    EXPECT_NE(o.output.find("--insecure-no-auth"), std::string::npos) << o.output;
+    EXPECT_EQ(parse({"--listen", host, "--insecure-no-auth"}).action, ParseOutcome::Action::kRun);
+  }
+  ParseOutcome m = parse({"--metrics-listen", "0.0.0.0:9100"});
+  EXPECT_EQ(m.exit_code, 2);
+  EXPECT_NE(m.output.find("--metrics-token-file"), std::string::npos) << m.output;
+}
+
 TEST(Config, FlagsAreApplied) {
-  ParseOutcome o = parse({"--listen", "[::1]:0", "--threads", "3", "--txn-timeout", "250ms",
-                          "--gc-policy", "watermark", "--max-frame-bytes", "1MiB", "--idle-timeout",
-                          "2m", "--metrics-listen", "0.0.0.0:9100", "--enable-fault-injection"});
+  ParseOutcome o =
+      parse({"--listen", "[::1]:0", "--threads", "3", "--txn-timeout", "250ms", "--gc-policy",
+             "watermark", "--max-frame-bytes", "1MiB", "--idle-timeout", "2m", "--metrics-listen",
+             "0.0.0.0:9100", "--enable-fault-injection", "--insecure-no-auth"});
   ASSERT_EQ(o.action, ParseOutcome::Action::kRun) << o.output;
   EXPECT_EQ(o.config.listen.host, "::1");
   EXPECT_EQ(o.config.listen.port, 0);

@@ -5,6 +5,10 @@
 // transactions, a Request with two operations set, and refused connections.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "server/auth.hpp"
 #include "test_client.hpp"
 
 namespace kv::test {
@@ -290,6 +294,49 @@ TEST(ProtocolDoc, RefusedConnectionDoesNotCountAgainstTheLimit) {
   ASSERT_TRUE(eventually([&] { return a.call(stats(4)).stats().connections() == 1; }));
   Client c(srv.port());
   EXPECT_EQ(c.call(ping(5)).status().code(), pb::Status::OK);
+}
+
+// PROTOCOL.md 3.14 / 7: the worked AUTHENTICATE example, byte for byte, and the
+// UNAUTHENTICATED answer to a request sent before it.
+TEST(ProtocolDoc, AuthenticateWorkedExampleBytes) {
+  const auto users = std::filesystem::temp_directory_path() /
+                     ("kovan-protodoc-" + std::to_string(::getpid()) + ".users");
+  {
+    std::ofstream out(users);
+    out << "app readwrite " << server::hash_password("pw", 1000) << "\n";
+  }
+  auto cfg = InProcessServer::small_config();
+  cfg.users_file = users.string();
+  InProcessServer srv(cfg);
+  Client c(srv.port());
+  auto hex = [](std::string_view h) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < h.size(); i += 3) {
+      out.push_back(static_cast<char>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+    }
+    return out;
+  };
+  // get k before authenticating: UNAUTHENTICATED, header revision 1, no result.
+  ASSERT_TRUE(c.send_raw(hex("00 00 00 07 08 02 5a 03 0a 01 6b ")));
+  const auto early = c.recv();
+  ASSERT_TRUE(early.has_value());
+  EXPECT_EQ(early->id(), 2u);
+  EXPECT_EQ(early->status().code(), pb::Status::UNAUTHENTICATED);
+  EXPECT_EQ(early->status().message(), "authentication required: send AUTHENTICATE first");
+  EXPECT_EQ(early->header().revision(), 1u);
+  EXPECT_EQ(early->result_case(), pb::Response::RESULT_NOT_SET);
+
+  const std::string request = hex("00 00 00 0e 08 01 b2 01 09 0a 03 61 70 70 12 02 70 77 ");
+  pb::Request parsed;
+  ASSERT_TRUE(parsed.ParseFromString(request.substr(4)));
+  EXPECT_EQ(parsed.authenticate().user(), "app");
+  ASSERT_TRUE(c.send_raw(request));
+  const std::string expected =
+      hex("00 00 00 16 08 01 12 00 1a 02 08 01 b2 01 0b 0a 09 72 65 61 64 77 72 69 74 65 ");
+  std::string got(expected.size(), '\0');
+  ASSERT_TRUE(c.read_exact(got.data(), got.size(), 5s));
+  EXPECT_EQ(got, expected);
+  std::filesystem::remove(users);
 }
 
 }  // namespace

@@ -487,7 +487,10 @@ void Worker::read_kovan(Conn& c) {
       if (code == pb::Status::NOT_FOUND) {
         o.miss = true;
       } else if (code != pb::Status::OK) {
-        o.error = code <= pb::Status::INTERNAL ? code : kErrUnknownCode;
+        o.error = code <= pb::Status::INTERNAL            ? code
+                  : code == pb::Status::UNAUTHENTICATED   ? kErrUnauthenticated
+                  : code == pb::Status::PERMISSION_DENIED ? kErrPermissionDenied
+                                                          : kErrUnknownCode;
       } else {
         Slot& s = c.slots[c.fifo.front().slot];
         if (s.kind == OpKind::kTxn) {
@@ -689,6 +692,59 @@ SSL* handshake(SSL_CTX* ctx, const Target& t, int fd, std::string& error) {
   }
 }
 
+// Sends AUTHENTICATE on a fresh (non-blocking) connection and waits for its answer, before
+// any load: false with `error` set when it is refused or the server does not answer.
+bool authenticate(int fd, const Target& t, std::string& error) {
+  pb::Request req;
+  req.set_id(1);
+  req.mutable_authenticate()->set_user(t.user);
+  req.mutable_authenticate()->set_password(t.password);
+  std::string out;
+  kv::proto::append_message(out, req);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto wait = [&](short events) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, events, 0};
+    return left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1;
+  };
+  std::size_t sent = 0;
+  while (sent < out.size()) {
+    if (!wait(POLLOUT)) break;
+    const ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    if (n > 0)
+      sent += static_cast<std::size_t>(n);
+    else if (n < 0 && errno != EAGAIN && errno != EINTR)
+      break;
+  }
+  std::string in;
+  while (sent == out.size()) {
+    if (in.size() >= kv::proto::kFrameHeaderBytes) {
+      const std::size_t len = kv::proto::get_frame_header(in.data());
+      if (in.size() >= kv::proto::kFrameHeaderBytes + len) {
+        pb::Response resp;
+        if (!resp.ParseFromArray(in.data() + kv::proto::kFrameHeaderBytes, static_cast<int>(len))) {
+          break;
+        }
+        if (resp.status().code() == 0) return true;
+        error = "authenticate as " + t.user + ": " +
+                std::string(kv::proto::code_name(resp.status().code())) + ": " +
+                resp.status().message();
+        return false;
+      }
+    }
+    if (!wait(POLLIN)) break;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0)
+      in.append(buf, static_cast<std::size_t>(n));
+    else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+      break;
+  }
+  error = "authenticate as " + t.user + ": no answer from " + t.to_string();
+  return false;
+}
+
 int connect_loopback(const Target& t, std::string& error) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
@@ -719,6 +775,10 @@ int connect_loopback(const Target& t, std::string& error) {
   }
   const int one = 1;
   (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!t.user.empty() && !authenticate(fd, t, error)) {
+    ::close(fd);
+    return -1;
+  }
   return fd;
 }
 
@@ -738,7 +798,9 @@ std::string_view error_name(int kind) {
                                                            "REDIS_ERROR",
                                                            "TRANSPORT",
                                                            "PROTOCOL",
-                                                           "NOTICE"};
+                                                           "NOTICE",
+                                                           "UNAUTHENTICATED",
+                                                           "PERMISSION_DENIED"};
   return kind >= 0 && kind < kErrorKinds ? kNames[kind] : "?";
 }
 

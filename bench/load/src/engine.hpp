@@ -43,12 +43,14 @@ namespace kv::bench {
 // Error kinds counted by a run. 0..8 are the Kovan KV status codes (OK and NOT_FOUND are
 // never counted as errors; NOT_FOUND is a miss).
 enum ErrorKind : int {
-  kErrUnknownCode = 9,  // a status code this generator does not know
-  kErrRedis = 10,       // a RESP error reply
-  kErrTransport = 11,   // connection lost with the operation in flight, or connect failed
-  kErrProtocol = 12,    // an unparsable response or an oversized frame
-  kErrNotice = 13,      // an unsolicited id-0 notice from the Kovan KV server
-  kErrorKinds = 14,
+  kErrUnknownCode = 9,        // a status code this generator does not know
+  kErrRedis = 10,             // a RESP error reply
+  kErrTransport = 11,         // connection lost with the operation in flight, or connect failed
+  kErrProtocol = 12,          // an unparsable response or an oversized frame
+  kErrNotice = 13,            // an unsolicited id-0 notice from the Kovan KV server
+  kErrUnauthenticated = 14,   // UNAUTHENTICATED (code 9): docs/SECURITY.md
+  kErrPermissionDenied = 15,  // PERMISSION_DENIED (code 10)
+  kErrorKinds = 16,
 };
 [[nodiscard]] std::string_view error_name(int kind);
 

@@ -30,6 +30,10 @@ struct Target {
   std::string tls_ca;
   std::string tls_cert;  // client certificate and key (mutual TLS)
   std::string tls_key;
+  // Authentication (docs/SECURITY.md), kovan targets only: every connection sends
+  // AUTHENTICATE first. The password comes from --password-file or $KOVAN_PASSWORD.
+  std::string user;
+  std::string password;
   [[nodiscard]] std::string to_string() const;
 };
 

@@ -126,6 +126,8 @@ int run_stall(const StallOptions& o) {
   copts.tls_ca_file = o.target.tls_ca;
   copts.tls_cert_file = o.target.tls_cert;
   copts.tls_key_file = o.target.tls_key;
+  copts.user = o.target.user;
+  copts.password = o.target.password;
   copts.request_timeout = std::chrono::milliseconds(static_cast<long long>(o.duration_s * 1000) +
                                                     30000);  // the fault call waits this long
 

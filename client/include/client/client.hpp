@@ -86,7 +86,20 @@ struct ClientOptions {
   // Check that the certificate names tls_server_name (or the host). Turning it off still
   // verifies the chain: any certificate from the CA is then accepted.
   bool tls_verify_hostname = true;
+  // Authentication (docs/SECURITY.md): when `user` is set, every connection the client
+  // opens sends AUTHENTICATE first (pipelined ahead of the first request after a
+  // reconnect). connect() fails with the server's answer (UNAUTHENTICATED, ...) when it is
+  // refused. Take the password from a file or the environment (password_from_env_or_file),
+  // never from a command-line argument alone.
+  std::string user;
+  std::string password;
 };
+
+// The password for ClientOptions::password: the first line of `file` when it is not
+// empty, otherwise the environment variable `env` (default KOVAN_PASSWORD). An error when
+// the file cannot be read, or when neither gives a password.
+[[nodiscard]] Result<std::string> password_from_env_or_file(const std::string& file,
+                                                            const char* env = "KOVAN_PASSWORD");
 
 template <class T>
 using Callback = std::function<void(Result<T>)>;

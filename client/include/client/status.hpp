@@ -41,6 +41,8 @@ enum class Code : std::uint8_t {
   kResourceExhausted = 6,
   kUnavailable = 7,
   kInternal = 8,
+  kUnauthenticated = 9,    // no (successful) authentication on the connection
+  kPermissionDenied = 10,  // outside the user's role or key prefix
   // A durable server refuses writes after a storage failure (its log could not be written
   // or fsynced, e.g. a full disk): the write was not acknowledged. Reads keep working.
   kStorageFailed = 11,

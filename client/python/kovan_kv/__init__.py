@@ -10,6 +10,7 @@ from .client import (  # noqa: F401
     KeyValue,
     KvError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ScanResult,
     StorageFailed,
@@ -17,6 +18,7 @@ from .client import (  # noqa: F401
     TxnExpired,
     TxnNotFound,
     TxnResult,
+    Unauthenticated,
     Unavailable,
     compare,
     crc32c,
@@ -25,4 +27,5 @@ from .client import (  # noqa: F401
     op_get,
     op_put,
     op_scan,
+    password_from,
 )

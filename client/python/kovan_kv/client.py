@@ -105,6 +105,16 @@ class StorageFailed(KvError):
     code = "STORAGE_FAILED"
 
 
+class Unauthenticated(KvError):
+    """No successful authentication on the connection, or it failed (docs/SECURITY.md)."""
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(KvError):
+    """The operation is outside the user's role or key prefix."""
+    code = "PERMISSION_DENIED"
+
+
 _BY_CODE = {
     pb.Status.NOT_FOUND: NotFound,
     pb.Status.CONFLICT: Conflict,
@@ -115,6 +125,8 @@ _BY_CODE = {
     pb.Status.UNAVAILABLE: Unavailable,
     pb.Status.INTERNAL: Internal,
     pb.Status.STORAGE_FAILED: StorageFailed,
+    pb.Status.UNAUTHENTICATED: Unauthenticated,
+    pb.Status.PERMISSION_DENIED: PermissionDenied,
 }
 
 
@@ -142,7 +154,25 @@ def crc32c(data: bytes, crc: int = 0) -> int:
 def _raise_for(status) -> None:
     if status.code != pb.Status.OK:
         # Codes added by later servers are treated as INTERNAL (PROTOCOL.md, section 4).
-        raise _BY_CODE.get(status.code, Internal)(status.message)
+        err = _BY_CODE.get(status.code, Internal)(status.message)
+        # A per-user rate quota says how long to wait (RESOURCE_EXHAUSTED only).
+        err.retry_after_ms = status.retry_after_ms
+        raise err
+
+
+def password_from(password_file: Optional[str] = None, env: str = "KOVAN_PASSWORD") -> str:
+    """The first line of ``password_file`` when given, else the environment variable ``env``."""
+    import os
+    if password_file:
+        with open(password_file, encoding="utf-8") as f:
+            line = f.readline().rstrip("\r\n")
+        if not line:
+            raise ValueError(f"the password file {password_file} is empty")
+        return line
+    value = os.environ.get(env, "")
+    if not value:
+        raise ValueError(f"no password: give a password file or set {env}")
+    return value
 
 
 # --------------------------------------------------------------------------------------
@@ -268,12 +298,24 @@ class Client:
     """A connection to one kovan-server. See the module docstring."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 7379, timeout: float = 5.0,
-                 max_frame_bytes: int = DEFAULT_MAX_FRAME, *, tls: bool = False,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME, user: Optional[str] = None,
+                 password: Optional[Bytes] = None, password_file: Optional[str] = None,
+                 *, tls: bool = False,
                  tls_ca: Optional[str] = None, tls_cert: Optional[str] = None,
                  tls_key: Optional[str] = None, tls_server_name: Optional[str] = None,
                  tls_verify_hostname: bool = True):
+        """With ``user``, every connection authenticates first (docs/SECURITY.md); the
+        password is ``password``, else the first line of ``password_file``, else
+        ``$KOVAN_PASSWORD``. A refusal raises ``Unauthenticated`` (or ``ResourceExhausted``
+        over the user's connection quota). With ``tls``, connections use TLS
+        (docs/CLIENT.md, "TLS")."""
         self.host, self.port, self.timeout = host, port, timeout
         self.max_frame_bytes = max_frame_bytes
+        self.user = user
+        self._password = b""
+        if user:
+            self._password = _b(password) if password is not None else \
+                password_from(password_file).encode("utf-8")
         self._ssl: Optional[ssl.SSLContext] = None
         self._server_name = tls_server_name or host
         if tls:
@@ -312,6 +354,34 @@ class Client:
                 raise Unavailable(f"cannot connect to {self.host}:{self.port}: TLS: {e}") from None
         self._sock = sock
         self.generation += 1
+        if self.user:
+            req = pb.Request(id=self._next_id)
+            self._next_id += 1
+            req.authenticate.user = self.user
+            req.authenticate.password = self._password
+            payload = req.SerializeToString()
+            try:
+                sock.sendall(_HEADER.pack(len(payload)) + payload)
+                # A failure's answer is held by the server (up to 5 s): wait for it.
+                sock.settimeout(max(self.timeout, 10.0))
+                resp = self._read_response()
+                sock.settimeout(self.timeout)
+            except (OSError, ConnectionError) as e:
+                self._drop()
+                raise Unavailable(f"authenticate: connection lost: {e}") from None
+            if resp.status.code != pb.Status.OK:
+                self._drop()
+                _raise_for(resp.status)
+
+    def authenticate(self, user: str, password: Bytes) -> str:
+        """Authenticates this connection (again) as ``user``; returns the user's role.
+        Reconnects authenticate as this user from then on."""
+        req = pb.Request()
+        req.authenticate.user = user
+        req.authenticate.password = _b(password)
+        resp = self._call(req, "authenticate")
+        self.user, self._password = user, _b(password)
+        return resp.authenticate.role
 
     def _drop(self) -> None:
         if self._sock is not None:

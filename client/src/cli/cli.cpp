@@ -590,6 +590,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                "Print keys and values as raw bytes (default: control bytes, tab, newline and "
                "backslash escaped)")
       ->excludes(json);
+  app.add_option("--user", o.user,
+                 "Authenticate as this user (password from --password-file or $KOVAN_PASSWORD)")
+      ->type_name("NAME");
+  app.add_option("--password-file", o.password_file,
+                 "File whose first line is the password of --user")
+      ->type_name("FILE");
   app.add_flag("-e,--stop-on-error", o.stop_on_error,
                "Shell reading a script: stop at the first failed command");
   // Numbers are taken as text and checked here: CLI11 would wrap "-1" into an unsigned.

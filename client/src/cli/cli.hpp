@@ -62,6 +62,10 @@ struct Options {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_server_name;
+  // Authentication (docs/SECURITY.md): the password comes from --password-file or
+  // $KOVAN_PASSWORD, never from the command line.
+  std::string user;
+  std::string password_file;
   Command command;
 };
 

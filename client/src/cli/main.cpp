@@ -28,6 +28,15 @@ int main(int argc, char** argv) {
       o.command.kind == Command::Kind::kSnapshotSave) {
     copts.request_timeout = std::max(copts.request_timeout, std::chrono::milliseconds(600'000));
   }
+  if (!o.user.empty()) {
+    auto password = kv::client::password_from_env_or_file(o.password_file);
+    if (!password.ok()) {
+      std::cerr << "kovan-cli: --user " << o.user << ": " << password.status().message() << '\n';
+      return kExitUsage;
+    }
+    copts.user = o.user;
+    copts.password = std::move(password).value();
+  }
   auto connected = kv::client::Client::connect(o.addr, copts);
   if (!connected.ok()) {
     if (o.json) {

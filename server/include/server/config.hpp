@@ -75,6 +75,10 @@ struct ServerConfig {
   // TEST ONLY (hidden flag --test-storage-faults): SIGUSR1 makes the next fsync of the log
   // fail with EIO, SIGUSR2 makes every write fail with ENOSPC (a full disk).
   bool test_storage_faults = false;
+  // Security (docs/SECURITY.md).
+  std::string users_file;          // --users; empty: no authentication
+  std::string metrics_token_file;  // --metrics-token-file; empty: scrapes need no token
+  bool insecure_no_auth = false;   // --insecure-no-auth: allow non-loopback without them
 
   // Transactions one peer address may hold: max_txns_per_peer, or when it is 0 a quarter
   // of max_active_txns (at least 1).
@@ -108,6 +112,9 @@ struct ParseOutcome {
 // the command line win over the file). Never exits the process and never throws for bad
 // input: errors come back as kExit with exit_code 2 and a message naming the flag.
 [[nodiscard]] ParseOutcome parse_command_line(int argc, const char* const* argv);
+
+// True for "localhost", 127.0.0.0/8 and ::1 (protected mode, docs/SECURITY.md).
+[[nodiscard]] bool is_loopback(std::string_view host) noexcept;
 
 // "250ms", "5s", "2m", "1h", or a bare number of seconds. nullopt when malformed.
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);

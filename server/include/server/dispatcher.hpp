@@ -14,11 +14,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "proto/codec.hpp"
+#include "server/auth.hpp"
 #include "server/config.hpp"
 #include "server/metrics.hpp"
 #include "storage/engine.hpp"
@@ -44,11 +46,24 @@ class PeerTxnSlots {
   std::uint32_t max_;
 };
 
-// The interactive transactions one connection holds, by engine transaction id. Destroying
-// it aborts every transaction still open (the engine aborts an active Transaction handle
-// when it is destroyed) and counts them as aborted by disconnect.
 class SnapshotStream;
 
+// Authentication state of one connection (docs/SECURITY.md). Used only by the thread
+// serving the connection.
+struct ConnectionAuth {
+  std::shared_ptr<Tenant> tenant;         // nullptr: not authenticated
+  std::shared_ptr<const UserEntry> user;  // the tenant's settings as last read
+  std::uint64_t version = 0;              // tenant->version() when `user` was read
+  // When the answer to the latest failed AUTHENTICATE may be sent (set by the
+  // dispatcher, taken by the session, which holds that answer and every later one).
+  std::optional<std::chrono::steady_clock::time_point> hold_until;
+};
+
+// The per-connection context of the dispatcher: the interactive transactions one
+// connection holds, by engine transaction id, and its authentication. Destroying it (or
+// clear()) aborts every transaction still open (the engine aborts an active Transaction
+// handle when it is destroyed), counts them as aborted by disconnect, and gives back the
+// connection's tenant quotas.
 class ConnectionTxns {
  public:
   explicit ConnectionTxns(ServerCounters& counters) noexcept;
@@ -64,14 +79,16 @@ class ConnectionTxns {
   // Counts this connection's transactions against `slots` under the key `peer` (its client
   // address) from now on. Call before the first add().
   void set_peer(PeerTxnSlots* slots, std::string peer) noexcept;
-  // Takes a slot of the peer for a transaction about to begin; false when the peer holds
-  // its maximum even after dropping this connection's handles the engine has ended. A
-  // taken slot passes to the transaction by add(), or goes back by unadmit().
-  [[nodiscard]] bool admit();
+  // Takes a slot of the peer (and of the tenant, when authenticated) for a transaction
+  // about to begin; refused when either holds its maximum even after dropping this
+  // connection's handles the engine has ended. A taken slot passes to the transaction by
+  // add(), or goes back by unadmit().
+  enum class Admit : std::uint8_t { kOk, kPeerFull, kTenantFull };
+  [[nodiscard]] Admit admit();
   void unadmit() noexcept;
   void add(storage::Transaction txn);
   void erase(std::uint64_t id) noexcept;
-  // Drops every handle (aborting active transactions) now.
+  // Drops every handle (aborting active transactions) and the authentication now.
   void clear() noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return txns_.size(); }
 
@@ -84,6 +101,22 @@ class ConnectionTxns {
   // The connection's SNAPSHOT stream (docs/PROTOCOL.md 3.13), at most one; destroyed (its
   // producer cancelled and joined) with the connection or when the next stream starts.
   std::unique_ptr<SnapshotStream> snapshot;
+  [[nodiscard]] ConnectionAuth& auth() noexcept { return auth_; }
+  [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
+  // Makes `tenant` (with `user`, its settings) this connection's user; the caller took a
+  // connection unit of it. Gives back the previous tenant's unit.
+  void login(std::shared_ptr<Tenant> tenant, std::shared_ptr<const UserEntry> user);
+  // Drops the authentication (and the tenant's connection unit).
+  void logout() noexcept;
+  // The hold time of a failed AUTHENTICATE's answer, once (see ConnectionAuth).
+  [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> take_hold() noexcept {
+    auto h = auth_.hold_until;
+    auth_.hold_until.reset();
+    return h;
+  }
+  // Bytes written by transaction `id` so far, charged to the tenant when it commits.
+  void add_pending_bytes(std::uint64_t id, std::uint64_t n);
+  [[nodiscard]] std::uint64_t pending_bytes(std::uint64_t id) const noexcept;
 
  private:
   // Drops handles of transactions the engine has already ended (expired); returns how
@@ -95,6 +128,8 @@ class ConnectionTxns {
   ServerCounters* counters_;
   PeerTxnSlots* peer_slots_ = nullptr;
   std::string peer_;
+  ConnectionAuth auth_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> pending_bytes_;  // (txn id, bytes)
 };
 
 class Dispatcher {
@@ -103,8 +138,15 @@ class Dispatcher {
   // requesting worker's thread, must be thread-safe.
   using ServerStatsFn = std::function<void(proto::pb::StatsResponse&)>;
 
-  // `engine` must outlive the Dispatcher and every ConnectionTxns used with it.
-  Dispatcher(storage::Engine& engine, const ServerConfig& config, ServerStatsFn server_stats);
+  // `engine` must outlive the Dispatcher and every ConnectionTxns used with it. With
+  // config.users_file set, requests must be authenticated (load_users() before serving).
+  Dispatcher(storage::Engine& engine, const ServerConfig& config, ServerStatsFn server_stats,
+             ServerCounters* counters = nullptr);
+
+  // Reads the users file (at start and on SIGHUP). False with `error` set when it cannot
+  // be read or parsed (the users in force stay). True and nothing done without --users.
+  bool load_users(std::string& error);
+  [[nodiscard]] bool auth_enabled() const noexcept { return users_ != nullptr; }
 
   // Answers `request` into `response`, which must be freshly cleared. Sets id, status,
   // header and (on success) the result member matching the request. Never throws: an
@@ -121,6 +163,14 @@ class Dispatcher {
  private:
   void run(const proto::pb::Request& request, ConnectionTxns& txns,
            proto::pb::Response& response) const;
+  void authenticate(const proto::pb::Request& request, ConnectionTxns& txns,
+                    proto::pb::Response& response) const;
+  // The auth gate: false (with `response` filled) when the request may not run.
+  bool admit(const proto::pb::Request& request, ConnectionTxns& txns,
+             proto::pb::Response& response) const;
+  // Charges the bytes a successful write stored to the connection's tenant.
+  void account_bytes(const proto::pb::Request& request, ConnectionTxns& txns,
+                     const proto::pb::Response& response) const;
 
   storage::Engine* engine_;
   proto::RequestLimits limits_;
@@ -138,6 +188,10 @@ class Dispatcher {
   mutable std::atomic<bool> storage_failure_logged_{false};
   bool durable_;
   ServerStatsFn server_stats_;
+  ServerCounters* counters_;             // may be nullptr (then nothing is counted)
+  std::unique_ptr<UserRegistry> users_;  // nullptr: no authentication
+  std::string dummy_hash_;               // checked for unknown users (same cost)
+  mutable FailureDelay failure_delay_;
 };
 
 }  // namespace kv::server

@@ -42,6 +42,10 @@ class Server {
   // worker threads. On failure returns false and describes the problem in `error`.
   [[nodiscard]] bool start(std::string& error);
 
+  // Re-reads the --users file (SIGHUP); false with `error` set when it does not load (the
+  // users in force stay). True without --users.
+  bool reload_users(std::string& error);
+
   // The bound ports (useful with port 0); 0 before start() or when not configured.
   [[nodiscard]] std::uint16_t port() const noexcept;
   [[nodiscard]] std::uint16_t metrics_port() const noexcept;

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Noisy neighbour: how much of tenant B's service survives tenant A misbehaving.
+
+Starts kovan-server with a users file of two tenants, then measures tenant B (kovan-bench,
+closed loop) twice: alone, and while tenant A at once
+  * floods writes (kovan-bench `set` workload, pipelined, as fast as it can),
+  * holds interactive transactions open (begins them up to its max_txns quota and never
+    finishes them, re-opening them as the server expires them), and
+  * pipelines writes on connections it never reads (until the server stops reading them).
+Tenant A runs under the quotas of the users file below (connections, transactions, bytes,
+requests per second); B has none. Prints B's throughput and p99 in both phases and their
+ratio; docs/BENCHMARKS.md ("Noisy neighbour") has the target (B keeps >= 90 % of its solo
+throughput and its p99 within 2x) and the command.
+
+Linux only (it reads nothing from /proc, but it needs the built binaries). Usage:
+  bench/scripts/noisy-neighbour.py [--build build/release] [--duration 10] ...
+"""
+
+import argparse
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--build", default="build/release", help="CMake build folder")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--server-threads", type=int, default=2)
+    p.add_argument("--records", type=int, default=100000)
+    p.add_argument("--b-workload", default="ycsb-b")
+    p.add_argument("--b-connections", type=int, default=8)
+    p.add_argument("--b-pipeline", type=int, default=1)
+    p.add_argument("--a-connections", type=int, default=16, help="A's flooding connections")
+    p.add_argument("--a-pipeline", type=int, default=16)
+    p.add_argument("--a-stalled-txns", type=int, default=64, help="A's open transactions wanted")
+    p.add_argument("--a-pipeliners", type=int, default=8, help="A's non-reading connections")
+    p.add_argument("--a-quota", default="max_connections=32 max_txns=16 max_bytes=256MiB rps=20000",
+                   help="tenant A's options in the users file")
+    p.add_argument("--json", help="write both phases' kovan-bench results here")
+    return p.parse_args()
+
+
+def hash_password(server, password):
+    out = subprocess.run([server, "hash-password", "--iterations", "1000"], input=password + "\n",
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+# -- raw protocol (docs/PROTOCOL.md) for A's stalled transactions and non-reading pipeliners --
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, payload):  # length-delimited field
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def request(rid, op_field, body):
+    msg = varint(1 << 3) + varint(rid) + field(op_field, body)
+    return struct.pack(">I", len(msg)) + msg
+
+
+def authenticate(rid, user, password):
+    return request(rid, 22, field(1, user.encode()) + field(2, password.encode()))
+
+
+def put(rid, key, value):
+    return request(rid, 12, field(1, key) + field(2, value))
+
+
+def get(rid, key, txn=0):
+    body = field(1, key) + (varint(2 << 3) + varint(txn) if txn else b"")
+    return request(rid, 11, body)
+
+
+def begin(rid):
+    return request(rid, 17, b"")
+
+
+def read_frame(sock):
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+    (n,) = struct.unpack(">I", exact(4))
+    return exact(n)
+
+
+def status_code(frame):
+    # Response.status (field 2) -> Status.code (field 1); absent code means OK (0).
+    i = 0
+    while i < len(frame):
+        key, i = decode_varint(frame, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = decode_varint(frame, i)
+        elif wire == 2:
+            n, i = decode_varint(frame, i)
+            if num == 2:
+                sub = frame[i:i + n]
+                if sub[:1] == b"\x08":
+                    return decode_varint(sub, 1)[0]
+                return 0
+            i += n
+        else:
+            return -1
+    return 0
+
+
+def begin_txn_id(frame):
+    # Response.begin (field 17) -> BeginResponse.txn_id (field 1)
+    i = 0
+    while i < len(frame):
+        key, i = decode_varint(frame, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = decode_varint(frame, i)
+        elif wire == 2:
+            n, i = decode_varint(frame, i)
+            if num == 17 and frame[i:i + 1] == b"\x08":
+                return decode_varint(frame, i + 1)[0]
+            i += n
+    return 0
+
+
+def decode_varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def connect(port, user, password):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(authenticate(1, user, password))
+    code = status_code(read_frame(s))
+    if code != 0:
+        s.close()
+        return None
+    return s
+
+
+class StalledTxns(threading.Thread):
+    """Keeps up to `count` transactions of A open, never finishing them."""
+
+    def __init__(self, port, count, stop):
+        super().__init__(daemon=True)
+        self.port, self.count, self.stop = port, count, stop
+        self.open_peak = 0
+
+    def run(self):
+        socks = []
+        while not self.stop.is_set():
+            held = 0
+            for s in socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            socks = []
+            s = connect(self.port, "tenant-a", "a-pw")
+            if s is None:
+                time.sleep(0.5)
+                continue
+            socks.append(s)
+            rid = 2
+            for _ in range(self.count):
+                s.sendall(begin(rid))
+                rid += 1
+                frame = read_frame(s)
+                if status_code(frame) != 0:
+                    break
+                txn = begin_txn_id(frame)
+                s.sendall(get(rid, b"user0", txn))  # take a snapshot
+                rid += 1
+                read_frame(s)
+                held += 1
+            self.open_peak = max(self.open_peak, held)
+            self.stop.wait(1.0)  # the server expires them after --txn-timeout; open anew
+        for s in socks:
+            s.close()
+
+
+class Pipeliner(threading.Thread):
+    """Sends puts on one connection as fast as the socket takes them; never reads."""
+
+    def __init__(self, port, stop, index):
+        super().__init__(daemon=True)
+        self.port, self.stop, self.index = port, stop, index
+        self.sent = 0
+
+    def run(self):
+        s = connect(self.port, "tenant-a", "a-pw")
+        if s is None:
+            return
+        s.setblocking(False)
+        batch = b"".join(put(i + 2, b"a-unread-%d-%d" % (self.index, i), b"x" * 100)
+                         for i in range(256))
+        while not self.stop.is_set():
+            try:
+                self.sent += s.send(batch)
+            except BlockingIOError:
+                self.stop.wait(0.05)  # the server stopped reading us: keep the pressure
+            except OSError:
+                break
+        s.close()
+
+
+def bench(bench_bin, port, user, pwfile, args, workload, connections, pipeline, duration,
+          out_json, load=False, quiet=True):
+    cmd = [bench_bin, "run", "--target", f"kovan://127.0.0.1:{port}", "--user", user,
+           "--password-file", pwfile, "--workload", workload, "--records", str(args.records),
+           "--connections", str(connections), "--pipeline", str(pipeline),
+           "--duration", str(duration), "--warmup", str(args.warmup), "--no-progress",
+           "--json", out_json]
+    if load:
+        cmd.append("--load")
+    if quiet:
+        cmd.append("--quiet")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result(proc, path):
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"kovan-bench failed ({proc.returncode}): {err.strip() or out.strip()}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def main():
+    args = parse_args()
+    server_bin = os.path.join(args.build, "server", "kovan-server")
+    bench_bin = os.path.join(args.build, "bench", "load", "kovan-bench")
+    for b in (server_bin, bench_bin):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"{b} not found: build it first (cmake --build {args.build})")
+    tmp = tempfile.TemporaryDirectory(prefix="kovan-noisy-")
+    users = os.path.join(tmp.name, "users")
+    pw_a, pw_b = os.path.join(tmp.name, "a"), os.path.join(tmp.name, "b")
+    for path, pw in ((pw_a, "a-pw"), (pw_b, "b-pw")):
+        with open(path, "w") as f:
+            f.write(pw + "\n")
+    with open(users, "w") as f:
+        f.write(f"tenant-a readwrite {hash_password(server_bin, 'a-pw')} {args.a_quota}\n")
+        f.write(f"tenant-b readwrite {hash_password(server_bin, 'b-pw')}\n")
+    log = open(os.path.join(tmp.name, "server.log"), "w+")
+    server = subprocess.Popen([server_bin, "--listen", "127.0.0.1:0", "--users", users,
+                               "--threads", str(args.server_threads), "--summary-interval", "0",
+                               "--txn-timeout", "5s"], stdout=log, stderr=subprocess.STDOUT)
+    port = 0
+    deadline = time.monotonic() + 20
+    while port == 0 and time.monotonic() < deadline and server.poll() is None:
+        log.seek(0)
+        m = re.search(r"listening on [^ ]*:([0-9]+)", log.read())
+        port = int(m.group(1)) if m else 0
+        time.sleep(0.05)
+    if port == 0:
+        log.seek(0)
+        server.kill()
+        sys.exit("kovan-server did not start:\n" + log.read())
+    try:
+        solo_json = os.path.join(tmp.name, "solo.json")
+        noisy_json = os.path.join(tmp.name, "noisy.json")
+        flood_json = os.path.join(tmp.name, "flood.json")
+        # Load B's records, then B alone.
+        result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
+                     args.b_connections, args.b_pipeline, 1, solo_json, load=True), solo_json)
+        solo = result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
+                            args.b_connections, args.b_pipeline, args.duration, solo_json),
+                      solo_json)
+        # A misbehaves; B again.
+        stop = threading.Event()
+        stalled = StalledTxns(port, args.a_stalled_txns, stop)
+        pipeliners = [Pipeliner(port, stop, i) for i in range(args.a_pipeliners)]
+        stalled.start()
+        for p in pipeliners:
+            p.start()
+        flood = bench(bench_bin, port, "tenant-a", pw_a, args, "set", args.a_connections,
+                      args.a_pipeline, args.duration + 2 * args.warmup + 2, flood_json)
+        time.sleep(args.warmup)  # let A's load build up before B is measured
+        noisy = result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
+                             args.b_connections, args.b_pipeline, args.duration, noisy_json),
+                       noisy_json)
+        flood_result = result(flood, flood_json)
+        stop.set()
+        stalled.join(10)
+        for p in pipeliners:
+            p.join(10)
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    def row(name, r):
+        lat = r["latency_us"]["from_send"]
+        return (f"{name:<22} {r['throughput_ops_per_s']:>12.0f} ops/s   p50 {lat['p50']:>7} us   "
+                f"p99 {lat['p99']:>7} us   errors {r['errors_total']}")
+
+    print(f"tenant B: {args.b_workload}, {args.b_connections} connections, pipeline "
+          f"{args.b_pipeline}, {args.duration:g} s per phase; server --threads "
+          f"{args.server_threads}")
+    print(row("B alone", solo))
+    print(row("B with A misbehaving", noisy))
+    print(row("A's flood (set)", flood_result) + f"   (A quota: {args.a_quota})")
+    print(f"A: {stalled.open_peak} transactions held open at most, "
+          f"{sum(p.sent for p in pipeliners)} bytes pipelined unread on {len(pipeliners)} "
+          f"connections")
+    t_ratio = noisy["throughput_ops_per_s"] / max(solo["throughput_ops_per_s"], 1e-9)
+    p99_ratio = noisy["latency_us"]["from_send"]["p99"] / max(solo["latency_us"]["from_send"]["p99"], 1)
+    print(f"B keeps {100 * t_ratio:.1f} % of its solo throughput (target >= 90 %); "
+          f"p99 x{p99_ratio:.2f} (target <= 2)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"solo": solo, "noisy": noisy, "flood": flood_result}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
