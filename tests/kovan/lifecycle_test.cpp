@@ -4,6 +4,7 @@
 
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kovan/kovan.hpp"
 #include "tracked.hpp"
@@ -116,21 +117,40 @@ TEST(Lifecycle, BirthErasAreStampedAndGrow) {
   EXPECT_GE(kovan::stats().era, last);
 }
 
-TEST(Lifecycle, IdleThreadHoldsNothingAfterUnpin) {
-  // A thread that pinned once and is now idle must not hold batches retired later.
-  std::atomic<bool> pinned_once{false};
-  std::atomic<bool> done{false};
+TEST(Lifecycle, IdleThreadHoldsOnlyNodesBornByItsLastEra) {
+  // A thread that pinned once and is now idle may keep its slot active at the era E of its
+  // last unpin (docs/RECLAIMER.md, "Idle threads"): it holds nodes born at or before E,
+  // never nodes born after E, and nothing once it has flushed.
+  std::vector<Item*> old;
+  for (int i = 0; i < 500; ++i) old.push_back(new Item(i));  // born at or before E
+  std::atomic<int> step{0};
   std::thread idle([&] {
     { kovan::Guard g = kovan::pin(); }
-    pinned_once.store(true);
-    while (!done.load()) std::this_thread::yield();
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+    kovan::flush();  // ends the idle reservation, deleting what it released
+    step.store(3);
+    while (step.load() != 4) std::this_thread::yield();
   });
-  while (!pinned_once.load()) std::this_thread::yield();
-  const auto before = Counts::destroyed.load();
-  for (int i = 0; i < 500; ++i) kovan::retire(new Item(i));
+  while (step.load() != 1) std::this_thread::yield();
+  kovan::flush();  // this thread's own idle reservation (earlier tests) out of the way
+  const auto era_e = kovan::stats().era;
+  // Move the era past E: this thread's allocations advance it every kEraFrequency.
+  for (std::uint32_t i = 0; i < 2 * kovan::kEraFrequency; ++i) delete new Item(0);
+  ASSERT_GT(kovan::stats().era, era_e);
+  auto before = Counts::destroyed.load();
+  for (int i = 0; i < 500; ++i) kovan::retire(new Item(i));  // born after E
   kovan::flush();
-  EXPECT_EQ(Counts::destroyed.load() - before, 500);
-  done.store(true);
+  EXPECT_EQ(Counts::destroyed.load() - before, 500) << "young nodes are never held";
+  before = Counts::destroyed.load();
+  for (Item* it : old) kovan::retire(it);
+  kovan::flush();
+  EXPECT_LT(Counts::destroyed.load() - before, 500) << "the idle slot reserves era E";
+  step.store(2);
+  while (step.load() != 3) std::this_thread::yield();
+  kovan::flush();
+  EXPECT_EQ(Counts::destroyed.load() - before, 500) << "a flushed idle thread holds nothing";
+  step.store(4);
   idle.join();
 }
 
