@@ -928,6 +928,7 @@ std::atomic<void (*)()> on_request_published{nullptr};
 std::atomic<void (*)()> on_helper_reading{nullptr};
 std::atomic<void (*)()> on_destroy_wait{nullptr};
 std::atomic<void (*)()> on_help_walk{nullptr};
+std::atomic<void (*)()> on_unpin_detach{nullptr};
 std::atomic<std::uint64_t> nested_advances{0};
 std::atomic<std::uint64_t> largest_batch{0};
 std::uint64_t slot_era_of_current_thread() noexcept {

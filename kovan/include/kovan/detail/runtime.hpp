@@ -146,6 +146,9 @@ inline void leave(ThreadRec* me) noexcept {
       me->idle_active = true;
       l = me->main.list.load(std::memory_order_relaxed);
       if (is_list_node(l)) {
+#ifdef KOVAN_TEST_HOOKS
+        if (auto* hook = test::on_unpin_detach.load(std::memory_order_acquire)) hook();
+#endif
         // acq_rel: acquire pairs with attachers' release CAS: we walk their nodes, and the
         // unlinks of those batches happen-before every later read of ours (under later
         // guards that skip their fence); release as below.
