@@ -92,11 +92,12 @@
 // by birth at the eras of the slots it is attached to (flush() too), so that an old
 // reservation is handed only old nodes plus at most s younger ones per batch: when the
 // stalled era is among the 8 oldest eligible ones the bound tightens to (M + F) * (s + 1),
-// and in practice stays near M + F. Without a stall, each thread holds its partial batch
-// (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at most until
-// some thread has retired enough to delete them, Q per retire.
-// docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
-// check it numerically.
+// and in practice stays near M + F. An idle thread whose slot stayed active counts as a
+// thread stalled at the era of its last unpin. Without a stall, each thread holds its
+// partial batch (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at
+// most until some thread has retired enough to delete them, Q per retire.
+// docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp, churn_bound_test.cpp and
+// lifecycle_test.cpp check it numerically, idle threads included.
 //
 // WHEN NOT TO USE IT
 // ------------------
