@@ -173,6 +173,30 @@ void SkipList::hash_insert(KeyNode* n) noexcept {
   b.lock.store(false, std::memory_order_release);
 }
 
+SkipList::HashStats SkipList::hash_stats() const {
+  HashStats st;
+  st.buckets = kHashBuckets;
+  for (std::size_t i = 0; i < kHashBuckets; ++i) {
+    Bucket& b = buckets_[i];
+    lock_bucket(b);
+    std::size_t len = 0;
+    // Under the bucket's lock its chain stands still and its nodes cannot be erased.
+    for (KeyNode* x = b.head.load_unprotected(std::memory_order_relaxed); x != nullptr;
+         x = x->hash_next.load_unprotected(std::memory_order_relaxed)) {
+      ++len;
+    }
+    b.lock.store(false, std::memory_order_release);
+    st.nodes += len;
+    if (len > st.longest_chain) st.longest_chain = len;
+  }
+  return st;
+}
+
+bool SkipList::hash_has(std::string_view key) const noexcept {
+  kovan::Guard g = kovan::pin();
+  return hash_find(key, g) != nullptr;
+}
+
 void SkipList::hash_erase(KeyNode* n) noexcept {
   Bucket& b = bucket_of(n->hash);
   lock_bucket(b);

@@ -202,6 +202,19 @@ class SkipList {
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
 
+  // The hash table's shape. Safe at any time (takes one bucket lock at a time), exact only
+  // when no insert or removal runs.
+  struct HashStats {
+    std::size_t buckets = 0;        // of the current table
+    std::size_t nodes = 0;          // in its chains
+    std::size_t longest_chain = 0;  // nodes in the longest chain
+    std::uint64_t growths = 0;      // completed doublings since construction
+  };
+  HashStats hash_stats() const;
+  // Whether find()'s fast path alone has `key` (a diagnostic for tests: when quiescent, it
+  // has every key of the skip list).
+  bool hash_has(std::string_view key) const noexcept;
+
   // Exclusive access only (engine destruction): level-0 walk without guards.
   KeyNode* first_unprotected() const noexcept {
     return head_->next(0).load_unprotected(std::memory_order_acquire);
