@@ -268,6 +268,9 @@ void SkipList::migrate(Table* from, Table* to) noexcept {
 }
 
 void SkipList::maybe_grow(const kovan::Guard& g) {
+  // The common case, on every insert: one relaxed load of a hint (a stale one only delays
+  // or repeats the check below, which is made again under `resizing_`).
+  if (size() <= grow_at_.load(std::memory_order_relaxed)) return;
   // acquire: pairs with the release below (one growth at a time, each sees the last's end).
   if (resizing_.exchange(true, std::memory_order_acquire)) return;
   Table* t = table_.load(g);
@@ -281,6 +284,7 @@ void SkipList::maybe_grow(const kovan::Guard& g) {
     table_.store(t2, std::memory_order_release);
     next_table_.store(nullptr, std::memory_order_release);
     growths_.fetch_add(1, std::memory_order_relaxed);
+    grow_at_.store(kMaxLoad * t2->size(), std::memory_order_relaxed);
     // Unlinked from table_ and next_table_, and tables are loaded from nowhere else (I8e).
     kovan::retire(t);
   }

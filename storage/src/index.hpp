@@ -304,6 +304,8 @@ class SkipList {
   kovan::Atomic<Table> table_;         // the current table (I8)
   kovan::Atomic<Table> next_table_;    // the table a growth moves buckets into, or null
   std::atomic<bool> resizing_{false};  // one growth at a time (I8)
+  // Keys above which the next growth is due (kMaxLoad x buckets): a hint read on each insert.
+  std::atomic<std::size_t> grow_at_{kMaxLoad * kMinHashBuckets};
 
   KeyNode* head_;                   // sentinel, key "" ordered before every key; never marked
   std::atomic<int> max_height_{1};  // a hint: levels at or above it are empty
