@@ -247,7 +247,10 @@ int run_ycsb(const std::vector<std::string>& args) {
       std::fprintf(stderr, "unknown store '%s'\n", s.c_str());
       return 2;
     }
+    const auto load0 = std::chrono::steady_clock::now();
     for (std::uint64_t r = 0; r < cfg.records; ++r) l.store->write(make_key(r), value);
+    const double load_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - load0).count();
     const std::uint64_t rss1 = rss_bytes();
     l.rss_per_key =
         static_cast<double>(rss1 - std::min(rss0, rss1)) / static_cast<double>(cfg.records);
@@ -256,12 +259,15 @@ int run_ycsb(const std::vector<std::string>& args) {
     l.shared->cfg = &cfg;
     l.shared->zipf = &zipf;
     l.shared->next_record.store(cfg.records, std::memory_order_relaxed);
-    std::printf("# loaded %-22s %llu records: %.0f B/key (RSS growth), %.0f B/key (%s)\n",
-                std::string(l.store->name()).c_str(), static_cast<unsigned long long>(cfg.records),
-                l.rss_per_key, l.stats_per_key,
-                s == "engine" ? "EngineStats::bytes/keys"
-                : s == "map"  ? "size estimate"
-                              : "n/a");
+    std::printf(
+        "# loaded %-22s %llu records: %.0f B/key (RSS growth), %.0f B/key (%s); load %.0f "
+        "inserts/s (1 thread)\n",
+        std::string(l.store->name()).c_str(), static_cast<unsigned long long>(cfg.records),
+        l.rss_per_key, l.stats_per_key,
+        s == "engine" ? "EngineStats::bytes/keys"
+        : s == "map"  ? "size estimate"
+                      : "n/a",
+        static_cast<double>(cfg.records) / load_s);
     loaded.push_back(std::move(l));
   }
 

@@ -37,12 +37,14 @@ void cpu_relax(int* spins) noexcept {
 }  // namespace
 
 SkipList::SkipList()
-    : buckets_(std::make_unique<Bucket[]>(kHashBuckets)),
-      head_(KeyNode::make("", KeyNode::kMaxHeight)) {
+    : table_(new Table(kMinHashBuckets)), head_(KeyNode::make("", KeyNode::kMaxHeight)) {
   head_->fully_linked.store(true, std::memory_order_relaxed);  // published with the list
 }
 
 SkipList::~SkipList() {
+  // Exclusive access: no growth runs (it runs inside find_or_insert), so next_table_ is null.
+  delete table_.load_unprotected(std::memory_order_acquire);
+  delete next_table_.load_unprotected(std::memory_order_acquire);
   KeyNode* n = head_;
   while (n != nullptr) {
     KeyNode* nx = next_unprotected(n);
@@ -134,7 +136,19 @@ retry:
 
 KeyNode* SkipList::hash_find(std::string_view key, const kovan::Guard& g) const noexcept {
   const std::uint64_t h = std::hash<std::string_view>{}(key);
-  KeyNode* n = bucket_of(h).head.load(g);  // acquire: pairs with hash_insert's release
+  // acquire (kovan load): pairs with the release store that published the table (I8e).
+  const Table* t = table_.load(g);
+  Bucket* b = &t->at(h);
+  KeyNode* n = b->head.load(g);  // acquire: pairs with the release head stores (insert, I8b)
+  // acquire: pairs with migrate()'s release store of `moved`: we then see next_table_ = T2
+  // (or null and table_ = T2, I8e) and T2's heads for this bucket.
+  if (n == nullptr && b->moved.load(std::memory_order_acquire)) {
+    t = next_table_.load(g);  // acquire: pairs with grow's release stores (I8a, I8e)
+    if (t == nullptr) t = table_.load(g);
+    b = &t->at(h);
+    n = b->head.load(g);
+    // Moved again (a second growth), or still empty: the skip list answers (I8d).
+  }
   while (n != nullptr) {
     if (n->hash == h && n->key == key) {
       // acquire on both flags: pair with remove()'s and find_or_insert's release stores.
@@ -160,31 +174,150 @@ KeyNode* SkipList::find(std::string_view key, const kovan::Guard& g) const noexc
 }
 
 void SkipList::lock_bucket(Bucket& b) noexcept {
-  // acquire: pairs with the release in the unlock below (writers of one bucket in turn).
+  // acquire: pairs with unlock_bucket's release (writers of one bucket, and the migrator, in
+  // turn: each sees the chain the previous one left).
   for (int spins = 0; b.lock.exchange(true, std::memory_order_acquire);) cpu_relax(&spins);
 }
 
-void SkipList::hash_insert(KeyNode* n) noexcept {
-  Bucket& b = bucket_of(n->hash);
-  lock_bucket(b);
+void SkipList::unlock_bucket(Bucket& b) noexcept {
+  b.lock.store(false, std::memory_order_release);  // pairs with lock_bucket's acquire
+}
+
+SkipList::Bucket& SkipList::lock_home(std::uint64_t hash, const kovan::Guard& g) const noexcept {
+  const Table* t = table_.load(g);  // acquire: pairs with the release store of the table
+  for (;;) {
+    Bucket& b = t->at(hash);
+    lock_bucket(b);
+    // Under the lock: `moved` is set under it too, so relaxed suffices here.
+    if (!b.moved.load(std::memory_order_relaxed)) return b;
+    unlock_bucket(b);
+    // The lock's acquire ordered us after the migrator's store of next_table_ = T2 (I8a),
+    // so this load (acquire, pairing with grow's release stores) gives T2, or null once the
+    // growth ended, and then table_ is T2 or newer (I8e). Each turn reaches a newer table.
+    t = next_table_.load(g);
+    if (t == nullptr) t = table_.load(g);
+  }
+}
+
+void SkipList::hash_insert(KeyNode* n, const kovan::Guard& g) noexcept {
+  Bucket& b = lock_home(n->hash, g);
   n->hash_next.store(b.head.load_unprotected(std::memory_order_relaxed), std::memory_order_relaxed);
   // release: publishes n's fields to readers that load the bucket head (acquire).
   b.head.store(n, std::memory_order_release);
-  b.lock.store(false, std::memory_order_release);
+  unlock_bucket(b);
 }
 
-void SkipList::hash_erase(KeyNode* n) noexcept {
-  Bucket& b = bucket_of(n->hash);
-  lock_bucket(b);
+void SkipList::hash_erase(KeyNode* n, const kovan::Guard& g) noexcept {
+  Bucket& b = lock_home(n->hash, g);
   kovan::Atomic<KeyNode>* link = &b.head;
   for (KeyNode* x = link->load_unprotected(std::memory_order_relaxed); x != n;
        x = link->load_unprotected(std::memory_order_relaxed)) {
-    link = &x->hash_next;  // n is in this chain (I7); the lock keeps the chain still
+    link = &x->hash_next;  // n is in this chain (I7, I8c); the lock keeps the chain still
   }
   // release: the successor was published before; readers that load this link (acquire)
   // see it. n's own hash_next is left as it is, for readers standing on n.
   link->store(n->hash_next.load_unprotected(std::memory_order_relaxed), std::memory_order_release);
-  b.lock.store(false, std::memory_order_release);
+  unlock_bucket(b);
+}
+
+void SkipList::migrate(Table* from, Table* to) noexcept {
+  const std::size_t n = from->size();
+  for (std::size_t i = 0; i < n; ++i) {
+    Bucket& src = from->buckets[i];
+    Bucket& lo = to->buckets[i];
+    Bucket& hi = to->buckets[i + n];
+    // Order: old bucket, then its two new ones. Writers hold one bucket lock at a time, so
+    // no cycle. The new buckets are still empty: only writers that saw src moved use them.
+    lock_bucket(src);
+    lock_bucket(lo);
+    lock_bucket(hi);
+    // Split the chain by hash bit n, keeping relative order (I7: hash_next points to an
+    // older node). Under src's lock no node of the chain can be erased: plain pointers.
+    KeyNode* heads[2] = {nullptr, nullptr};  // [0]: goes to lo, [1]: to hi
+    KeyNode* tails[2] = {nullptr, nullptr};
+    for (KeyNode* x = src.head.load_unprotected(std::memory_order_relaxed); x != nullptr;) {
+      KeyNode* nx = x->hash_next.load_unprotected(std::memory_order_relaxed);
+      const int side = (x->hash & n) != 0 ? 1 : 0;
+      // release: x was published long ago; a reader standing on the tail (acquire load of
+      // its hash_next) may step to x, still in a chain (I8f).
+      if (tails[side] != nullptr) {
+        tails[side]->hash_next.store(x, std::memory_order_release);
+      } else {
+        heads[side] = x;
+      }
+      tails[side] = x;
+      x = nx;
+    }
+    // End both halves. release: pairs with the readers' acquire load (a null: a miss there).
+    for (KeyNode* tail : tails) {
+      if (tail != nullptr) tail->hash_next.store(nullptr, std::memory_order_release);
+    }
+    KeyNode* const lo_head = heads[0];
+    KeyNode* const hi_head = heads[1];
+    // release: pairs with the readers' acquire loads of the new heads.
+    lo.head.store(lo_head, std::memory_order_release);
+    hi.head.store(hi_head, std::memory_order_release);
+    // The old chain is gone from T1: new readers of src see it empty and moved (I8d).
+    src.head.store(nullptr, std::memory_order_release);
+    // release: pairs with hash_find's acquire load of `moved` (after the heads above).
+    src.moved.store(true, std::memory_order_release);
+    unlock_bucket(hi);
+    unlock_bucket(lo);
+    unlock_bucket(src);
+  }
+}
+
+void SkipList::maybe_grow(const kovan::Guard& g) {
+  // The common case, on every insert: one relaxed load of a hint (a stale one only delays
+  // or repeats the check below, which is made again under `resizing_`).
+  if (size() <= grow_at_.load(std::memory_order_relaxed)) return;
+  // acquire: pairs with the release below (one growth at a time, each sees the last's end).
+  if (resizing_.exchange(true, std::memory_order_acquire)) return;
+  Table* t = table_.load(g);
+  if (size() > kMaxLoad * t->size()) {
+    Table* t2 = new Table(2 * t->size());
+    // release: publishes T2's empty buckets before any bucket moves (I8a); pairs with the
+    // acquire loads of next_table_ (made after a moved bucket was seen).
+    next_table_.store(t2, std::memory_order_release);
+    migrate(t, t2);
+    // release (both): the table_ store comes first (I8e); pairs with the acquire loads.
+    table_.store(t2, std::memory_order_release);
+    next_table_.store(nullptr, std::memory_order_release);
+    growths_.fetch_add(1, std::memory_order_relaxed);
+    grow_at_.store(kMaxLoad * t2->size(), std::memory_order_relaxed);
+    // Unlinked from table_ and next_table_, and tables are loaded from nowhere else (I8e).
+    kovan::retire(t);
+  }
+  resizing_.store(false, std::memory_order_release);
+}
+
+SkipList::HashStats SkipList::hash_stats() const {
+  kovan::Guard g = kovan::pin();
+  HashStats st;
+  // acquire: pairs with maybe_grow's release. A growth may run meanwhile: then the counts
+  // are of the table as this walk saw it (moved buckets count empty).
+  const Table* t = table_.load(g);
+  st.buckets = t->size();
+  st.growths = growths_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < t->size(); ++i) {
+    Bucket& b = t->buckets[i];
+    lock_bucket(b);
+    std::size_t len = 0;
+    // Under the bucket's lock its chain stands still and its nodes cannot be erased.
+    for (KeyNode* x = b.head.load_unprotected(std::memory_order_relaxed); x != nullptr;
+         x = x->hash_next.load_unprotected(std::memory_order_relaxed)) {
+      ++len;
+    }
+    unlock_bucket(b);
+    st.nodes += len;
+    if (len > st.longest_chain) st.longest_chain = len;
+  }
+  return st;
+}
+
+bool SkipList::hash_has(std::string_view key) const noexcept {
+  kovan::Guard g = kovan::pin();
+  return hash_find(key, g) != nullptr;
 }
 
 KeyNode* SkipList::last_less(std::string_view key, const kovan::Guard& g) const noexcept {
@@ -279,7 +412,7 @@ KeyNode* SkipList::find_or_insert(std::string_view key, const kovan::Guard& g, b
     for (int l = 0; l < height; ++l) preds[l]->next(l).store(node, std::memory_order_release);
     // Into the hash table before fully_linked: nobody removes a node that is not fully
     // linked, so remove()'s hash_erase always finds it there (I7).
-    hash_insert(node);
+    hash_insert(node, g);
     // release: pairs with the acquire loads in find_or_insert and in the engine's remover.
     node->fully_linked.store(true, std::memory_order_release);
     // The caller keeps `node`, which it did not get from a protected load: load a link
@@ -290,6 +423,7 @@ KeyNode* SkipList::find_or_insert(std::string_view key, const kovan::Guard& g, b
     unlock_preds(preds, height);
     size_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(node->footprint(), std::memory_order_relaxed);
+    maybe_grow(g);  // after the locks: the growth holds only bucket locks (I8)
     *inserted = true;
     return node;
   }
@@ -326,7 +460,7 @@ void SkipList::remove(KeyNode* n, const kovan::Guard& g) noexcept {
     cpu_relax(&spins);  // a predecessor changed or is being removed itself: search again
   }
   n->unlock();
-  hash_erase(n);  // marked, so readers of the table no longer return it (I7)
+  hash_erase(n, g);  // marked, so readers of the table no longer return it (I7)
   size_.fetch_sub(1, std::memory_order_relaxed);
   bytes_.fetch_sub(n->footprint(), std::memory_order_relaxed);
   kovan::retire(n);  // unlinked at every level: no new reader can reach it (I1)

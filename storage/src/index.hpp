@@ -43,11 +43,39 @@
 //     yet removed: a node joins its bucket's chain before it is flagged fully_linked (so
 //     before anyone can remove it) and leaves it in remove(), after it is marked and before
 //     it is retired. A node's hash_next changes only while it is in a chain, under its
-//     bucket's lock. Readers walk a chain like a level of the skip list (I4): they step from
-//     n to n.hash_next only if n is unmarked after the load, else they fall back to the skip
-//     list; and they return a node only if it is unmarked and fully linked. So the table is a
-//     hint: a miss or a doubt is answered by the skip list, and a hit is the node the skip
-//     list would have returned at that moment.
+//     bucket's lock (and, during a growth, the locks the migrator holds, I8). Readers walk a
+//     chain like a level of the skip list (I4): they step from n to n.hash_next only if n is
+//     unmarked after the load, else they fall back to the skip list; and they return a node
+//     only if it is unmarked and fully linked. So the table is a hint: a miss or a doubt is
+//     answered by the skip list, and a hit is the node the skip list would have returned at
+//     that moment. A hash_next always points to a node that entered the table earlier than
+//     the node holding it (inserts push at a chain's head; erase and migration only splice
+//     out or keep relative order), so every walk ends.
+// I8. Growth (docs/STORAGE.md, "The hash hint grows"). The table starts at kMinHashBuckets
+//     buckets and doubles when the nodes outnumber kMaxLoad x buckets. A growth is run by one
+//     thread at a time (the inserter that wins `resizing_`), bucket by bucket, while readers
+//     and writers go on:
+//      a. The new table T2 (2N buckets, all empty and unmoved) is published in `next_table_`
+//         before any bucket moves; `table_` still names the old table T1.
+//      b. Old bucket i moves under three locks: T1[i], then T2[i] and T2[i+N]. The migrator
+//         splits the chain by hash bit N keeping relative order, stores the two halves in
+//         T2[i] and T2[i+N], empties T1[i], then sets T1[i].moved (never cleared).
+//      c. Writers (hash_insert, hash_erase) lock the bucket of their hash in `table_`; if it
+//         is moved, they unlock and retry in `next_table_` (or `table_` again, once the
+//         growth is over). So a node is always in exactly one chain: T1[i] until that bucket
+//         moves, T2's after; and T2[j] gets nodes only after its source bucket moved.
+//      d. A reader that finds T1[i] empty and moved looks in T2 once; otherwise it falls
+//         back to the skip list. A reader that was walking T1[i]'s chain when it moved just
+//         walks on (into a T2 chain): a miss there is a fall-back, never a wrong answer.
+//      e. When every bucket has moved: `table_` = T2, then `next_table_` = null, then T1 is
+//         retired through kovan. Tables are only ever loaded through a guard from `table_`
+//         or `next_table_` (never through another table), so kovan's rule holds: T1 is
+//         retired after it is unlinked from both. T2 is never retired while reachable.
+//      f. Safety of a reader standing on a node whose hash_next the migrator rewrote: the
+//         reader read the old link, which is coherence-ordered before the migrator's store;
+//         that store happens-before any later erase of the old successor (the eraser takes
+//         a lock the migrator released after it), hence before its retirement: the I4
+//         argument holds unchanged (docs/STORAGE.md).
 //
 // Memory orders (pairs):
 //  * link stores that publish a node or unlink one: release; every link load: acquire
@@ -57,7 +85,17 @@
 //    pairing with it (validation under a predecessor's lock also gets it from the lock).
 //  * `fully_linked` store: release after the last link store; load: acquire, pairing with
 //    it, so a node found fully linked is linked at every level.
-//  * link lock: acquire on taking, release on giving back.
+//  * link lock, bucket lock, `resizing_`: acquire on taking, release on giving back.
+//  * bucket head / hash_next stores (insert, erase, migration): release; loads by readers:
+//    acquire (kovan::Atomic::load), pairing with them (a reader sees the node's fields).
+//  * `next_table_` store of T2 (I8a): release; pairs with the acquire load made by readers
+//    and writers after they saw a moved bucket (so they get T2, never an older value).
+//  * `moved` store (I8b): release after the bucket's head and T2's heads are written; load:
+//    acquire, pairing with it: a reader that sees `moved` sees `next_table_` = T2 (or what
+//    replaced it, I8e) and T2's heads of that bucket.
+//  * `table_` store of T2 then `next_table_` store of null (I8e): both release; a thread
+//    that loads `next_table_` (acquire) and gets null after seeing a moved bucket loads
+//    `table_` next and gets T2 or newer (the null was stored after T2, release/acquire).
 #pragma once
 
 #include <kovan/kovan.hpp>
@@ -202,6 +240,21 @@ class SkipList {
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
 
+  // The hash table's shape (I8). Safe at any time (takes one bucket lock at a time), exact
+  // only when no insert or removal runs.
+  struct HashStats {
+    std::size_t buckets = 0;        // of the current table
+    std::size_t nodes = 0;          // in its chains
+    std::size_t longest_chain = 0;  // nodes in the longest chain
+    std::uint64_t growths = 0;      // completed doublings since construction
+  };
+  HashStats hash_stats() const;
+  // Whether find()'s fast path alone has `key` (a diagnostic for tests: when quiescent, it
+  // has every key of the skip list).
+  bool hash_has(std::string_view key) const noexcept;
+  static constexpr std::size_t kMinHashBuckets = std::size_t{1} << 10;
+  static constexpr std::size_t kMaxLoad = 2;  // nodes per bucket that trigger a doubling
+
   // Exclusive access only (engine destruction): level-0 walk without guards.
   KeyNode* first_unprotected() const noexcept {
     return head_->next(0).load_unprotected(std::memory_order_acquire);
@@ -220,27 +273,45 @@ class SkipList {
   int top() const noexcept { return max_height_.load(std::memory_order_relaxed); }
   static int random_height() noexcept;
 
-  // The hash table that speeds up find() (I6): a bucket's chain links KeyNodes through
+  // The hash table that speeds up find() (I7, I8): a bucket's chain links KeyNodes through
   // hash_next; writers of a bucket take its lock, readers take none.
   struct Bucket {
     kovan::Atomic<KeyNode> head;
     std::atomic<bool> lock{false};
+    std::atomic<bool> moved{false};  // its chain went to the next table (I8b); never cleared
   };
-  static constexpr std::size_t kHashBuckets = std::size_t{1} << 18;
-  Bucket& bucket_of(std::uint64_t hash) const noexcept {
-    return buckets_[hash & (kHashBuckets - 1)];
-  }
+  // One bucket array; retired through kovan after a growth replaced it (I8e).
+  struct Table final : kovan::Node {
+    explicit Table(std::size_t n) : mask(n - 1), buckets(std::make_unique<Bucket[]>(n)) {}
+    std::size_t size() const noexcept { return mask + 1; }
+    Bucket& at(std::uint64_t hash) const noexcept { return buckets[hash & mask]; }
+    const std::size_t mask;  // size - 1; the size is a power of two
+    const std::unique_ptr<Bucket[]> buckets;
+  };
   // The node of `key` if the hash table has it unmarked and fully linked; else null.
   KeyNode* hash_find(std::string_view key, const kovan::Guard& g) const noexcept;
-  void hash_insert(KeyNode* n) noexcept;
-  void hash_erase(KeyNode* n) noexcept;
+  void hash_insert(KeyNode* n, const kovan::Guard& g) noexcept;
+  void hash_erase(KeyNode* n, const kovan::Guard& g) noexcept;
+  // Locks and returns the bucket that holds (or will hold) the nodes of `hash` (I8c).
+  Bucket& lock_home(std::uint64_t hash, const kovan::Guard& g) const noexcept;
+  // Grows the table if the nodes outnumber kMaxLoad x buckets and no growth is running.
+  void maybe_grow(const kovan::Guard& g);
+  // Moves every bucket of `from` into `to` (2x its size), I8b.
+  static void migrate(Table* from, Table* to) noexcept;
   static void lock_bucket(Bucket& b) noexcept;
-  std::unique_ptr<Bucket[]> buckets_;
+  static void unlock_bucket(Bucket& b) noexcept;
+
+  kovan::Atomic<Table> table_;         // the current table (I8)
+  kovan::Atomic<Table> next_table_;    // the table a growth moves buckets into, or null
+  std::atomic<bool> resizing_{false};  // one growth at a time (I8)
+  // Keys above which the next growth is due (kMaxLoad x buckets): a hint read on each insert.
+  std::atomic<std::size_t> grow_at_{kMaxLoad * kMinHashBuckets};
 
   KeyNode* head_;                   // sentinel, key "" ordered before every key; never marked
   std::atomic<int> max_height_{1};  // a hint: levels at or above it are empty
   std::atomic<std::size_t> size_{0};
   std::atomic<std::size_t> bytes_{0};
+  std::atomic<std::uint64_t> growths_{0};
 };
 
 }  // namespace kv::storage::detail
