@@ -119,9 +119,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> tls_handshakes_failed{0};     // handshake error (bad cert, ...)
   std::atomic<std::uint64_t> tls_handshakes_timed_out{0};  // no handshake within the deadline
   std::atomic<std::uint64_t> tls_plaintext_refused{0};     // first bytes were not TLS
-  std::atomic<std::uint64_t> auth_failures{0};         // AUTHENTICATE answered UNAUTHENTICATED
-  std::atomic<std::uint64_t> quota_refusals{0};        // requests refused by a per-user quota
-  std::atomic<std::uint64_t> metrics_unauthorized{0};  // scrapes without the bearer token
+  std::atomic<std::uint64_t> auth_failures{0};             // AUTHENTICATE answered UNAUTHENTICATED
+  std::atomic<std::uint64_t> quota_refusals{0};            // requests refused by a per-user quota
+  std::atomic<std::uint64_t> metrics_unauthorized{0};      // scrapes without the bearer token
 };
 
 // Resident set size of this process in bytes (0 if it cannot be read).
