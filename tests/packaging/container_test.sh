@@ -10,7 +10,9 @@
 #   4. flags after the image name replace the default listen address (`... kovan-kv --listen
 #      0.0.0.0:8000`); a mounted /etc/kovan/kovan.toml sets it;
 #   5. compose up / down with docker/compose.yaml (podman-compose, `podman compose` or
-#      `docker compose`).
+#      `docker compose`), with its data volume;
+#   6. durability on the image's data volume: acknowledged writes survive `kill` (SIGKILL,
+#      exit 137) and `stop` (exit 0), and revisions keep counting after each restart.
 #   container_test.sh SOURCE_DIR KOVAN_CLI_BIN
 set -euo pipefail
 src=$(cd "${1:?usage: container_test.sh SOURCE_DIR KOVAN_CLI_BIN}" && pwd)
@@ -155,7 +157,7 @@ run_container "$flags" -e KOVAN_HEALTH_ADDR=127.0.0.1:8000 -p 127.0.0.1::8000 "$
 p=$(host_port "$flags" 8000) || fail "no published port for 8000"
 until_ok 60 "$cli" --addr "127.0.0.1:$p" ping || { logs_of "$flags"; fail "--listen 0.0.0.0:8000 after the image name did not take"; }
 until_ok 60 healthy "$flags" || fail "$flags (KOVAN_HEALTH_ADDR) did not turn healthy"
-printf 'listen = "0.0.0.0:7400"\nthreads = 1\n' >"$work/kovan.toml"
+printf 'listen = "0.0.0.0:7400"\nthreads = 1\ninsecure-no-auth = true\n' >"$work/kovan.toml"
 chmod 0644 "$work/kovan.toml"
 conf="$prefix-conf"
 run_container "$conf" -v "$work/kovan.toml:/etc/kovan/kovan.toml:ro" -e KOVAN_HEALTH_ADDR=127.0.0.1:7400 \
@@ -192,12 +194,13 @@ if "kovan-cli" not in " ".join(svc.get("healthcheck", {}).get("test", [])): prob
 ports = " ".join(svc.get("ports", []))
 if not (ports.endswith(":7379") or ":7379 " in ports) or ":9100" not in ports: problems.append("ports 7379, 9100")
 if "stop_grace_period" not in svc: problems.append("stop_grace_period")
+if not any(str(v).endswith(":/var/lib/kovan") for v in svc.get("volumes", [])): problems.append("a volume on /var/lib/kovan")
 if problems: sys.exit("missing: " + ", ".join(problems))
 PY
 else
   echo "python3-yaml missing: compose.yaml checked by running it only"
 fi
-compose_down="${compose[*]} -p $project -f $cf down"
+compose_down="${compose[*]} -p $project -f $cf down -v"
 "${compose[@]}" -p "$project" -f "$cf" up -d >"$work/compose.log" 2>&1 \
   || { cat "$work/compose.log"; fail "compose up failed"; }
 until_ok 60 "$cli" --addr "127.0.0.1:$KOVAN_PORT" ping || { cat "$work/compose.log"; fail "compose service does not answer"; }
@@ -206,9 +209,47 @@ cid=$("$eng" ps -q --filter "label=com.docker.compose.project=$project" | head -
 until_ok 60 healthy "$cid" || fail "the compose service did not turn healthy"
 [ "$("$eng" inspect --format '{{.HostConfig.RestartPolicy.Name}}' "$cid")" = unless-stopped ] \
   || fail "the compose service has no restart policy unless-stopped"
-"${compose[@]}" -p "$project" -f "$cf" down >>"$work/compose.log" 2>&1 || { cat "$work/compose.log"; fail "compose down failed"; }
+"${compose[@]}" -p "$project" -f "$cf" down -v >>"$work/compose.log" 2>&1 || { cat "$work/compose.log"; fail "compose down failed"; }
 compose_down=""
 [ -z "$("$eng" ps -aq --filter "label=com.docker.compose.project=$project")" ] || fail "compose down left containers"
 
+step "6. durability: the data volume across kill and stop"
+dur="$prefix-durable"
+vol="$prefix-data"
+cleanup_volume() { "$eng" volume rm -f "$vol" >/dev/null 2>&1 || true; }
+containers+=("$dur")
+"$eng" run -d --name "$dur" -v "$vol:/var/lib/kovan" -p 127.0.0.1::7379 "$image" --threads 2 >/dev/null \
+  || { cleanup_volume; fail "$eng run with a data volume failed"; }
+p=$(host_port "$dur" 7379) || fail "no published port for 7379"
+until_ok 60 "$cli" --addr "127.0.0.1:$p" ping || { logs_of "$dur"; fail "the durable container does not answer"; }
+log_has "$dur" 'data-dir=/var/lib/kovan' || { logs_of "$dur"; fail "the image is not durable by default"; }
+"$cli" --addr "127.0.0.1:$p" put dur/a before-kill >/dev/null || fail "put dur/a failed"
+rev_of() { "$cli" --addr "127.0.0.1:$1" --json get "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["kv"]["mod_revision"])'; }
+rev_a=$(rev_of "$p" dur/a) || fail "no revision for dur/a"
+"$eng" kill "$dur" >/dev/null || fail "$eng kill failed"
+"$eng" wait "$dur" >/dev/null 2>&1 || true
+code=$("$eng" inspect --format '{{.State.ExitCode}}' "$dur")
+[ "$code" = 137 ] || fail "kill: exit code $code, not 137 (SIGKILL)"
+"$eng" start "$dur" >/dev/null || fail "$eng start after kill failed"
+p=$(host_port "$dur" 7379) || fail "no published port after restart"
+until_ok 60 "$cli" --addr "127.0.0.1:$p" ping || { logs_of "$dur"; fail "no answer after the restart that followed kill"; }
+got=$("$cli" --addr "127.0.0.1:$p" get dur/a) || fail "get dur/a after kill failed"
+[[ "$got" == *before-kill* ]] || { logs_of "$dur"; fail "an acknowledged write was lost by kill: got '$got'"; }
+"$cli" --addr "127.0.0.1:$p" put dur/b before-stop >/dev/null || fail "put dur/b failed"
+rev_b=$(rev_of "$p" dur/b) || fail "no revision for dur/b"
+[ "$rev_b" -gt "$rev_a" ] || fail "revisions did not keep counting after the restart ($rev_b <= $rev_a)"
+"$eng" stop -t 10 "$dur" >/dev/null || fail "$eng stop failed"
+code=$("$eng" inspect --format '{{.State.ExitCode}}' "$dur")
+[ "$code" = 0 ] || { logs_of "$dur"; fail "stop: exit code $code"; }
+"$eng" start "$dur" >/dev/null || fail "$eng start after stop failed"
+p=$(host_port "$dur" 7379) || fail "no published port after the second restart"
+until_ok 60 "$cli" --addr "127.0.0.1:$p" ping || { logs_of "$dur"; fail "no answer after the restart that followed stop"; }
+for kv in dur/a:before-kill dur/b:before-stop; do
+  got=$("$cli" --addr "127.0.0.1:$p" get "${kv%%:*}") || fail "get ${kv%%:*} after stop failed"
+  [[ "$got" == *"${kv#*:}"* ]] || fail "${kv%%:*} after stop: got '$got'"
+done
+"$eng" rm -f "$dur" >/dev/null 2>&1 || true
+cleanup_volume
+
 echo
-echo "PASS: image built, ran, answered, turned healthy, stopped cleanly; compose up/down"
+echo "PASS: image built, ran, answered, turned healthy, stopped cleanly; compose up/down; data kept across kill and stop"
