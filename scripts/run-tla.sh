@@ -29,8 +29,6 @@ CONFIGS=(
   "Reclaimer Reclaimer_NoFinisherCheck.cfg 12"
   "Reclaimer Reclaimer_NoRaise.cfg 12"
   "Reclaimer Reclaimer_NoHelping.cfg 12"
-  "Reclaimer Reclaimer_IdleNoRepublish.cfg 12"
-  "Reclaimer Reclaimer_IdleFlushFlag.cfg 12"
 )
 
 failed=0

@@ -59,11 +59,7 @@ CONSTANTS
     NoHelperRecheck,    \* MUTATION: helper skips the re-check after publishing
     NoFinisherCheck,    \* MUTATION: finisher ignores active helper slots
     NoHelping,          \* MUTATION: advance_era never helps
-    NoRaise,            \* MUTATION: help() does not raise the requester's era
-    IdleActive,         \* leave() keeps the slot active while G = pub_era (I6)
-    IdleNoRepublish,    \* MUTATION: a re-pin after the era moved skips the store
-                        \*   of the era and the fence, only adopting G as pub_era
-    IdleFlushKeepsFlag  \* MUTATION: flush's deactivation leaves idle_active set
+    NoRaise             \* MUTATION: help() does not raise the requester's era
 
 Nodes   == 1..K
 Null    == 0
@@ -79,9 +75,7 @@ VARIABLES
     nst,            \* nst[x] \in {"free", "live", "ret"}
     birth,          \* birth[x]
     nxt,            \* nxt[x]
-    slot,           \* slot[t][k] = [act, era, list, idl]; list: set of batch ids;
-                    \* idl: the owner-only flag idle_active (main slot only; kept
-                    \* here so that every action's UNCHANGED list stays as it was)
+    slot,           \* slot[t][k] = [act, era, list]; list: set of batch ids
     pub,            \* pub[t]: pub_era
     bat,            \* bat[c]: the batch whose counting node is c
     part,           \* part[t]: partial batch
@@ -122,8 +116,7 @@ Init ==
     /\ nst = [x \in Nodes |-> IF x = 1 THEN "live" ELSE "free"]
     /\ birth = [x \in Nodes |-> 1]
     /\ nxt = [x \in Nodes |-> Null]
-    /\ slot = [t \in Threads |-> [k \in Kinds |-> [act |-> FALSE, era |-> 0, list |-> {},
-                                                   idl |-> FALSE]]]
+    /\ slot = [t \in Threads |-> [k \in Kinds |-> [act |-> FALSE, era |-> 0, list |-> {}]]]
     /\ pub = [t \in Threads |-> 0]
     /\ bat = [c \in Nodes |-> NoBatch]
     /\ part = [t \in Threads |-> {}]
@@ -224,23 +217,12 @@ CanSpend(t) == Budget[t] = 0 \/ budget[t] > 0
 \* is activated, then fence X (one step: a scan in between would see the slot
 \* inactive, as it would before the pin; eras never exceed G, so the store of
 \* e is the max written here).
-\* Idle-active (idl: the last unpin kept the slot active at era pub_era): if
-\* G = pub_era nothing is written and there is no fence; otherwise the era is
-\* stored (the list stays active, with what was attached while idle), then
-\* fence X. The mutation IdleNoRepublish adopts G as pub_era without writing
-\* the slot's era.
 StartRead(t) ==
     /\ pc[t] = "idle" /\ CanSpend(t) /\ Spend(t)
     /\ LET e == Max(slot[t]["m"].era, G)
-           fast == slot[t]["m"].idl /\ (G = pub[t] \/ IdleNoRepublish)
-           s1 == IF fast THEN (IF IdleNoRepublish THEN G ELSE pub[t]) ELSE e
-       IN  /\ slot' = IF fast THEN slot
-                      ELSE IF slot[t]["m"].idl
-                      THEN [slot EXCEPT ![t]["m"].era = e]
-                      ELSE [slot EXCEPT ![t]["m"] = [act |-> TRUE, era |-> e, list |-> {},
-                                                    idl |-> FALSE]]
-           /\ pub' = [pub EXCEPT ![t] = s1]
-           /\ SetLoc(t, [loc[t] EXCEPT !.src = 0, !.ret = "p", !.tries = 0, !.s = s1])
+       IN  /\ slot' = [slot EXCEPT ![t]["m"] = [act |-> TRUE, era |-> e, list |-> {}]]
+           /\ pub' = [pub EXCEPT ![t] = e]
+           /\ SetLoc(t, [loc[t] EXCEPT !.src = 0, !.ret = "p", !.tries = 0, !.s = e])
     /\ Goto(t, "ld")
     /\ UNCHANGED <<G, root, nst, birth, nxt, bat, part, orphans, helpers, slowc, req, res,
                    tag, dang, held, uaf, stalled, bnd>>
@@ -270,39 +252,25 @@ StartPush(t) ==
     /\ UNCHANGED <<G, slot, pub, bat, part, orphans, helpers, slowc, req,
                    res, tag, dang, held, uaf, stalled>>
 
-\* flush(): deactivate, adopt the orphans, then attach the partial batch now
-\* (padded).
+\* flush(): adopt the orphans, then attach the partial batch now (padded).
 StartFlush(t) ==
     /\ pc[t] = "idle" /\ CanSpend(t) /\ Spend(t)
-    /\ part[t] \cup orphans # {} \/ slot[t]["m"].act
+    /\ part[t] \cup orphans # {}
     /\ part' = [part EXCEPT ![t] = @ \cup orphans]
     /\ orphans' = {}
-    /\ IF slot[t]["m"].act
-       THEN /\ slot' = [slot EXCEPT ![t]["m"].act = FALSE, ![t]["m"].list = {},
-                                    ![t]["m"].idl = IdleFlushKeepsFlag]
-            /\ SetLoc(t, [loc[t] EXCEPT !.force = TRUE, !.aret = "idle",
-                                        !.walk = slot[t]["m"].list, !.wret = "scan"])
-            /\ Goto(t, "walk")
-       ELSE /\ SetLoc(t, [loc[t] EXCEPT !.force = TRUE, !.aret = "idle"])
-            /\ Goto(t, "scan")
-            /\ UNCHANGED slot
-    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, helpers, slowc, req, res, tag,
+    /\ SetLoc(t, [loc[t] EXCEPT !.force = TRUE, !.aret = "idle"])
+    /\ Goto(t, "scan")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, helpers, slowc, req, res, tag,
                    dang, held, uaf, stalled, bnd>>
 
-\* Thread exit (release_thread): deactivate the slot (walking its list), the
-\* partial batch becomes orphans, the record is free.
+\* Thread exit (release_thread): the partial batch becomes orphans, the record is free.
 Exit(t) ==
     /\ pc[t] = "idle" /\ CanSpend(t) /\ Spend(t)
     /\ orphans' = orphans \cup part[t]
     /\ part' = [part EXCEPT ![t] = {}]
-    /\ IF slot[t]["m"].act
-       THEN /\ slot' = [slot EXCEPT ![t]["m"].act = FALSE, ![t]["m"].list = {},
-                                    ![t]["m"].idl = FALSE]
-            /\ SetLoc(t, [loc[t] EXCEPT !.walk = slot[t]["m"].list, !.wret = "exited"])
-            /\ Goto(t, "walk")
-       ELSE /\ Goto(t, "exited") /\ UNCHANGED <<slot, loc>>
-    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, helpers, slowc, req, res, tag,
-                   dang, held, uaf, stalled, bnd>>
+    /\ Goto(t, "exited")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, helpers, slowc, req, res, tag,
+                   loc, dang, held, uaf, stalled, bnd>>
 
 \* A new thread claims the record (tags, eras stay).
 Register(t) ==
@@ -311,30 +279,21 @@ Register(t) ==
     /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, part, orphans, helpers, slowc,
                    req, res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
 
-\* With the budget spent: a last flush (deactivating the slot), then nothing.
+\* With the budget spent: a last flush, then nothing.
 Quit(t) ==
     /\ pc[t] = "idle" /\ ~CanSpend(t)
     /\ part' = [part EXCEPT ![t] = @ \cup orphans]
     /\ orphans' = {}
-    /\ IF slot[t]["m"].act
-       THEN /\ slot' = [slot EXCEPT ![t]["m"].act = FALSE, ![t]["m"].list = {},
-                                    ![t]["m"].idl = FALSE]
-            /\ SetLoc(t, [loc[t] EXCEPT !.force = TRUE, !.aret = "done",
-                                        !.walk = slot[t]["m"].list, !.wret = "scan"])
-            /\ Goto(t, "walk")
-       ELSE /\ SetLoc(t, [loc[t] EXCEPT !.force = TRUE, !.aret = "done"])
-            /\ Goto(t, "scan")
-            /\ UNCHANGED slot
-    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, helpers, slowc, req, res, tag,
+    /\ SetLoc(t, [loc[t] EXCEPT !.force = TRUE, !.aret = "done"])
+    /\ Goto(t, "scan")
+    /\ UNCHANGED <<G, root, nst, birth, nxt, slot, pub, bat, helpers, slowc, req, res, tag,
                    dang, held, uaf, stalled, budget, bnd>>
 
-\* A thread in StallSet stops for ever (anywhere but idle / exited / done, or
-\* idle with its slot kept active: a stalled-but-idle thread).
+\* A thread in StallSet stops for ever (anywhere but idle / exited / done).
 Stall(t) ==
     /\ t \in StallSet
     /\ ~stalled[t]
-    /\ \/ pc[t] \notin {"idle", "exited", "done"}
-       \/ pc[t] = "idle" /\ slot[t]["m"].act  \* idle, its slot kept active (I6)
+    /\ pc[t] \notin {"idle", "exited", "done"}
     /\ \A u \in Threads : ~stalled[u]
     /\ stalled' = [stalled EXCEPT ![t] = TRUE]
     /\ bnd' = [on |-> TRUE, t |-> t,
@@ -579,31 +538,12 @@ AddRefs(t) ==
 
 Unpin(t) ==
     /\ pc[t] = "unpin"
-    /\ IF IdleActive
-       THEN /\ SetLoc(t, [loc[t] EXCEPT !.g = G])
-            /\ Goto(t, "unpin2")
-            /\ UNCHANGED slot
-       ELSE /\ SetLoc(t, [loc[t] EXCEPT !.walk = slot[t]["m"].list, !.wret = "idle"])
-            /\ slot' = [slot EXCEPT ![t]["m"].act = FALSE, ![t]["m"].list = {}]
-            /\ Goto(t, "walk")
-    /\ held' = [held EXCEPT ![t] = {}]
-    /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
-                   res, tag, dang, uaf, stalled, budget, bnd>>
-
-\* With IdleActive: g (read above) = pub_era: the list is detached (an acquiring
-\* exchange to an empty, still active list; a plain load that finds it empty
-\* and writes nothing is the same step) and the slot stays active, idle_active
-\* set. Otherwise: exchange to INACTIVE, idle_active cleared. Then the walk.
-Unpin2(t) ==
-    /\ pc[t] = "unpin2"
     /\ SetLoc(t, [loc[t] EXCEPT !.walk = slot[t]["m"].list, !.wret = "idle"])
-    /\ slot' = IF loc[t].g = pub[t]
-               THEN [slot EXCEPT ![t]["m"].list = {}, ![t]["m"].idl = TRUE]
-               ELSE [slot EXCEPT ![t]["m"].act = FALSE, ![t]["m"].list = {},
-                                 ![t]["m"].idl = FALSE]
+    /\ slot' = [slot EXCEPT ![t]["m"].act = FALSE, ![t]["m"].list = {}]
+    /\ held' = [held EXCEPT ![t] = {}]
     /\ Goto(t, "walk")
     /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
-                   res, tag, dang, held, uaf, stalled, budget, bnd>>
+                   res, tag, dang, uaf, stalled, budget, bnd>>
 
 \* One decrement; whoever takes a count from 1 to 0 finishes the batch.
 WalkOne(t) ==
@@ -672,8 +612,7 @@ HEra(t) ==
 \* helper.era := that era; helper.list := empty (active); fence X.
 H3(t) ==
     /\ pc[t] = "h3"
-    /\ slot' = [slot EXCEPT ![t]["h"] = [act |-> TRUE, era |-> loc[t].hera, list |-> {},
-                                        idl |-> FALSE]]
+    /\ slot' = [slot EXCEPT ![t]["h"] = [act |-> TRUE, era |-> loc[t].hera, list |-> {}]]
     /\ Goto(t, "h4")
     /\ UNCHANGED <<G, root, nst, birth, nxt, pub, bat, part, orphans, helpers, slowc, req,
                    res, tag, loc, dang, held, uaf, stalled, budget, bnd>>
@@ -776,7 +715,7 @@ Step(t) ==
        \/ Register(t) \/ Quit(t) \/ LdRead(t) \/ LdCheck(t) \/ FRaise(t)
        \/ Slow0(t) \/ SlowRead(t) \/ SlowG(t) \/ SlowCheck(t) \/ SlowRes(t) \/ SlowEnd(t)
        \/ Cas(t) \/ Scan(t) \/ PushOne(t) \/ AddRefs(t)
-       \/ Unpin(t) \/ Unpin2(t) \/ WalkOne(t) \/ WalkDone(t)
+       \/ Unpin(t) \/ WalkOne(t) \/ WalkDone(t)
        \/ Adv(t) \/ HNext(t) \/ HEra(t) \/ H3(t) \/ H4(t) \/ HE(t) \/ HRaise(t) \/ HLd(t)
        \/ HG(t) \/ HCas(t) \/ HRes(t) \/ HOut(t) \/ AdvInc(t)
 
@@ -819,11 +758,6 @@ HeldAreLive == \A t \in Threads : \A x \in held[t] : nst[x] # "free"
 \* and only active slots hold batches.
 InactiveHoldNothing ==
     \A t \in Threads, k \in Kinds : ~slot[t][k].act => slot[t][k].list = {}
-
-\* Invariant 6: idle_active only on an active main slot whose era covers the
-\* era its owner published (so a fenceless re-pin relies on a real reservation).
-IdleFlagSound ==
-    \A t \in Threads : slot[t]["m"].idl => slot[t]["m"].act /\ slot[t]["m"].era >= pub[t]
 
 \* Invariant 1: slot eras never exceed G.
 ErasBounded == \A t \in Threads, k \in Kinds : slot[t][k].era <= G

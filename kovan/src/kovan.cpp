@@ -13,20 +13,7 @@
 //      followed a write of an era >= the pointer's birth into the guard's (active) slot.
 //  I5. A record's tags only grow (they survive reuse of the record); a result word is
 //      written only for the tag it was requested with.
-//  I6. A thread with no guard has an INACTIVE main slot, or it is *idle-active*
-//      (idle_active): its last outermost unpin read G == pub_era and left the slot active
-//      with that era E, published before a fence X of the thread and never lowered below
-//      E. Such a slot holds exactly what a guard stalled at era E holds: batches with a
-//      node born at or before E (the stalled-thread bound, with M counted at that unpin),
-//      nothing retired later with younger nodes only. It is deactivated (exchange to
-//      INACTIVE, by the owner only) by an unpin that sees the era moved, by flush() and at
-//      thread exit (deactivate), so a flushed or exited thread holds nothing. The next
-//      pin skips its store and fence when G is still E: every read after that earlier X
-//      is ordered against every retirer's Y (fence rule), and the slot stayed active with
-//      era >= E throughout, so the argument of I4 holds for the new guard unchanged. An
-//      unpin that finds batches attached detaches them with an acquiring exchange to an
-//      empty (still active) list: their unlinks then happen-before every later read of
-//      the thread, so later fenceless guards cannot reach their nodes.
+//  I6. A thread with no guard has an INACTIVE main slot.
 //  I7. A helper reads a requester's source only while its record's `reading` holds the
 //      source's address, announced before its fence X and re-check (wait_for_helpers),
 //      and cleared (release) after its last read of the source.
@@ -656,16 +643,6 @@ void hand_over(ThreadRec* me) noexcept {
   }
 }
 
-// An idle thread whose main slot stayed active after its last guard (I6) lets go of it:
-// exchange to INACTIVE and release what was attached (queued only, no user code).
-void deactivate(ThreadRec* me) noexcept {
-  if (me->depth != 0 || !me->idle_active) return;
-  me->idle_active = false;
-  // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
-  // orders our earlier reads before a retirer that sees the slot INACTIVE.
-  walk(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));
-}
-
 // Runs at thread exit (on_thread_exit), on the exiting thread, with tl_rec == me.
 void release_thread(ThreadRec* me) noexcept {
   // Guards still alive (held by an object destroyed after this point, or leaked): the slot
@@ -677,16 +654,10 @@ void release_thread(ThreadRec* me) noexcept {
     if (me->depth != 0) {
       stale_guards += me->depth;
       me->depth = 0;
-      me->idle_active = false;
-      // acq_rel: as in deactivate().
       walk(me, me->main.list.exchange(nullptr, std::memory_order_acq_rel));  // queues only
-    } else {
-      deactivate(me);  // an idle-active slot (I6): an exited thread holds nothing
     }
     hand_over(me);  // runs the queued deletions (user code), then hands the rest over
-    // Destructors run by hand_over may have left a guard alive or pinned and unpinned
-    // (leaving the slot idle-active): let go of that too.
-    if (me->depth == 0 && !me->idle_active) break;
+    if (me->depth == 0) break;
   }
   me->since_try = 0;
   tl_rec = nullptr;  // a later use of kovan on this thread claims a record anew
@@ -928,7 +899,6 @@ std::atomic<void (*)()> on_request_published{nullptr};
 std::atomic<void (*)()> on_helper_reading{nullptr};
 std::atomic<void (*)()> on_destroy_wait{nullptr};
 std::atomic<void (*)()> on_help_walk{nullptr};
-std::atomic<void (*)()> on_unpin_detach{nullptr};
 std::atomic<std::uint64_t> nested_advances{0};
 std::atomic<std::uint64_t> largest_batch{0};
 std::uint64_t slot_era_of_current_thread() noexcept {
@@ -945,14 +915,12 @@ void flush() noexcept {
   // Destructors run by the drain may retire more: repeat until nothing is left. Called
   // from such a destructor, flush only hands over (the outer drain finishes the work).
   do {
-    detail::deactivate(me);  // outside any guard: the slot stops reserving (I6)
     detail::adopt_all(me);
     detail::try_attach(me, /*force=*/true);
     if (me->in_drain) return;
     detail::take_ready(me, /*all=*/true);
     detail::drain_all(me);
-  } while (me->batch.first != nullptr || me->free_head != nullptr || me->adopted != nullptr ||
-           (me->idle_active && me->depth == 0));
+  } while (me->batch.first != nullptr || me->free_head != nullptr || me->adopted != nullptr);
 }
 
 Stats stats() noexcept {

@@ -19,15 +19,8 @@
 //  * A reservation is always a finite era. A thread that stalls while pinned holds back only
 //    the batches that contain a node born no later than its era (bound below), never
 //    "everything retired since", as epoch-based reclamation does.
-//  * An idle thread (no guard) holds back its own partial batch, the orphans it adopted,
-//    and, if its last unpin saw the era unchanged (the slot then stays active, so that the
-//    next pin and unpin need no fence or exchange: "idle-active"), what a guard stalled at
-//    that era would hold: only batches with a node born at or before it, bounded as below
-//    with M counted at that unpin, never nodes born after it, and not growing with later
-//    retirements, whether the thread ever comes back or not. `flush()` (outside a guard)
-//    ends that reservation and hands the rest over: a flushed or exited thread holds
-//    nothing. Call it before a thread goes idle for long. Nodes it finished beyond its
-//    deletion quota
+//  * An idle thread (no guard) holds back nothing but its own partial batch and the orphans
+//    it adopted; `flush()` hands both over. Nodes it finished beyond its deletion quota
 //    (below) are published for other threads, whose ordinary retires delete them. A thread
 //    that exits runs its queued deletions and hands over the rest; its leftovers are
 //    adopted by other threads on their ordinary retire path (see THREAD LIFECYCLE below).
@@ -35,13 +28,11 @@
 //
 // PROGRESS, PER OPERATION (n threads at once, s <= 2n slots, R = kRetireBatch,
 // Q = kFreeQuota, L = batches attached to the calling thread's slot while its guard lived)
-//  * pin() (outermost Guard): wait-free, O(1): one load when the slot is idle-active and the
-//    era has not moved; otherwise an era store and a fence. A thread's first use of kovan
-//    claims a record: at most kMaxThreads CAS attempts.
-//  * unpin (the outermost Guard's destruction or reset()): wait-free: two loads, and one
-//    exchange only if batches were attached to the slot or the era moved; L decrements (L
-//    is fixed by the exchange, whatever other threads do after it), at most Q node
-//    deletions, and, if nodes are left, one exchange and one store to publish them.
+//  * pin() (outermost Guard): wait-free, O(1): an era store and a fence. A thread's first
+//    use of kovan claims a record: at most kMaxThreads CAS attempts.
+//  * unpin (the outermost Guard's destruction or reset()): wait-free: one exchange, L
+//    decrements (L is fixed by the exchange, whatever other threads do after it), at most
+//    Q node deletions, and, if nodes are left, one exchange and one store to publish them.
 //  * Atomic<T>::load: wait-free: kFastPathTries (16) tries, then a slow path that the
 //    threads advancing the era finish for the reader (helping); it fails at most about n
 //    times. store/exchange/compare_exchange: wait-free: one atomic instruction, plus, when
@@ -92,12 +83,11 @@
 // by birth at the eras of the slots it is attached to (flush() too), so that an old
 // reservation is handed only old nodes plus at most s younger ones per batch: when the
 // stalled era is among the 8 oldest eligible ones the bound tightens to (M + F) * (s + 1),
-// and in practice stays near M + F. An idle thread whose slot stayed active counts as a
-// thread stalled at the era of its last unpin. Without a stall, each thread holds its
-// partial batch (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at
-// most until some thread has retired enough to delete them, Q per retire.
-// docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp, churn_bound_test.cpp and
-// lifecycle_test.cpp check it numerically, idle threads included.
+// and in practice stays near M + F. Without a stall, each thread holds its partial batch
+// (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at most until
+// some thread has retired enough to delete them, Q per retire.
+// docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
+// check it numerically.
 //
 // WHEN NOT TO USE IT
 // ------------------
@@ -378,10 +368,8 @@ void retire(T* p) noexcept {
   detail::retire_node(static_cast<Node*>(p), [](Node* n) { delete static_cast<T*>(n); });
 }
 
-// Called outside any guard, first deactivates this thread's slot if its last unpin left it
-// active (idle-active: see THE GUARANTEES), so that the thread reserves nothing. Then hands
-// over this thread's partial batch (padding it so that it can be attached now), adopts
-// every orphaned node, and deletes everything in this thread's free queue (running
+// Hands over this thread's partial batch (padding it so that it can be attached now),
+// adopts every orphaned node, and deletes everything in this thread's free queue (running
 // destructors, without the per-call quota). Call before a thread goes idle for long.
 void flush() noexcept;
 

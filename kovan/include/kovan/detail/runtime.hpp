@@ -69,12 +69,7 @@ struct alignas(128) ThreadRec {
   // with a nesting depth that belongs to guards of the previous owner.
   bool detached = false;
   std::uint64_t pub_era = 0;  // the era this thread last published itself (I1)
-  // The main slot stayed active after the last guard ended (I6): the era then was still
-  // pub_era, published before a fence X; the next pin skips its store and fence while the
-  // era has not moved. Cleared only by the owner's exchange of the list to INACTIVE
-  // (an unpin after the era moved, deactivate() in flush and at thread exit).
-  bool idle_active = false;
-  std::uint64_t tag = 0;  // last request tag (I5)
+  std::uint64_t tag = 0;      // last request tag (I5)
   std::uint32_t since_try = 0;
   bool in_help = false;
   bool in_attach = false;
@@ -109,26 +104,12 @@ inline ThreadRec* enter() noexcept {
   ThreadRec* me = tl_rec;
   if (me == nullptr) me = register_thread();
   if (me->depth++ == 0) {
-    // acquire: as in protect() (clock coherence with the births of nodes we will load).
     const std::uint64_t e = g_era.load(std::memory_order_acquire);
-    if (me->idle_active) {
-      // The slot is still active with era >= pub_era, both written before a fence X of
-      // ours (the pin that activated it, or a later publication), and nothing but our own
-      // exchange deactivates it. By the fence rule that X orders every later read of this
-      // thread, this guard's included, against retirers' Y (see I6 in kovan.cpp): nothing
-      // to publish while the era has not moved.
-      if (e == me->pub_era) return me;
-      // The era moved: publish it (the list stays as it is: active, holding what was
-      // attached while idle), then fence X.
-      me->main.era.store(e, std::memory_order_relaxed);
-      me->pub_era = e;
-    } else {
-      me->main.era.store(e, std::memory_order_relaxed);
-      me->pub_era = e;
-      me->main.list.store(empty_list(), std::memory_order_relaxed);
-    }
+    me->main.era.store(e, std::memory_order_relaxed);
+    me->pub_era = e;
+    me->main.list.store(empty_list(), std::memory_order_relaxed);
     // Fence X (pin): pairs with Y; the era and the activation above are ordered before
-    // every pointer read under this guard (and, idle-active, under later guards).
+    // every pointer read under this guard.
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   return me;
@@ -136,30 +117,9 @@ inline ThreadRec* enter() noexcept {
 
 inline void leave(ThreadRec* me) noexcept {
   if (--me->depth == 0) {
-    Node* l;
-    // relaxed: G is compared with our own pub_era only, no pointer is read on its account.
-    // Equal: no era after our published one has been seen, so staying active reserves
-    // only what a stalled guard at this era would (the idle bound, I6).
-    if (me->pub_era == g_era.load(std::memory_order_relaxed) && !me->detached) {
-      // Stay active, idle (I6): no exchange when nothing was attached. relaxed: a list
-      // node read here is taken by the exchange below, which acquires.
-      me->idle_active = true;
-      l = me->main.list.load(std::memory_order_relaxed);
-      if (is_list_node(l)) {
-#ifdef KOVAN_TEST_HOOKS
-        if (auto* hook = test::on_unpin_detach.load(std::memory_order_acquire)) hook();
-#endif
-        // acq_rel: acquire pairs with attachers' release CAS: we walk their nodes, and the
-        // unlinks of those batches happen-before every later read of ours (under later
-        // guards that skip their fence); release as below.
-        l = me->main.list.exchange(empty_list(), std::memory_order_acq_rel);
-      }
-    } else {
-      me->idle_active = false;
-      // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
-      // orders our reads under the guard before a retirer that sees the slot INACTIVE.
-      l = me->main.list.exchange(nullptr, std::memory_order_acq_rel);
-    }
+    // acq_rel: acquire pairs with attachers' release CAS (we walk their nodes); release
+    // orders our reads under the guard before a retirer that sees the slot INACTIVE.
+    Node* l = me->main.list.exchange(nullptr, std::memory_order_acq_rel);
     // Releases the detached list and deletes at most kFreeQuota queued nodes.
     if (is_list_node(l) || me->free_head != nullptr) traverse(me, l);
     if (me->detached) release_detached(me);  // the last guard of an exited thread

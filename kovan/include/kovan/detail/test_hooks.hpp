@@ -23,9 +23,6 @@ std::uint64_t global_era() noexcept;
 extern std::atomic<void (*)()> on_help_walk;
 // Era advances entered while the thread was inside help() (must stay 0).
 extern std::atomic<std::uint64_t> nested_advances;
-// Called by an unpin that keeps its slot active (idle-active) and found batches attached,
-// between its load of the list and the exchange that detaches them.
-extern std::atomic<void (*)()> on_unpin_detach;
 // The largest batch (nodes, padding included) attached since the last reset to 0.
 extern std::atomic<std::uint64_t> largest_batch;
 #endif
