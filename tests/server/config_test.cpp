@@ -1,5 +1,6 @@
 // Unit tests of flag and config parsing (server/config.hpp).
 #include "server/config.hpp"
+#include "parse_args.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,13 +11,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ParseOutcome parse(const std::vector<const char*>& args) {
-  std::vector<const char*> argv;
-  argv.reserve(args.size() + 1);
-  argv.push_back("kovan-server");
-  for (const char* a : args) argv.push_back(a);
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
+using test::parse;
 
 TEST(Config, DefaultsMatchTheDocumentation) {
   ParseOutcome o = parse({});

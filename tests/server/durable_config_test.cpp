@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "parse_args.hpp"
 #include "server/config.hpp"
 
 namespace kv::server {
@@ -12,13 +13,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ParseOutcome parse(const std::vector<const char*>& args) {
-  std::vector<const char*> argv;
-  argv.reserve(args.size() + 1);
-  argv.push_back("kovan-server");
-  for (const char* a : args) argv.push_back(a);
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
+using test::parse;
 
 TEST(DurableConfig, OffByDefault) {
   ParseOutcome o = parse({});
