@@ -204,6 +204,10 @@ std::string_view code_name(pb::Status::Code code) noexcept {
       return "PERMISSION_DENIED";
     case pb::Status::STORAGE_FAILED:
       return "STORAGE_FAILED";
+    case pb::Status::COMPACTED:
+      return "COMPACTED";
+    case pb::Status::LEASE_NOT_FOUND:
+      return "LEASE_NOT_FOUND";
     default:
       return "UNKNOWN";
   }
