@@ -187,6 +187,12 @@ unsigned ServerConfig::effective_threads() const noexcept {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+unsigned ServerConfig::effective_commit_threads() const noexcept {
+  if (!durable()) return 0;
+  if (commit_threads >= 0) return static_cast<unsigned>(commit_threads);
+  return fsync == storage::FsyncMode::kAlways ? kAutoCommitThreads : 0;
+}
+
 std::uint32_t ServerConfig::effective_txns_per_peer() const noexcept {
   if (max_txns_per_peer != 0) return max_txns_per_peer;
   return std::max(1u, max_active_txns / 4);
@@ -257,7 +263,8 @@ std::string ServerConfig::describe() const {
     << " insecure-no-auth=" << (insecure_no_auth ? "true" : "false")
     << " data-dir=" << (data_dir.empty() ? std::string("off") : data_dir);
   if (durable()) {
-    s << " fsync=" << fsync_name(fsync) << " checkpoint-every="
+    s << " fsync=" << fsync_name(fsync) << " commit-threads=" << effective_commit_threads()
+      << " checkpoint-every="
       << checkpoint_every_string(checkpoint_every_bytes, checkpoint_every_time) << " wal-recovery="
       << (wal_recovery == storage::WalRecovery::kTruncate ? "truncate" : "strict");
     if (!restore_from.empty()) s << " restore=" << restore_from;
@@ -430,6 +437,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->type_name("FILE");
   // Durability (docs/OPERATIONS.md, "Durability").
   std::string fsync = "always";
+  std::string commit_threads = "auto";
   std::string checkpoint_every = "off";
   std::string wal_recovery = "strict";
   app.add_option("--data-dir", c.data_dir,
@@ -442,6 +450,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
                  "(leave it to the OS)")
       ->check(CLI::IsMember({"always", "everysec", "no"}))
       ->type_name("MODE");
+  app.add_option("--commit-threads", commit_threads,
+                 "With --data-dir: threads that run writes while they wait for the log, so one "
+                 "worker's connections share fsyncs (auto: 64 with --fsync always, else none; "
+                 "0: none)")
+      ->check(CLI::IsMember({"auto"}) | CLI::Range(0, 1024))
+      ->type_name("auto|N");
   app.add_option("--checkpoint-every", checkpoint_every,
                  "With --data-dir: write a checkpoint after this many WAL bytes and/or this long "
                  "(e.g. 64MiB, 10min, \"256MiB,5min\"; off: only on request)")
@@ -513,6 +527,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   c.gc_policy =
       gc_policy == "watermark" ? storage::GcPolicy::kWatermark : storage::GcPolicy::kInterval;
 
+  c.commit_threads = commit_threads == "auto" ? -1 : std::stoi(commit_threads);
   c.fsync = fsync == "everysec" ? storage::FsyncMode::kEverySec
             : fsync == "no"     ? storage::FsyncMode::kNo
                                 : storage::FsyncMode::kAlways;
@@ -524,7 +539,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   if (c.data_dir.empty()) {
     auto given = [&](const char* name) { return app.get_option(name)->count() > 0; };
     for (const char* name : {"--fsync", "--checkpoint-every", "--wal-recovery", "--restore",
-                             "--test-storage-faults"}) {
+                             "--test-storage-faults", "--commit-threads"}) {
       if (given(name)) problem = std::string(name) + " needs --data-dir (durability is off)";
     }
   }

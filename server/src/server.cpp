@@ -206,6 +206,7 @@ ServerImpl::~ServerImpl() {
   metrics_retry_timer_.reset();
   metrics_acceptor_.reset();
   acceptor_.reset();
+  commit_pool_.reset();  // joined by wait(): before the io_contexts its jobs post to go
   workers_.clear();
 }
 
@@ -245,6 +246,9 @@ bool ServerImpl::start(std::string& error) {
   do_accept();
   if (metrics_acceptor_) do_accept_metrics();
   arm_summary();
+  if (const unsigned n = config.effective_commit_threads(); n > 0) {
+    commit_pool_ = std::make_unique<asio::thread_pool>(n);
+  }
   for (auto& w : workers_) {
     w->work.emplace(w->ctx.get_executor());
     Worker* worker = w.get();
@@ -476,6 +480,9 @@ void ServerImpl::wait() {
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
   }
+  // Commits still running finish (they post their answers to stopped workers, whose
+  // io_contexts drop them): nothing uses the engine after wait() returns.
+  if (commit_pool_) commit_pool_->join();
   joined_ = true;
 }
 

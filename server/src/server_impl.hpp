@@ -31,6 +31,7 @@
 #include <google/protobuf/arena.h>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <asio/thread_pool.hpp>
 
 #include <array>
 #include <atomic>
@@ -131,6 +132,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_timer(const std::error_code& ec);
   void note_frame_progress();  // starts / clears the --frame-timeout deadline
   void release_held();         // a failed AUTHENTICATE's delay passed: answer, go on
+  // A durable write goes to the commit threads (ServerImpl::commit_pool); the session
+  // processes nothing more until its answer is back (on_committed, on this thread).
+  [[nodiscard]] bool offload(const proto::pb::Request& request, Clock::time_point t0);
+  void on_committed(std::unique_ptr<proto::pb::Response> response, OpKind op, Clock::time_point t0);
+  void append_response(proto::pb::Response& response);
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -158,6 +164,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // held_ has output, no further frame is processed, so answers stay in request order.
   Clock::time_point held_until_ = Clock::time_point::max();
   std::string held_;
+  // A request runs on a commit thread: no frame is processed, nothing read, and txns_ is
+  // touched only by that thread until on_committed runs here (the asio posts order it).
+  bool in_flight_ = false;
   std::size_t input_accounted_ = 0;   // reader_ capacity counted in the server total
   std::size_t output_accounted_ = 0;  // backlog() counted in the server total
   std::string peer_;                  // for debug logs
@@ -214,6 +223,10 @@ class ServerImpl {
            counters.output_buffer_bytes.load(std::memory_order_relaxed);
   }
   [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
+  // Threads that run durable writes (config.effective_commit_threads(); null: none).
+  // Joined after the workers and before they are destroyed: a commit that ends posts its
+  // answer to a worker's io_context.
+  [[nodiscard]] asio::thread_pool* commit_pool() noexcept { return commit_pool_.get(); }
 
   const ServerConfig config;
   storage::Engine& engine;
@@ -243,6 +256,7 @@ class ServerImpl {
   void fill_server_stats(proto::pb::StatsResponse& out) const;
 
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<asio::thread_pool> commit_pool_;
   // TLS contexts of the client and metrics listeners (empty: plain TCP). Built before the
   // workers start and read-only after.
   std::optional<asio::ssl::context> tls_;

@@ -251,7 +251,7 @@ void Session::close_after_flush() {
 
 void Session::do_read() {
   if (closed_ || reading_ || read_paused_ || input_waiting_ || close_after_write_ ||
-      !held_.empty()) {
+      !held_.empty() || in_flight_) {
     return;
   }
   // Growth of the receive buffer is reserved in the input budget before it happens.
@@ -312,7 +312,7 @@ void Session::process() {
   google::protobuf::Arena& arena = *worker_.arena;
   const std::size_t max_output = server_.config.max_output_bytes;
   std::size_t since_reset = 0;
-  while (!closed_ && !close_after_write_ && held_.empty()) {
+  while (!closed_ && !close_after_write_ && held_.empty() && !in_flight_) {
     const std::size_t pending = backlog();
     if (pending >= max_output) {
       read_paused_ = true;
@@ -392,6 +392,7 @@ void Session::handle_frame(std::string_view payload) {
                              *response);
   } else {
     op = op_kind(*request);
+    if (offload(*request, t0)) return;
     server_.dispatcher.dispatch(*request, txns_, *response);
   }
   if (const auto hold = txns_.take_hold()) {
@@ -402,19 +403,77 @@ void Session::handle_frame(std::string_view payload) {
     arm_timer();
     return;
   }
+  append_response(*response);
+  worker_.metrics.record(op, response->status().code(), Clock::now() - t0);
+}
+
+void Session::append_response(pb::Response& response) {
   const std::size_t at = out_pending_.size();
-  proto::append_message(out_pending_, *response);
+  proto::append_message(out_pending_, response);
   if (out_pending_.size() - at - proto::kFrameHeaderBytes > server_.config.max_frame_bytes) {
     // Never send a frame the client may not accept: replace it with an error.
     out_pending_.resize(at);
-    const std::uint64_t id = response->id();
-    response->Clear();
+    const std::uint64_t id = response.id();
+    response.Clear();
     server_.dispatcher.error(id, pb::Status::RESOURCE_EXHAUSTED,
-                             "response would exceed --max-frame-bytes", *response);
-    proto::append_message(out_pending_, *response);
+                             "response would exceed --max-frame-bytes", response);
+    proto::append_message(out_pending_, response);
   }
   account_output();
+}
+
+// Durable writes (docs/PERSISTENCE.md, "Group commit across connections"). With commit
+// threads, a request that may write runs on one of them: it blocks there, not here, while
+// the log makes it durable, so this worker serves its other connections meanwhile and their
+// commits join the same fsync. The session stops processing its own frames until the answer
+// is back (in_flight_), so its answers stay in request order and its later requests see the
+// write. Everything the commit thread touches is its own copy of the request, its own
+// response, and txns_, which this thread leaves alone while in_flight_ (the posts to and
+// from the pool order the accesses).
+bool Session::offload(const pb::Request& request, Clock::time_point t0) {
+  asio::thread_pool* pool = server_.commit_pool();
+  if (pool == nullptr) return false;
+  switch (request.op_case()) {
+    case pb::Request::kPut:
+    case pb::Request::kDel:
+    case pb::Request::kDeleteRange:
+    case pb::Request::kTxn:
+    case pb::Request::kCommit:
+      break;
+    default:
+      return false;  // reads, and requests that never wait for the log
+  }
+  if (request.op_case() != pb::Request::kCommit && request.op_case() != pb::Request::kTxn) {
+    // A write inside an interactive transaction is only buffered: no log wait to avoid.
+    const std::uint64_t txn_id = request.op_case() == pb::Request::kPut   ? request.put().txn_id()
+                                 : request.op_case() == pb::Request::kDel ? request.del().txn_id()
+                                                                          : 0;
+    if (txn_id != 0) return false;
+  }
+  auto copy = std::make_shared<pb::Request>(request);  // the arena is reset after this batch
+  const OpKind op = op_kind(request);
+  in_flight_ = true;
+  asio::post(*pool, [self = shared_from_this(), copy, op, t0] {
+    auto response = std::make_unique<pb::Response>();
+    self->server_.dispatcher.dispatch(*copy, self->txns_, *response);
+    Worker& worker = self->worker_;
+    asio::post(worker.ctx, [self = std::move(self), response = std::move(response), op,
+                            t0]() mutable { self->on_committed(std::move(response), op, t0); });
+  });
+  return true;
+}
+
+void Session::on_committed(std::unique_ptr<pb::Response> response, OpKind op,
+                           Clock::time_point t0) {
+  in_flight_ = false;
   worker_.metrics.record(op, response->status().code(), Clock::now() - t0);
+  if (closed_) {
+    txns_.clear();  // close() left them to this thread's turn (see close())
+    return;
+  }
+  append_response(*response);
+  frame_deadline_ = Clock::time_point::max();  // the wait was ours: the clock restarts
+  process();  // the frames behind it; flushes, and reads again when done
 }
 
 // ---------------------------------------------------------------------------------------
@@ -489,7 +548,9 @@ void Session::close() {
   timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
-  txns_.clear();  // aborts this connection's transactions now
+  // Aborts this connection's transactions now; with a request on a commit thread, when it
+  // is back (on_committed): txns_ is that thread's until then.
+  if (!in_flight_) txns_.clear();
   release_buffers();
   if (registered_) {
     worker_.sessions.erase(this);
@@ -505,7 +566,7 @@ void Session::arm_timer() {
   const auto idle = server_.config.idle_timeout;
   if (!lingering_) {
     if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
-    if (!read_paused_) at = std::min(at, frame_deadline_);
+    if (!read_paused_ && !in_flight_) at = std::min(at, frame_deadline_);
     if (input_waiting_) at = std::min(at, input_retry_at_);
     if (!held_.empty()) at = std::min(at, held_until_);
   }
@@ -538,7 +599,7 @@ void Session::on_timer(const std::error_code& ec) {
     }
   } else if (!held_.empty() && now >= held_until_) {
     release_held();
-  } else if (!read_paused_ && now >= frame_deadline_) {
+  } else if (!read_paused_ && !in_flight_ && now >= frame_deadline_) {
     server_.counters.frames_timed_out.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("connection {}: frame incomplete after {} ms ({} bytes buffered); closing", peer_,
                   server_.config.frame_timeout.count(), reader_.buffered());

@@ -3,6 +3,7 @@
 // with the connection", and kovan-cli as a child process.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -41,9 +42,12 @@ class DurableServer {
  public:
   DurableServer(const std::string& dir, std::vector<std::string> extra, const std::string& tag,
                 std::chrono::milliseconds start_timeout = 60s) {
-    std::vector<std::string> args = {"--listen",           "127.0.0.1:0", "--threads",  "2",
-                                     "--summary-interval", "0",           "--data-dir", dir,
-                                     "--shutdown-grace",   "200ms"};
+    std::vector<std::string> args = {"--listen",   "127.0.0.1:0", "--summary-interval", "0",
+                                     "--data-dir", dir,           "--shutdown-grace",   "200ms"};
+    // Two workers unless the test chooses.
+    if (std::find(extra.begin(), extra.end(), "--threads") == extra.end()) {
+      args.insert(args.end(), {"--threads", "2"});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     proc_ = std::make_unique<ServerProcess>(args, tag);
     port_ = proc_->wait_for_port(start_timeout);

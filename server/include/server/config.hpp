@@ -75,6 +75,12 @@ struct ServerConfig {
   // TEST ONLY (hidden flag --test-storage-faults): SIGUSR1 makes the next fsync of the log
   // fail with EIO, SIGUSR2 makes every write fail with ENOSPC (a full disk).
   bool test_storage_faults = false;
+  // --commit-threads: threads that run durable writes off the workers, so that a worker
+  // waiting for an fsync goes on serving its other connections and concurrent commits of
+  // one worker share an fsync (docs/PERSISTENCE.md, "Group commit across connections").
+  // -1: automatic (64 with --data-dir and --fsync always, none otherwise); 0: none.
+  std::int32_t commit_threads = -1;
+  static constexpr unsigned kAutoCommitThreads = 64;
   // Security (docs/SECURITY.md).
   std::string users_file;          // --users; empty: no authentication
   std::string metrics_token_file;  // --metrics-token-file; empty: scrapes need no token
@@ -92,6 +98,8 @@ struct ServerConfig {
   // period short enough that expiry is enforced within a quarter of the age limit).
   [[nodiscard]] storage::Options engine_options() const;
   [[nodiscard]] bool durable() const noexcept { return !data_dir.empty(); }
+  // Commit threads to start: commit_threads, or the automatic choice when it is 0.
+  [[nodiscard]] unsigned effective_commit_threads() const noexcept;
   // One line with every effective setting, for the start-up log.
   [[nodiscard]] std::string describe() const;
 };
