@@ -16,9 +16,9 @@
 #    parent VmHWM above its RSS before, the child's peak RSS, and rdb_last_cow_size).
 #
 # Servers run pinned to SERVER_CORE (kovan-server with KOVAN_THREADS worker threads, default
-# 1; a worker thread waits for the fsync of each commit it serves, so with --fsync always
-# concurrent commits share an fsync only across threads: try KOVAN_THREADS=8; its log flusher
-# and checkpoint threads share that core), kovan-bench to CLIENT_CORE. Data directories
+# 1; with --fsync always its writes wait for the log on commit threads, so the connections of
+# one worker share fsyncs; its log flusher, commit and checkpoint threads share that core),
+# kovan-bench to CLIENT_CORE. Data directories
 # live under DATA (default: a fresh directory in /tmp; put it on the disk you want to
 # measure). The defaults are small, to check that the script works; measurements need
 # e.g. DURATION=10 RUNS=3 RECOVERY_KEYS=1000000 (docs/BENCHMARKS.md).
@@ -51,7 +51,7 @@ RECOVERY_KEYS=${RECOVERY_KEYS:-20000}
 UPDATE_SECONDS=${UPDATE_SECONDS:-2}
 CHECKPOINT_LOAD_SECONDS=${CHECKPOINT_LOAD_SECONDS:-4}
 SERVER_CORE=${SERVER_CORE:-0}
-KOVAN_THREADS=${KOVAN_THREADS:-1}  # worker threads; with --fsync always each waits for its commits' fsync
+KOVAN_THREADS=${KOVAN_THREADS:-1}  # worker threads
 CLIENT_CORE=${CLIENT_CORE:-1}
 OUT=${OUT:-$(mktemp -d /tmp/compare-durable.XXXXXX)}
 DATA=${DATA:-$OUT/data}
