@@ -92,6 +92,8 @@
 // and in practice stays near M + F. Without a stall, each thread holds its partial batch
 // (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at most until
 // some thread has retired enough to delete them, Q per retire.
+// The bound counts nodes; the blocks of deleted nodes that the node cache keeps for reuse
+// (at most kCacheDepth per size class and thread) are memory, not nodes, and come on top.
 // docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
 // check it numerically.
 //
