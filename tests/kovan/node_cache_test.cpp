@@ -140,31 +140,33 @@ TEST(NodeCache, AThreadThatOnlyDeletesNodesEmptiesItsCacheAtExit) {
 // deletes one node per round of key destructors and sets itself again, for as many rounds
 // as glibc runs: a node cached in the last round would never be given back.
 pthread_key_t g_late_key;
+// The nodes still to delete, owned by the exiting thread (a plain pointer: thread_local
+// objects with destructors are gone by the time key destructors run).
 thread_local std::vector<Small*>* tl_late_nodes = nullptr;
 void late_delete(void* p) {
   delete static_cast<Small*>(p);
-  if (tl_late_nodes != nullptr && !tl_late_nodes->empty()) {
-    Small* next = tl_late_nodes->back();
-    tl_late_nodes->pop_back();
-    (void)pthread_setspecific(g_late_key, next);
+  if (tl_late_nodes->empty()) {
+    delete tl_late_nodes;
+    tl_late_nodes = nullptr;
+    return;
   }
+  Small* next = tl_late_nodes->back();
+  tl_late_nodes->pop_back();
+  (void)pthread_setspecific(g_late_key, next);
 }
 
 TEST(NodeCache, DeletionsAfterTheExitStepBypassTheCache) {
   SKIP_WITHOUT_CACHE();
   ASSERT_EQ(pthread_key_create(&g_late_key, &late_delete), 0);
   const std::int64_t before = hooks::cached_blocks.load();
-  std::vector<Small*> nodes;  // outlives the thread
-  std::thread([&] {
+  std::thread([] {
     delete new Small();  // this thread caches (a block is in its cache)
-    for (int i = 0; i < PTHREAD_DESTRUCTOR_ITERATIONS + 2; ++i) nodes.push_back(new Small());
-    tl_late_nodes = &nodes;
-    Small* first = nodes.back();
-    nodes.pop_back();
-    ASSERT_EQ(pthread_setspecific(g_late_key, first), 0);
+    // One node per round of key destructors: the first round and the re-runs.
+    tl_late_nodes = new std::vector<Small*>();
+    for (int i = 1; i < PTHREAD_DESTRUCTOR_ITERATIONS; ++i) tl_late_nodes->push_back(new Small());
+    ASSERT_EQ(pthread_setspecific(g_late_key, new Small()), 0);
   }).join();
   EXPECT_EQ(hooks::cached_blocks.load(), before);
-  for (Small* s : nodes) delete s;  // those glibc's rounds did not reach
   pthread_key_delete(g_late_key);
 }
 
