@@ -33,6 +33,12 @@
 //  I11. Every batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch
 //      has at most s + 3R nodes when an attempt starts (s carried, R retired, 2R adopted).
 //
+//  C1-C4 (the node cache, runtime.hpp): a cached block belongs to one thread and to no live
+//      object; a block of class c has room for (c + 1) * 16 bytes (cache_alloc_slow); a
+//      class holds at most kCacheDepth blocks; a thread caches only once its exit step will
+//      run (claim_record, on_allocate, cache_free_slow set the key), the exit step empties
+//      the cache after its last deletion (empty_cache) and later deletions bypass it.
+//
 // FENCE PAIRS (named in the comments below)
 //  X  — reader side: after publishing an era (pin, raise in protect, raise_reservation
 //       covering a node an Atomic operation publishes or removes, helper raising a
@@ -79,6 +85,8 @@ constexpr std::uint64_t kPending = ~std::uint64_t{0};  // result.lo while a requ
 
 }  // namespace
 
+thread_local constinit NodeCache tl_cache{};
+
 alignas(128) std::atomic<std::uint64_t> g_era{1};
 alignas(128) std::atomic<std::uint64_t> g_helpers_active{0};
 thread_local constinit ThreadRec* tl_rec = nullptr;
@@ -108,6 +116,25 @@ void carry_allocs() noexcept;
 char g_allocs_only_tag;
 void* const kAllocsOnly = &g_allocs_only_tag;
 
+// The thread's exit step: the node cache's blocks go back to ::operator delete, and later
+// frees on this thread bypass the cache (a destructor run by a later key destructor).
+void empty_cache() noexcept {
+  NodeCache& nc = tl_cache;
+  nc.disabled = true;
+  nc.hooked = false;
+  for (std::size_t c = 0; c < kCacheClasses; ++c) {
+    while (nc.head[c] != nullptr) {
+      void* p = nc.head[c];
+      nc.head[c] = *static_cast<void**>(p);
+      ::operator delete(p, (c + 1) * kCacheClassBytes);
+#ifdef KOVAN_TEST_HOOKS
+      test::cached_blocks.fetch_sub(1, std::memory_order_relaxed);
+#endif
+    }
+    nc.count[c] = 0;
+  }
+}
+
 void on_thread_exit(void* /*rec or kAllocsOnly*/) noexcept {
   // carry_allocs may register the thread (to help an open slow-path request while it
   // advances the era), and release_thread runs destructors that may allocate: repeat until
@@ -119,6 +146,7 @@ void on_thread_exit(void* /*rec or kAllocsOnly*/) noexcept {
     if (me == nullptr) break;
     release_thread(me);
   }
+  empty_cache();
 }
 
 constexpr std::uint64_t kNoKey = ~std::uint64_t{0};
@@ -167,6 +195,7 @@ ThreadRec* claim_record() noexcept {
         std::fprintf(stderr, "kovan: cannot register the thread for exit (pthread_setspecific)\n");
         std::abort();
       }
+      tl_cache.hooked = !tl_cache.disabled;
       return &r;
     }
   }
@@ -796,7 +825,9 @@ std::uint64_t on_allocate() noexcept {
   // A thread's first allocation makes sure the exit hook runs (it carries the count over),
   // even if the thread never registers: a registered thread's key already holds its record.
   // Should the key not be set (out of memory), only this thread's count is not carried.
-  if (a == 1 && tl_rec == nullptr) (void)pthread_setspecific(exit_key(), kAllocsOnly);
+  if (a == 1 && tl_rec == nullptr && pthread_setspecific(exit_key(), kAllocsOnly) == 0) {
+    tl_cache.hooked = !tl_cache.disabled;
+  }
   if (a % kEraFrequency == 0) advance_era();
   // acquire: a node's birth is read from the clock when it is built; protect() compares
   // it against later reads of the same clock (coherence keeps them ordered).
@@ -804,6 +835,34 @@ std::uint64_t on_allocate() noexcept {
 }
 
 ThreadRec* register_thread() noexcept { return claim_record(); }
+
+// A cache miss (or a block too large for the cache): allocate at the class size, so that
+// the block can later serve any size of its class.
+void* cache_alloc_slow(std::size_t size) {
+  const std::size_t c = (size - 1) / kCacheClassBytes;
+  return ::operator new(c < kCacheClasses ? (c + 1) * kCacheClassBytes : size);
+}
+
+// A full class, a block too large, a thread whose exit step will not run yet (the first
+// free of a thread that never used kovan otherwise: give it one, then cache), or a thread
+// past its exit step.
+void cache_free_slow(void* p, std::size_t size) noexcept {
+  const std::size_t c = (size - 1) / kCacheClassBytes;
+  NodeCache& nc = tl_cache;
+#if KOVAN_NODE_CACHE
+  if (c < kCacheClasses && !nc.disabled && !nc.hooked && tl_rec == nullptr && tl_allocs == 0 &&
+      pthread_setspecific(exit_key(), kAllocsOnly) == 0) {
+    nc.hooked = true;
+  }
+  if (c < kCacheClasses && nc.hooked && nc.count[c] < kCacheDepth) {
+    cache_free(p, size);
+    return;
+  }
+#else
+  (void)nc;
+#endif
+  ::operator delete(p, c < kCacheClasses ? (c + 1) * kCacheClassBytes : size);
+}
 // Unpin (outermost guard): release the detached list (one decrement per batch attached
 // while the guard lived; no user code), then delete at most kFreeQuota queued nodes.
 void traverse(ThreadRec* me, Node* l) noexcept {
@@ -901,6 +960,7 @@ std::atomic<void (*)()> on_destroy_wait{nullptr};
 std::atomic<void (*)()> on_help_walk{nullptr};
 std::atomic<std::uint64_t> nested_advances{0};
 std::atomic<std::uint64_t> largest_batch{0};
+std::atomic<std::int64_t> cached_blocks{0};
 std::uint64_t slot_era_of_current_thread() noexcept {
   return self()->main.era.load(std::memory_order_relaxed);
 }

@@ -25,6 +25,12 @@
 //    that exits runs its queued deletions and hands over the rest; its leftovers are
 //    adopted by other threads on their ordinary retire path (see THREAD LIFECYCLE below).
 //  * No locks anywhere, including thread registration. Thread slots are reused.
+//  * Node memory: Node-derived objects are allocated through a per-thread cache of small
+//    blocks (Node::operator new/delete: 16-byte classes up to 256 bytes, at most
+//    kCacheDepth blocks per class and thread, no atomic instruction), so a batch deleted
+//    at once is reused by the thread's next allocations. A thread's exit step returns its
+//    blocks to ::operator delete. Create nodes with a new-expression and free them with
+//    delete or retire(); a node type may declare its own operator new/delete instead.
 //
 // PROGRESS, PER OPERATION (n threads at once, s <= 2n slots, R = kRetireBatch,
 // Q = kFreeQuota, L = batches attached to the calling thread's slot while its guard lived)
@@ -86,6 +92,8 @@
 // and in practice stays near M + F. Without a stall, each thread holds its partial batch
 // (at most s + 3R nodes) and the orphans it adopted; finished nodes wait at most until
 // some thread has retired enough to delete them, Q per retire.
+// The bound counts nodes; the blocks of deleted nodes that the node cache keeps for reuse
+// (at most kCacheDepth per size class and thread) are memory, not nodes, and come on top.
 // docs/RECLAIMER.md derives this; tests/kovan/bound_test.cpp and churn_bound_test.cpp
 // check it numerically.
 //
@@ -225,6 +233,36 @@ struct Node {
   // The era at construction. Never changes (the runtime never writes it afterwards), so it
   // may be read while the node is retired, as long as it is protected.
   std::uint64_t birth_era() const noexcept { return birth_; }
+
+  // Node-derived objects are allocated through a per-thread cache of small blocks (see THE
+  // NODE CACHE in kovan/detail/runtime.hpp): create them with a new-expression and free them
+  // with delete or retire(). A derived class may declare its own operator new/delete.
+  static void* operator new(std::size_t size) { return detail::cache_alloc(size); }
+  static void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+      return detail::cache_alloc(size);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+  static void operator delete(void* p, std::size_t size) noexcept { detail::cache_free(p, size); }
+  // Called only when a constructor throws after the nothrow form: the block goes back to
+  // ::operator delete (any cached or fresh block came from ::operator new).
+  static void operator delete(void* p, const std::nothrow_t&) noexcept { ::operator delete(p); }
+  // Over-aligned node types bypass the cache.
+  static void* operator new(std::size_t size, std::align_val_t al) {
+    return ::operator new(size, al);
+  }
+  static void* operator new(std::size_t size, std::align_val_t al,
+                            const std::nothrow_t& nt) noexcept {
+    return ::operator new(size, al, nt);
+  }
+  static void operator delete(void* p, std::size_t size, std::align_val_t al) noexcept {
+    ::operator delete(p, size, al);
+  }
+  static void operator delete(void* p, std::align_val_t al, const std::nothrow_t&) noexcept {
+    ::operator delete(p, al);
+  }
 
  private:
   friend struct detail::Access;

@@ -16,6 +16,8 @@ extern std::atomic<void (*)()> on_request_published;
 extern std::atomic<void (*)()> on_helper_reading;
 // Called by ~Atomic when it finds a helper reading it, before it waits for that helper.
 extern std::atomic<void (*)()> on_destroy_wait;
+// Blocks held by every thread's node cache (pushes minus pops; see runtime.hpp).
+extern std::atomic<std::int64_t> cached_blocks;
 // The calling thread's main reservation era, and the global era.
 std::uint64_t slot_era_of_current_thread() noexcept;
 std::uint64_t global_era() noexcept;
