@@ -379,6 +379,56 @@ TEST(Lease, RevokeWaitsForAnAttachingCommitInFlight) {
   faults->before_wal_sync = nullptr;
 }
 
+// A key detached while the revoke waits for a commit in flight stays in the lease's key set
+// (K1: the set is not changed once the lease is revoking); the revoke must read it and skip
+// it, not delete it.
+TEST(Lease, RevokeSkipsAKeyDetachedWhileItWaits) {
+  Fixture f;
+  TempDir dir;
+  Options o = f.durable(dir.path());
+  auto faults = std::make_shared<FileFaults>();
+  o.durability.faults = faults;
+  auto e = open_ok(o);
+  const std::uint64_t id = e->lease_grant(60)->id;
+  ASSERT_TRUE(e->put("k", "leased", false, 0, id).ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  bool hold = true, held = false;
+  faults->before_wal_sync = [&] {
+    std::unique_lock lk(mu);
+    if (!hold) return;
+    held = true;
+    cv.notify_all();
+    cv.wait(lk, [&] { return !hold; });
+  };
+  auto attach = std::async(std::launch::async, [&] { return e->put("k2", "v", false, 0, id); });
+  {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return held; });  // k2's commit is in flight: the revoke must wait
+  }
+  auto revoke = std::async(std::launch::async, [&] { return e->lease_revoke(id); });
+  while (e->lease_keepalive(id).ok()) std::this_thread::yield();  // revoking
+  auto detach = std::async(std::launch::async, [&] { return e->put("k", "plain"); });
+  // The detaching version is published (not yet visible: its log write waits too).
+  while (e->version_count("k") < 2) std::this_thread::yield();
+  {
+    std::lock_guard lk(mu);
+    hold = false;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(attach.get().ok());
+  ASSERT_TRUE(detach.get().ok());
+  Result<LeaseRevokeResult> r = revoke.get();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->deleted, 1);
+  EXPECT_FALSE(exists(*e, "k2"));
+  Result<KeyValue> k = e->get("k");
+  ASSERT_TRUE(k.ok()) << "a key detached before the deletion was deleted";
+  EXPECT_EQ(k->value, "plain");
+  EXPECT_EQ(k->lease, 0u);
+  faults->before_wal_sync = nullptr;
+}
+
 TEST(LeaseDurability, RestartKeepsLeasesAndKeysAndGivesTheFullTtl) {
   Fixture f;
   TempDir dir;
