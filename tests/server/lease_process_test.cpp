@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "durable_harness.hpp"
+#include "server/auth.hpp"
 #include "server_process.hpp"
 #include "test_client.hpp"
 
@@ -179,6 +181,73 @@ TEST(LeaseProcess, LeaseLimitFromTheCommandLine) {
   EXPECT_EQ(c.call(get(5, "k")).status().code(), pb::Status::NOT_FOUND);
   ASSERT_EQ(c.call(revoke(6, first)).status().code(), pb::Status::OK);
   EXPECT_EQ(c.call(grant(7, 60)).status().code(), pb::Status::OK);
+}
+
+pb::Request authenticate(std::uint64_t id, const std::string& user, const std::string& pw) {
+  pb::Request r;
+  r.set_id(id);
+  r.mutable_authenticate()->set_user(user);
+  r.mutable_authenticate()->set_password(pw);
+  return r;
+}
+
+// Roles: grant, revoke and keep-alive need readwrite; time-to-live is every role's. A user
+// with a key prefix attaches only keys inside it and acts only on leases whose keys are all
+// inside it.
+TEST(LeaseProcess, RolesAndKeyPrefixes) {
+  const fs::path users = temp_path("lease-roles.users");
+  {
+    std::ofstream out(users);
+    auto h = [](const char* pw) { return server::hash_password(pw, 1000); };
+    out << "writer readwrite " << h("w") << "\n"
+        << "reader read " << h("r") << "\n"
+        << "tenant readwrite " << h("t") << " prefix=t/\n";
+  }
+  ServerProcess server({"--listen", "127.0.0.1:0", "--threads", "2", "--summary-interval", "0",
+                        "--users", users.string()},
+                       "lease-roles");
+  const std::uint16_t port = server.wait_for_port(20s);
+  ASSERT_NE(port, 0) << server.output();
+  Client writer(port), reader(port), tenant(port);
+  ASSERT_EQ(writer.call(authenticate(1, "writer", "w")).status().code(), pb::Status::OK);
+  ASSERT_EQ(reader.call(authenticate(1, "reader", "r")).status().code(), pb::Status::OK);
+  ASSERT_EQ(tenant.call(authenticate(1, "tenant", "t")).status().code(), pb::Status::OK);
+
+  const std::uint64_t shared = writer.call(grant(2, 60)).lease_grant().id();
+  ASSERT_NE(shared, 0u);
+  ASSERT_EQ(writer.call(put_lease(3, "w/1", shared)).status().code(), pb::Status::OK);
+  // The read role: no grant, revoke or keep-alive; time-to-live is allowed.
+  EXPECT_EQ(reader.call(grant(2, 60)).status().code(), pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(reader.call(revoke(3, shared)).status().code(), pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(reader.call(keepalive(4, shared)).status().code(), pb::Status::PERMISSION_DENIED);
+  pb::Response rt = reader.call(ttl_of(5, shared, true));
+  ASSERT_EQ(rt.status().code(), pb::Status::OK) << rt.ShortDebugString();
+  EXPECT_EQ(rt.lease_time_to_live().keys_size(), 1);
+  EXPECT_EQ(reader.call(put_lease(6, "r/1", 0, 5)).status().code(), pb::Status::PERMISSION_DENIED);
+  // The tenant may attach its own keys to any lease, but not act on a lease that holds keys
+  // outside its prefix.
+  EXPECT_EQ(tenant.call(put_lease(2, "t/1", shared)).status().code(), pb::Status::OK);
+  EXPECT_EQ(tenant.call(put_lease(3, "w/2", shared)).status().code(),
+            pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(tenant.call(revoke(4, shared)).status().code(), pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(tenant.call(keepalive(5, shared)).status().code(), pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(tenant.call(ttl_of(6, shared, true)).status().code(), pb::Status::PERMISSION_DENIED);
+  EXPECT_EQ(writer.call(get(4, "w/1")).status().code(), pb::Status::OK);
+  // Its own lease: everything.
+  pb::Response own = tenant.call(grant(7, 60));
+  ASSERT_EQ(own.status().code(), pb::Status::OK);
+  const std::uint64_t mine = own.lease_grant().id();
+  ASSERT_EQ(tenant.call(put_lease(8, "t/2", mine)).status().code(), pb::Status::OK);
+  EXPECT_EQ(tenant.call(keepalive(9, mine)).status().code(), pb::Status::OK);
+  pb::Response rv = tenant.call(revoke(10, mine));
+  ASSERT_EQ(rv.status().code(), pb::Status::OK);
+  EXPECT_EQ(rv.lease_revoke().deleted(), 1u);
+  // The writer revokes the shared lease: its key and the tenant's go.
+  pb::Response wr = writer.call(revoke(5, shared));
+  ASSERT_EQ(wr.status().code(), pb::Status::OK);
+  EXPECT_EQ(wr.lease_revoke().deleted(), 2u);
+  std::error_code ignored;
+  fs::remove(users, ignored);
 }
 
 // A child process (python3) renewing a lease every 0.2 s; its stdout goes to a file.
