@@ -11,6 +11,7 @@
 //   wal.cpp        the write-ahead log (wal.hpp: framing, group commit, L1-L3)
 //   checkpoint.cpp checkpoints and snapshots from an MVCC snapshot; the checkpointer thread
 //   recovery.cpp   opening a data directory: lock file, restore, checkpoint + WAL replay
+//   lease.cpp      leases: the lease table, the check commits make, revoke and expiry (K1-K4)
 //   stats.cpp      counters and diagnostics
 //   engine.cpp     the public Engine and Transaction, forwarding here
 //
