@@ -58,6 +58,13 @@ Validation check_put(const pb::PutRequest& r, const RequestLimits& limits) noexc
   if (r.prev_kv() && r.txn_id() != 0) {
     return invalid("prev_kv is not supported inside an interactive transaction");
   }
+  if (r.ttl_seconds() < 0) return invalid("ttl_seconds must not be negative");
+  if (r.ttl_seconds() != 0 && r.lease() != 0) {
+    return invalid("a put names a lease or asks for one (ttl_seconds), not both");
+  }
+  if (r.ttl_seconds() != 0 && r.txn_id() != 0) {
+    return invalid("ttl_seconds is not supported inside an interactive transaction");
+  }
   return {};
 }
 
@@ -172,8 +179,22 @@ Validation validate_request(const pb::Request& request, const RequestLimits& lim
         return invalid("user or password too long (128 and 1024 bytes at most)");
       }
       return {};
+    case pb::Request::kLeaseGrant:
+      if (request.lease_grant().ttl_seconds() < 1) return invalid("ttl_seconds must be >= 1");
+      return {};
+    case pb::Request::kLeaseRevoke:
+      if (request.lease_revoke().id() == 0) return invalid("lease id must be non-zero");
+      return {};
+    case pb::Request::kLeaseKeepalive:
+      if (request.lease_keepalive().id() == 0) return invalid("lease id must be non-zero");
+      return {};
+    case pb::Request::kLeaseTimeToLive:
+      if (request.lease_time_to_live().id() == 0) return invalid("lease id must be non-zero");
+      return {};
     case pb::Request::OP_NOT_SET:
       return invalid("request has no operation set (or one this server does not know)");
+    default:
+      break;
   }
   return invalid("request has an unknown operation");
 }

@@ -214,6 +214,8 @@ storage::Options ServerConfig::engine_options() const {
   o.max_active_txns = max_active_txns;
   o.max_memory_bytes = max_memory;
   o.max_txn_bytes = max_txn_bytes;
+  o.max_leases = static_cast<std::size_t>(max_leases);
+  o.lease_check_period = std::chrono::milliseconds(100);  // expiry within 0.1 s of the TTL
   o.background_sweeper = true;
   // Expired transactions must leave the active set soon after their deadline even when
   // their connection is silent: sweep at least four times per age limit.
@@ -261,7 +263,8 @@ std::string ServerConfig::describe() const {
     << " users=" << (users_file.empty() ? std::string("off") : users_file) << " metrics-token-file="
     << (metrics_token_file.empty() ? std::string("off") : metrics_token_file)
     << " insecure-no-auth=" << (insecure_no_auth ? "true" : "false")
-    << " data-dir=" << (data_dir.empty() ? std::string("off") : data_dir);
+    << " data-dir=" << (data_dir.empty() ? std::string("off") : data_dir)
+    << " max-leases=" << max_leases;
   if (durable()) {
     s << " fsync=" << fsync_name(fsync) << " commit-threads=" << effective_commit_threads()
       << " checkpoint-every="
@@ -365,6 +368,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   app.add_option("--max-active-txns", c.max_active_txns,
                  "Interactive transactions open in the whole server; more: RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1u, 10'000'000u))
+      ->type_name("N");
+  app.add_option("--max-leases", c.max_leases,
+                 "Leases alive in the whole server; more grants: RESOURCE_EXHAUSTED (0: no limit)")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{100'000'000}))
       ->type_name("N");
   app.add_option("--summary-interval", summary_interval,
                  "Period of the summary log line at info level (0: never)")

@@ -194,6 +194,8 @@ pb::Status::Code to_wire(st::StatusCode code) noexcept {
       return pb::Status::INTERNAL;
     case st::StatusCode::kStorageFailed:
       return pb::Status::STORAGE_FAILED;
+    case st::StatusCode::kLeaseNotFound:
+      return pb::Status::LEASE_NOT_FOUND;
   }
   return pb::Status::INTERNAL;
 }
@@ -211,6 +213,7 @@ void fill_kv(st::KeyValue&& from, pb::KeyValue& to) {
   to.set_create_revision(from.create_revision);
   to.set_mod_revision(from.mod_revision);
   to.set_version(to_u64(from.version));
+  to.set_lease(from.lease);
 }
 
 void set_status(pb::Response& r, pb::Status::Code code, std::string_view message) {
@@ -335,6 +338,7 @@ st::TxnOp to_engine(const pb::TxnOp& op) {
       e.key = op.put().key();
       e.value = op.put().value();
       e.prev_kv = op.put().prev_kv();
+      e.lease = op.put().lease();  // a ttl_seconds op gets its lease in run()
       break;
     case pb::TxnOp::kDel:
       e.type = st::TxnOp::Type::kDelete;
@@ -558,6 +562,18 @@ std::string forbidden(const pb::Request& request, const UserEntry& u) {
       return admin ? std::string() : role_msg("write checkpoints", "admin");
     case pb::Request::kSnapshot:
       return admin ? std::string() : role_msg("stream snapshots", "admin");
+    // Leases (docs/PROTOCOL.md 3.16): the keys a user attaches are checked as its puts are;
+    // what a lease request may touch beyond that is checked in run() (lease_keys_allowed).
+    case pb::Request::kLeaseGrant:
+      return write ? std::string() : role_msg("grant leases", "readwrite");
+    case pb::Request::kLeaseRevoke:
+      return write ? std::string() : role_msg("revoke leases", "readwrite");
+    case pb::Request::kLeaseKeepalive:
+      return write ? std::string() : role_msg("renew leases", "readwrite");
+    case pb::Request::kLeaseTimeToLive:
+      return {};
+    default:
+      break;
   }
   return {};
 }
@@ -870,7 +886,7 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       if (p.txn_id() != 0) {
         st::Transaction* t = txn_for(p.txn_id());
         if (t == nullptr) return;
-        st::Status s = t->put(p.key(), p.value());
+        st::Status s = t->put(p.key(), p.value(), p.lease());
         header->set_revision(t->snapshot_revision());
         if (s.ok()) {
           response.mutable_put();
@@ -879,11 +895,22 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
         }
         return;
       }
-      auto r = engine_->put(p.key(), p.value(), p.prev_kv(), budget);
-      if (!r.ok()) return fail(r.status());
+      // ttl_seconds: a one-key lease, granted first and revoked again if the put fails.
+      std::uint64_t lease = p.lease();
+      if (p.ttl_seconds() != 0) {
+        auto g = engine_->lease_grant(p.ttl_seconds());
+        if (!g.ok()) return fail(g.status());
+        lease = g->id;
+      }
+      auto r = engine_->put(p.key(), p.value(), p.prev_kv(), budget, lease);
+      if (!r.ok()) {
+        if (p.ttl_seconds() != 0) (void)engine_->lease_revoke(lease);
+        return fail(r.status());
+      }
       header->set_revision(r->revision);
       auto* out = response.mutable_put();
       if (r->prev_kv) fill_kv(std::move(*r->prev_kv), *out->mutable_prev_kv());
+      if (p.ttl_seconds() != 0) out->set_lease(lease);
       return;
     }
 
@@ -955,15 +982,60 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       c.failure.reserve(static_cast<std::size_t>(t.failure_size()));
       for (const auto& op : t.failure()) c.failure.push_back(to_engine(op));
       c.max_response_bytes = budget;
+      // Put ops with ttl_seconds: a lease each, granted before the transaction; the leases
+      // of the branch that did not run (or of a failed transaction) are revoked again.
+      std::vector<std::uint64_t> granted;  // success ops, then failure ops; 0: none
+      auto grant_ops = [&](const auto& ops, std::vector<st::TxnOp>& eops) -> st::Status {
+        for (int i = 0; i < ops.size(); ++i) {
+          const std::int64_t ttl =
+              ops[i].op_case() == pb::TxnOp::kPut ? ops[i].put().ttl_seconds() : 0;
+          if (ttl == 0) {
+            granted.push_back(0);
+            continue;
+          }
+          auto g = engine_->lease_grant(ttl);
+          if (!g.ok()) return g.status();
+          granted.push_back(g->id);
+          eops[static_cast<std::size_t>(i)].lease = g->id;
+        }
+        return st::Status::Ok();
+      };
+      auto revoke_granted = [&](std::size_t from, std::size_t to) {
+        for (std::size_t i = from; i < to && i < granted.size(); ++i) {
+          if (granted[i] != 0) (void)engine_->lease_revoke(granted[i]);
+        }
+      };
+      const std::size_t n_success = static_cast<std::size_t>(t.success_size());
+      if (st::Status gs = grant_ops(t.success(), c.success); !gs.ok()) {
+        revoke_granted(0, granted.size());
+        return fail(gs);
+      }
+      if (st::Status gs = grant_ops(t.failure(), c.failure); !gs.ok()) {
+        revoke_granted(0, granted.size());
+        return fail(gs);
+      }
       auto r = engine_->txn(c);
-      if (!r.ok()) return fail(r.status());
+      if (!r.ok()) {
+        revoke_granted(0, granted.size());
+        return fail(r.status());
+      }
+      if (r->succeeded) {
+        revoke_granted(n_success, granted.size());
+      } else {
+        revoke_granted(0, n_success);
+      }
       header->set_revision(r->revision);
       auto* out = response.mutable_txn();
       out->set_succeeded(r->succeeded);
       const auto& ops = r->succeeded ? t.success() : t.failure();
+      const std::size_t base = r->succeeded ? 0 : n_success;
       const std::size_t n = std::min(r->results.size(), static_cast<std::size_t>(ops.size()));
       for (std::size_t i = 0; i < n; ++i) {
-        fill_txn_result(ops[static_cast<int>(i)], std::move(r->results[i]), *out->add_results());
+        auto* res = out->add_results();
+        fill_txn_result(ops[static_cast<int>(i)], std::move(r->results[i]), *res);
+        if (base + i < granted.size() && granted[base + i] != 0) {
+          res->mutable_put()->set_lease(granted[base + i]);
+        }
       }
       return;
     }
@@ -1049,6 +1121,9 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       out->set_index_nodes(e.index_nodes);
       out->set_active_snapshots(e.active_snapshots);
       out->set_gc_sweeps(e.gc_sweeps);
+      out->set_leases(e.leases);
+      out->set_leases_expired(e.leases_expired);
+      out->set_leases_revoked(e.leases_revoked);
       if (durable_) {
         const st::DurabilityStats d = engine_->durability_stats();
         out->set_durable(d.enabled);
@@ -1171,11 +1246,96 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
       return;
     }
 
+    case pb::Request::kLeaseGrant:
+    case pb::Request::kLeaseRevoke:
+    case pb::Request::kLeaseKeepalive:
+    case pb::Request::kLeaseTimeToLive:
+      run_lease(request, txns, response);
+      return;
+
     case pb::Request::kAuthenticate:  // answered by dispatch()
     case pb::Request::OP_NOT_SET:     // rejected by validation
+    default:
       break;
   }
   set_status(response, pb::Status::INVALID_ARGUMENT, "request has no operation set");
+}
+
+void Dispatcher::run_lease(const pb::Request& request, ConnectionTxns& txns,
+                           pb::Response& response) const {
+  auto* header = response.mutable_header();
+  auto fail = [&](const st::Status& s) {
+    set_status(response, s);
+    header->set_revision(engine_->current_revision());
+  };
+  // A user with a key prefix acts only on leases whose attached keys are all inside it (a
+  // revoke deletes them; a keep-alive keeps them; a time-to-live lists them).
+  const std::string_view prefix =
+      users_ && txns.auth().user ? std::string_view(txns.auth().user->prefix) : std::string_view();
+  auto allowed = [&](std::uint64_t id) {
+    if (prefix.empty()) return true;
+    auto info = engine_->lease_time_to_live(id, true);
+    if (!info.ok()) return true;  // the request itself reports LEASE_NOT_FOUND
+    for (const std::string& k : info->keys) {
+      if (!key_allowed(prefix, k)) {
+        set_status(response, pb::Status::PERMISSION_DENIED,
+                   "user '" + txns.auth().user->name + "' may not act on lease " +
+                       std::to_string(id) + ": a key attached to it is outside its prefix");
+        header->set_revision(engine_->current_revision());
+        return false;
+      }
+    }
+    return true;
+  };
+  switch (request.op_case()) {
+    case pb::Request::kLeaseGrant: {
+      const auto& q = request.lease_grant();
+      auto r = engine_->lease_grant(q.ttl_seconds(), q.id());
+      if (!r.ok()) return fail(r.status());
+      header->set_revision(r->revision);
+      auto* out = response.mutable_lease_grant();
+      out->set_id(r->id);
+      out->set_ttl_seconds(r->ttl_seconds);
+      return;
+    }
+    case pb::Request::kLeaseRevoke: {
+      const std::uint64_t id = request.lease_revoke().id();
+      if (!allowed(id)) return;
+      auto r = engine_->lease_revoke(id);
+      if (!r.ok()) return fail(r.status());
+      header->set_revision(r->revision);
+      response.mutable_lease_revoke()->set_deleted(to_u64(r->deleted));
+      return;
+    }
+    case pb::Request::kLeaseKeepalive: {
+      const std::uint64_t id = request.lease_keepalive().id();
+      if (!allowed(id)) return;
+      auto r = engine_->lease_keepalive(id);
+      if (!r.ok()) return fail(r.status());
+      header->set_revision(engine_->current_revision());
+      auto* out = response.mutable_lease_keepalive();
+      out->set_id(id);
+      out->set_ttl_seconds(*r);
+      return;
+    }
+    case pb::Request::kLeaseTimeToLive: {
+      const auto& q = request.lease_time_to_live();
+      if (!allowed(q.id())) return;
+      auto r = engine_->lease_time_to_live(q.id(), q.keys());
+      if (!r.ok()) return fail(r.status());
+      header->set_revision(engine_->current_revision());
+      auto* out = response.mutable_lease_time_to_live();
+      out->set_id(q.id());
+      out->set_ttl_seconds(r->ttl_seconds);
+      out->set_granted_ttl_seconds(r->granted_ttl_seconds);
+      for (std::string& k : r->keys) out->add_keys(std::move(k));
+      return;
+    }
+    default:
+      set_status(response, pb::Status::INVALID_ARGUMENT, "not a lease request");
+      header->set_revision(engine_->current_revision());
+      return;
+  }
 }
 
 }  // namespace kv::server

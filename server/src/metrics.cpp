@@ -293,6 +293,11 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
   line(out, "kv_aborts_total", "cause=\"conflict\"", engine.aborts_conflict);
   line(out, "kv_aborts_total", "cause=\"expired\"", engine.aborts_expired);
   line(out, "kv_aborts_total", "cause=\"user\"", engine.aborts_user);
+  help(out, "kv_leases", "gauge", "Leases alive.");
+  line(out, "kv_leases", nullptr, engine.leases);
+  help(out, "kv_leases_ended_total", "counter", "Leases ended, by cause.");
+  line(out, "kv_leases_ended_total", "cause=\"expired\"", engine.leases_expired);
+  line(out, "kv_leases_ended_total", "cause=\"revoked\"", engine.leases_revoked);
   help(out, "kv_gc_sweeps_total", "counter", "Completed GC sweeps.");
   line(out, "kv_gc_sweeps_total", nullptr, engine.gc_sweeps);
   help(out, "kovan_retired_total", "counter", "Objects handed to the reclaimer.");

@@ -142,11 +142,12 @@ std::string encode_commit(
       put_u8(payload, kOpDelete);
       put_bytes(payload, key);
     } else {
-      put_u8(payload, kOpPut);
+      put_u8(payload, v->lease != 0 ? kOpPutLease : kOpPut);
       put_bytes(payload, key);
       put_bytes(payload, v->value);
       put_u64(payload, v->create_rev);
       put_u64(payload, static_cast<std::uint64_t>(v->version));
+      if (v->lease != 0) put_u64(payload, v->lease);
     }
   }
   std::string record;
@@ -191,7 +192,8 @@ bool EngineImpl::validate(const TxnState& t, const std::vector<KeyNode*>& locked
 
 std::unique_ptr<Version> EngineImpl::make_version(const KeyNode* n,
                                                   const std::optional<std::string>& value,
-                                                  Revision ts, const kovan::Guard& g) {
+                                                  Revision ts, const kovan::Guard& g,
+                                                  std::uint64_t lease) {
   // The head is stable: we hold the key's lock (I5).
   const Version* old = n->head.load(g);
   const bool old_live = old != nullptr && !old->tombstone;
@@ -199,8 +201,8 @@ std::unique_ptr<Version> EngineImpl::make_version(const KeyNode* n,
   fault_point(AllocationFaults::Site::kVersion);
   if (!value) return std::make_unique<Version>(ts, 0, 0, true, std::string_view());
   if (old_live)
-    return std::make_unique<Version>(ts, old->create_rev, old->version + 1, false, *value);
-  return std::make_unique<Version>(ts, ts, 1, false, *value);
+    return std::make_unique<Version>(ts, old->create_rev, old->version + 1, false, *value, lease);
+  return std::make_unique<Version>(ts, ts, 1, false, *value, lease);
 }
 
 void EngineImpl::publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept {
@@ -269,6 +271,9 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
   }
   std::vector<std::unique_ptr<Version>> fresh;  // built, not yet published
   fresh.reserve(t.writes.size());
+  // Leases: held from the check below until the commit is visible (destroyed after `ts`).
+  LeaseHold lease_hold(this);
+  std::vector<LeaseChange> lease_changes;
   PendingTimestamp ts(clock_, wal_.get());
   if (!validate(t, locks.nodes(), g)) {
     Status conflict(StatusCode::kConflict,
@@ -283,7 +288,28 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
   {
     std::size_t i = 0;
     for (const auto& [key, value] : t.writes) {
-      fresh.push_back(make_version(locks.nodes()[i++], value, ts.value(), g));
+      std::uint64_t lease = 0;
+      if (!t.write_leases.empty() && value) {
+        auto it = t.write_leases.find(key);
+        if (it != t.write_leases.end()) lease = it->second;
+      }
+      const KeyNode* n = locks.nodes()[i++];
+      fresh.push_back(make_version(n, value, ts.value(), g, lease));
+      // The head is stable under the key's lock (I5).
+      const Version* old = n->head.load(g);
+      const std::uint64_t old_lease = old != nullptr && !old->tombstone ? old->lease : 0;
+      const std::uint64_t new_lease = fresh.back() ? fresh.back()->lease : old_lease;
+      if (old_lease != 0 || new_lease != 0) {
+        lease_changes.push_back(LeaseChange{&key, old_lease, new_lease});
+      }
+    }
+  }
+  if (!lease_changes.empty()) {
+    if (Status s = lease_commit(lease_changes, &lease_hold); !s.ok()) {
+      locks.unlock_all();
+      ts.finish();  // abandoned: installs nothing
+      abort_locked(t, AbortCause::kLease);
+      return s;
     }
   }
   std::string record;

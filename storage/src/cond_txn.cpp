@@ -142,7 +142,7 @@ Result<TxnOpResult> EngineImpl::run_op(TxnState& t, const TxnOp& op, std::size_t
           return r.status();
         }
       }
-      if (Status s = txn_put(t, op.key, op.value); !s.ok()) return s;
+      if (Status s = txn_put(t, op.key, op.value, op.lease); !s.ok()) return s;
       charge(out.kvs);
       return out;
     }

@@ -61,11 +61,14 @@ Result<ScanResult> Transaction::scan(std::string_view start, std::string_view en
   if (Status s = engine_->admit(*state_); !s.ok()) return s;
   return engine_->txn_scan(*state_, start, end, opts);
 }
-Status Transaction::put(std::string_view key, std::string_view value) {
+Status Transaction::put(std::string_view key, std::string_view value, std::uint64_t lease) {
   if (!state_) return no_txn();
   std::lock_guard lk(state_->mu);
   if (Status s = engine_->admit(*state_); !s.ok()) return s;
-  return engine_->txn_put(*state_, key, value);
+  if (lease != 0) {
+    if (Status s = engine_->lease_check_alive(lease); !s.ok()) return s;
+  }
+  return engine_->txn_put(*state_, key, value, lease);
 }
 Status Transaction::del(std::string_view key) {
   if (!state_) return no_txn();
@@ -125,8 +128,8 @@ std::size_t budget_of(std::size_t max_response_bytes) {
 }  // namespace
 
 Result<PutResult> Engine::put(std::string_view key, std::string_view value, bool prev_kv,
-                              std::size_t max_response_bytes) {
-  return impl_->put(key, value, prev_kv, budget_of(max_response_bytes));
+                              std::size_t max_response_bytes, std::uint64_t lease) {
+  return impl_->put(key, value, prev_kv, budget_of(max_response_bytes), lease);
 }
 Result<DeleteResult> Engine::del(std::string_view key, bool prev_kv,
                                  std::size_t max_response_bytes) {
@@ -142,6 +145,19 @@ Revision Engine::current_revision() const noexcept { return impl_->current_revis
 EngineStats Engine::stats() const { return impl_->stats(); }
 std::size_t Engine::version_count(std::string_view key) const { return impl_->version_count(key); }
 void Engine::run_maintenance() { impl_->run_maintenance(); }
+Result<LeaseGrantResult> Engine::lease_grant(std::int64_t ttl_seconds, std::uint64_t id) {
+  return impl_->lease_grant(ttl_seconds, id);
+}
+Result<LeaseRevokeResult> Engine::lease_revoke(std::uint64_t id) {
+  return impl_->lease_revoke(id, false);
+}
+Result<std::int64_t> Engine::lease_keepalive(std::uint64_t id) {
+  return impl_->lease_keepalive(id);
+}
+Result<LeaseInfo> Engine::lease_time_to_live(std::uint64_t id, bool keys) {
+  return impl_->lease_time_to_live(id, keys);
+}
+std::size_t Engine::expire_leases() { return impl_->expire_leases(); }
 void Engine::shutdown() { impl_->shutdown(); }
 Result<Revision> Engine::checkpoint() { return impl_->checkpoint(); }
 Result<Revision> Engine::write_snapshot(const std::function<bool(std::string_view)>& sink) {

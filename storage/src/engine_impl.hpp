@@ -11,6 +11,7 @@
 //   wal.cpp        the write-ahead log (wal.hpp: framing, group commit, L1-L3)
 //   checkpoint.cpp checkpoints and snapshots from an MVCC snapshot; the checkpointer thread
 //   recovery.cpp   opening a data directory: lock file, restore, checkpoint + WAL replay
+//   lease.cpp      leases: the lease table, the check commits make, revoke and expiry (K1-K4)
 //   stats.cpp      counters and diagnostics
 //   engine.cpp     the public Engine and Transaction, forwarding here
 //
@@ -67,6 +68,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -99,7 +101,7 @@ inline bool in_upper(std::string_view key, std::string_view end, bool inclusive)
 }
 
 enum class Phase : std::uint8_t { kActive, kCommitted, kAborted, kExpired };
-enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory, kStorage };
+enum class AbortCause : std::uint8_t { kConflict, kExpired, kUser, kOutOfMemory, kStorage, kLease };
 
 inline constexpr std::size_t kNoBudget = ~std::size_t{0};  // response budget: none
 // Bytes one write-set entry is charged (map node, key and value strings, allocator headers).
@@ -159,6 +161,8 @@ struct TxnState {
   std::chrono::steady_clock::time_point started;
   // Buffered writes: a value, or nullopt for a delete.
   std::map<std::string, std::optional<std::string>, std::less<>> writes;
+  // The lease of each buffered put that names one (a key absent here: lease 0).
+  std::map<std::string, std::uint64_t, std::less<>> write_leases;
   WriteCharge write_charge;            // bytes of `writes`; released whenever `writes` is cleared
   std::vector<std::string> read_keys;  // point reads (keys, not nodes: E6)
   std::vector<RangeRead> ranges;
@@ -199,7 +203,8 @@ class EngineImpl {
   Result<KeyValue> txn_get(TxnState& t, std::string_view key, std::size_t budget = kNoBudget);
   Result<ScanResult> txn_scan(TxnState& t, std::string_view start, std::string_view end,
                               const ScanOptions& opts, std::size_t budget = kNoBudget);
-  Status txn_put(TxnState& t, std::string_view key, std::string_view value);
+  Status txn_put(TxnState& t, std::string_view key, std::string_view value,
+                 std::uint64_t lease = 0);
   Status txn_del(TxnState& t, std::string_view key);
 
   // commit.cpp: commits t (locks, timestamp, validation, install, visibility, pruning). On
@@ -210,7 +215,42 @@ class EngineImpl {
   Result<KeyValue> get(std::string_view key);
   Result<ScanResult> scan(std::string_view start, std::string_view end, const ScanOptions& o);
   Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv,
-                        std::size_t budget);
+                        std::size_t budget, std::uint64_t lease = 0);
+
+  // lease.cpp (see engine.hpp, "Leases", and the invariants there)
+  Result<LeaseGrantResult> lease_grant(std::int64_t ttl_seconds, std::uint64_t id);
+  Result<LeaseRevokeResult> lease_revoke(std::uint64_t id, bool expiry);
+  Result<std::int64_t> lease_keepalive(std::uint64_t id);
+  Result<LeaseInfo> lease_time_to_live(std::uint64_t id, bool keys);
+  std::size_t expire_leases();
+  Status lease_check_alive(std::uint64_t id);  // OK, or LEASE_NOT_FOUND
+  std::size_t lease_count() const;
+
+  // One key of a commit whose lease changes or is (re)named: the lease of its newest
+  // version before (old) and after (fresh) the commit.
+  struct LeaseChange {
+    const std::string* key;
+    std::uint64_t old_lease;
+    std::uint64_t new_lease;
+  };
+  // The leases a commit holds from its lease check until it is visible (K2).
+  class LeaseHold {
+   public:
+    explicit LeaseHold(EngineImpl* e) noexcept : e_(e) {}
+    ~LeaseHold() { e_->lease_release(ids_); }
+    LeaseHold(const LeaseHold&) = delete;
+    LeaseHold& operator=(const LeaseHold&) = delete;
+
+   private:
+    friend class EngineImpl;
+    EngineImpl* e_;
+    std::vector<std::uint64_t> ids_;
+  };
+  // commit.cpp calls it under the written keys' commit locks, after validation and before
+  // publishing: LEASE_NOT_FOUND (nothing changed) if a named lease is not alive; else the
+  // key sets are updated and `hold` holds the leases involved.
+  Status lease_commit(const std::vector<LeaseChange>& changes, LeaseHold* hold);
+  void lease_release(std::vector<std::uint64_t>& ids) noexcept;
   Result<DeleteResult> delete_range(std::string_view start, std::string_view end, bool single,
                                     bool prev_kv, std::size_t budget);
 
@@ -238,7 +278,13 @@ class EngineImpl {
   bool load_checkpoint(const std::string& path, std::string_view data, Revision* rev,
                        std::string* err);
   void recover_put(std::string_view key, std::string_view value, Revision create_rev,
-                   Revision mod_rev, std::int64_t version);
+                   Revision mod_rev, std::int64_t version, std::uint64_t lease = 0);
+  // lease.cpp: recovery's lease records, and the key sets rebuilt after replay.
+  void recover_lease_grant(std::uint64_t id, std::int64_t ttl);
+  void recover_lease_end(std::uint64_t id);
+  void recover_lease_keys();
+  // The leases alive now (not pending), with their TTLs, for a checkpoint.
+  std::vector<std::pair<std::uint64_t, std::int64_t>> lease_list() const;
   void recover_delete(std::string_view key);
   bool start_threads(std::string* err);  // a durable engine: the log, sweeper, checkpointer
 
@@ -273,7 +319,8 @@ class EngineImpl {
   bool validate(const TxnState& t, const std::vector<KeyNode*>& locked, const kovan::Guard& g);
   Result<Revision> commit_writes(TxnState& t);
   std::unique_ptr<Version> make_version(const KeyNode* n, const std::optional<std::string>& value,
-                                        Revision ts, const kovan::Guard& g);
+                                        Revision ts, const kovan::Guard& g,
+                                        std::uint64_t lease = 0);
   void publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept;
   void prune_written(const std::vector<KeyNode*>& nodes, const kovan::Guard& g) noexcept;
   void fault_point(AllocationFaults::Site site) {
@@ -343,6 +390,24 @@ class EngineImpl {
   std::atomic<std::uint64_t> aborts_oom_{0};
   std::atomic<std::uint64_t> gc_sweeps_{0};
   std::atomic<std::uint64_t> nodes_removed_{0};
+
+  // Leases (lease.cpp). Guarded by lease_mu_, which is taken under key commit locks
+  // (lease_commit) and never held while taking one, nor while waiting for the log.
+  struct LeaseState {
+    std::int64_t ttl = 0;
+    std::chrono::steady_clock::time_point expiry;
+    bool pending = false;                     // granted, its record not yet durable: not alive yet
+    bool revoking = false;                    // a revoke or expiry is deleting its keys: not alive
+    std::uint32_t inflight = 0;               // commits holding it (K2)
+    std::set<std::string, std::less<>> keys;  // K1
+  };
+  mutable std::mutex lease_mu_;
+  std::condition_variable lease_cv_;  // inflight reached 0
+  std::unordered_map<std::uint64_t, LeaseState> leases_;
+  std::uint64_t next_lease_id_ = 1;
+  std::atomic<std::uint64_t> leases_expired_{0};
+  std::atomic<std::uint64_t> leases_revoked_{0};
+  std::chrono::steady_clock::time_point last_maintenance_{};  // sweeper thread only
 
   // Durability: all empty/null for an in-memory engine.
   std::unique_ptr<Wal> wal_;

@@ -118,12 +118,20 @@ namespace kv::storage::detail {
 
 // One committed version of one key.
 struct Version final : kovan::Node {
-  Version(Revision ts, Revision create, std::int64_t ver, bool tomb, std::string_view val)
-      : commit_ts(ts), create_rev(create), version(ver), tombstone(tomb), value(val) {}
+  Version(Revision ts, Revision create, std::int64_t ver, bool tomb, std::string_view val,
+          std::uint64_t lease_id = 0)
+      : commit_ts(ts),
+        create_rev(create),
+        version(ver),
+        lease(lease_id),
+        tombstone(tomb),
+        value(val) {}
 
   const Revision commit_ts;
   const Revision create_rev;   // 0 for a tombstone
   const std::int64_t version;  // 0 for a tombstone
+  const std::uint64_t
+      lease;  // the lease the key is attached to (0: none; always 0 for a tombstone)
   const bool tombstone;
   const std::string value;
   kovan::Atomic<Version> next;  // the next older version (or null)

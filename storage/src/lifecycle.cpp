@@ -170,6 +170,7 @@ Status EngineImpl::admit(TxnState& t) {
 void EngineImpl::abort_locked(TxnState& t, AbortCause cause) {
   close_snapshot(t);
   t.writes.clear();
+  t.write_leases.clear();
   t.write_charge.release();
   t.read_keys.clear();
   t.ranges.clear();
@@ -191,6 +192,7 @@ void EngineImpl::abort_locked(TxnState& t, AbortCause cause) {
       aborts_oom_.fetch_add(1, std::memory_order_relaxed);
       break;
     case AbortCause::kStorage:
+    case AbortCause::kLease:  // a lease named by a put was not alive at commit
       t.phase = Phase::kAborted;
       break;
   }
@@ -231,13 +233,23 @@ void EngineImpl::shutdown() {
   stop_sweeper();
 }
 
+// Wakes every lease_check_period (when shorter than sweeper_period) to revoke expired
+// leases; the maintenance sweep still runs every sweeper_period.
 void EngineImpl::sweeper_loop() {
+  const auto period = std::min<std::chrono::milliseconds>(
+      opts_.sweeper_period,
+      std::max<std::chrono::milliseconds>(opts_.lease_check_period, std::chrono::milliseconds(1)));
+  last_maintenance_ = std::chrono::steady_clock::now();
   std::unique_lock lk(sweeper_mu_);
   while (!stop_) {
-    sweeper_cv_.wait_for(lk, opts_.sweeper_period, [this] { return stop_; });
+    sweeper_cv_.wait_for(lk, period, [this] { return stop_; });
     if (stop_) break;
     lk.unlock();
-    run_maintenance();
+    (void)expire_leases();
+    if (std::chrono::steady_clock::now() - last_maintenance_ >= opts_.sweeper_period) {
+      run_maintenance();
+      last_maintenance_ = std::chrono::steady_clock::now();
+    }
     lk.lock();
   }
   kovan::flush();

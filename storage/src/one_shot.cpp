@@ -26,7 +26,7 @@ Result<ScanResult> EngineImpl::scan(std::string_view start, std::string_view end
 }
 
 Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, bool prev_kv,
-                                  std::size_t budget) {
+                                  std::size_t budget, std::uint64_t lease) {
   if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = check_value(value); !s.ok()) return s;
   return one_shot<PutResult>(
@@ -40,7 +40,7 @@ Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, 
             return old.status();  // over the budget: nothing is written
           }
         }
-        if (Status s = txn_put(t, key, value); !s.ok()) return s;
+        if (Status s = txn_put(t, key, value, lease); !s.ok()) return s;
         return pr;
       },
       [](PutResult& pr, Revision rev) { pr.revision = rev; });

@@ -32,6 +32,14 @@ void fill(KeyValue* kv, std::string_view key, const Version* v, bool with_value)
   kv->create_revision = v->create_rev;
   kv->mod_revision = v->commit_ts;
   kv->version = v->version;
+  kv->lease = v->lease;
+}
+
+// The lease of an own (buffered) put of `key`.
+std::uint64_t own_lease(const TxnState& t, std::string_view key) {
+  if (t.write_leases.empty()) return 0;
+  auto it = t.write_leases.find(key);
+  return it == t.write_leases.end() ? 0 : it->second;
 }
 
 std::size_t write_entry_cost(std::string_view key, const std::optional<std::string>& value) {
@@ -51,6 +59,7 @@ Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key, std::siz
     KeyValue kv;
     kv.key.assign(key);
     copy_value(kv.value, *w->second);
+    kv.lease = own_lease(t, key);
     return kv;
   }
   if (t.track_reads) t.read_keys.emplace_back(key);
@@ -154,6 +163,7 @@ Result<ScanResult> EngineImpl::txn_scan(TxnState& t, std::string_view start, std
     if (own != nullptr) {
       kv.key.assign(key);
       if (!opts.keys_only) copy_value(kv.value, **own);
+      kv.lease = own_lease(t, key);
     } else {
       fill(&kv, key, v, !opts.keys_only);
     }
@@ -177,7 +187,8 @@ std::uint64_t EngineImpl::memory_bytes() const {
   return b;
 }
 
-Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view value) {
+Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view value,
+                           std::uint64_t lease) {
   if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = check_value(value); !s.ok()) return s;
   auto it = t.writes.find(key);
@@ -202,6 +213,12 @@ Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view v
       }
     }
   }
+  // The lease entry first: a failure to allocate it leaves the write set as it was.
+  if (lease != 0) {
+    t.write_leases.insert_or_assign(std::string(key), lease);
+  } else if (!t.write_leases.empty()) {
+    t.write_leases.erase(std::string(key));
+  }
   if (it == t.writes.end()) {
     t.writes.emplace(std::string(key), std::optional<std::string>(std::string(value)));
   } else {
@@ -223,6 +240,7 @@ Status EngineImpl::txn_del(TxnState& t, std::string_view key) {
   } else {
     it->second = std::nullopt;
   }
+  if (!t.write_leases.empty()) t.write_leases.erase(std::string(key));
   t.write_charge.adjust(txn_write_bytes_,
                         static_cast<std::int64_t>(new_cost) - static_cast<std::int64_t>(old_cost));
   return Status::Ok();

@@ -21,17 +21,34 @@ struct Entry {
   std::string_view key, value;
   Revision create_rev = 0, mod_rev = 0;
   std::int64_t version = 0;
+  std::uint64_t lease = 0;
 };
 
+// A key entry (kRecEntry, or kRecEntryLease with its lease) of a checkpoint image.
 bool parse_entry(std::string_view payload, Entry* e) {
   Reader r(payload);
-  if (r.u8() != kRecEntry) return false;
+  const std::uint8_t type = r.u8();
+  if (type != kRecEntry && type != kRecEntryLease) return false;
   e->key = r.bytes();
   e->value = r.bytes();
   e->create_rev = r.u64();
   e->mod_rev = r.u64();
   e->version = static_cast<std::int64_t>(r.u64());
-  return r.done() && !e->key.empty();
+  e->lease = type == kRecEntryLease ? r.u64() : 0;
+  return r.done() && !e->key.empty() && (type == kRecEntry || e->lease != 0);
+}
+
+// A lease of a checkpoint image (kRecLease: u64 id, u64 ttl).
+bool parse_lease(std::string_view payload, std::uint64_t* id, std::int64_t* ttl) {
+  Reader r(payload);
+  if (r.u8() != kRecLease) return false;
+  *id = r.u64();
+  *ttl = static_cast<std::int64_t>(r.u64());
+  return r.done() && *id != 0 && *ttl > 0;
+}
+
+bool is_lease_frame(std::string_view payload) {
+  return !payload.empty() && static_cast<std::uint8_t>(payload[0]) == kRecLease;
 }
 
 // Verifies a whole checkpoint image (header, every frame, the end record and its count);
@@ -65,6 +82,16 @@ bool verify_checkpoint(std::string_view data, Revision* rev, std::string* why) {
       }
       return true;
     }
+    if (is_lease_frame(f.payload)) {  // not counted: the end record counts key entries
+      std::uint64_t id = 0;
+      std::int64_t ttl = 0;
+      if (!parse_lease(f.payload, &id, &ttl)) {
+        *why = "bad lease at offset " + std::to_string(off);
+        return false;
+      }
+      off = f.next;
+      continue;
+    }
     Entry e;
     if (!parse_entry(f.payload, &e) || e.mod_rev > *rev) {
       *why = "bad entry at offset " + std::to_string(off);
@@ -73,35 +100,6 @@ bool verify_checkpoint(std::string_view data, Revision* rev, std::string* why) {
     ++count;
     off = f.next;
   }
-}
-
-struct CommitOp {
-  bool put = false;
-  Entry e;
-};
-
-// Parses a WAL commit record; false if it is malformed (its checksum held: damage).
-bool parse_commit(std::string_view payload, Revision* rev, std::vector<CommitOp>* ops) {
-  Reader r(payload);
-  if (r.u8() != kRecCommit) return false;
-  *rev = r.u64();
-  const std::uint32_t n = r.u32();
-  ops->clear();
-  for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
-    CommitOp op;
-    const std::uint8_t type = r.u8();
-    op.e.key = r.bytes();
-    if (type == kOpPut) {
-      op.put = true;
-      op.e.value = r.bytes();
-      op.e.create_rev = r.u64();
-      op.e.version = static_cast<std::int64_t>(r.u64());
-    } else if (type != kOpDelete) {
-      return false;
-    }
-    ops->push_back(op);
-  }
-  return r.done();
 }
 
 bool truncate_file(const std::string& path, std::uint64_t size, std::string* err) {
@@ -134,11 +132,11 @@ std::unique_ptr<EngineImpl> EngineImpl::open(Options opts, std::string& error) {
 }
 
 void EngineImpl::recover_put(std::string_view key, std::string_view value, Revision create_rev,
-                             Revision mod_rev, std::int64_t version) {
+                             Revision mod_rev, std::int64_t version, std::uint64_t lease) {
   kovan::Guard g = kovan::pin();
   bool inserted = false;
   KeyNode* n = index_.find_or_insert(key, g, &inserted);
-  Version* v = new Version(mod_rev, create_rev, version, false, value);
+  Version* v = new Version(mod_rev, create_rev, version, false, value, lease);
   Version* old = n->head.load(g);
   // release: as publish() (no reader exists yet; kept for uniformity).
   n->head.store(v, std::memory_order_release);
@@ -176,10 +174,17 @@ bool EngineImpl::load_checkpoint(const std::string& path, std::string_view data,
   for (;;) {
     const Frame f = read_frame(data, off);
     if (static_cast<std::uint8_t>(f.payload[0]) == kRecEnd) break;
+    off = f.next;
+    if (is_lease_frame(f.payload)) {
+      std::uint64_t id = 0;
+      std::int64_t ttl = 0;
+      (void)parse_lease(f.payload, &id, &ttl);  // verified above
+      recover_lease_grant(id, ttl);
+      continue;
+    }
     Entry e;
     (void)parse_entry(f.payload, &e);  // verified above
-    recover_put(e.key, e.value, e.create_rev, e.mod_rev, e.version);
-    off = f.next;
+    recover_put(e.key, e.value, e.create_rev, e.mod_rev, e.version, e.lease);
   }
   return true;
 }
@@ -295,7 +300,7 @@ bool EngineImpl::recover(std::string* err) {
 
   // 2. The WAL after it, segment by segment, record by record, in revision order.
   Revision log_last = 0;  // the newest revision the log holds so far
-  std::vector<CommitOp> ops;
+  WalRecord rec;
   const bool truncate_mode = d.recovery == WalRecovery::kTruncate;
   auto set_aside = [&](std::size_t from) {  // kTruncate: segments after the cut
     for (std::size_t k = from; k < segs.size(); ++k) {
@@ -348,10 +353,13 @@ bool EngineImpl::recover(std::string* err) {
       Frame f = read_frame(data, off);
       if (f.kind == Frame::Kind::kEnd) break;
       Revision rev = 0;
+      Decoded dec = Decoded::kMalformed;
       if (f.kind == Frame::Kind::kOk) {
-        if (!parse_commit(f.payload, &rev, &ops)) {
+        dec = decode_wal_record(f.payload, &rec);
+        rev = rec.revision;
+        if (dec == Decoded::kMalformed) {
           f.kind = Frame::Kind::kDamaged;
-          f.why = "malformed commit record";
+          f.why = "malformed record";
         } else if (rev <= log_last) {
           f.kind = Frame::Kind::kDamaged;
           f.why =
@@ -378,13 +386,19 @@ bool EngineImpl::recover(std::string* err) {
         cut = true;
         break;
       }
-      if (rev > base) {
-        for (const CommitOp& op : ops) {
-          if (op.put) {
-            recover_put(op.e.key, op.e.value, op.e.create_rev, rev, op.e.version);
-          } else {
-            recover_delete(op.e.key);
+      if (rev > base && dec == Decoded::kOk) {  // kUnknown: a kind this build skips
+        if (rec.kind == kRecCommit) {
+          for (const WalOp& op : rec.ops) {
+            if (op.put) {
+              recover_put(op.key, op.value, op.create_rev, rev, op.version, op.lease);
+            } else {
+              recover_delete(op.key);
+            }
           }
+        } else if (rec.kind == kRecLeaseGrant) {
+          recover_lease_grant(rec.lease_id, rec.lease_ttl);
+        } else if (rec.kind == kRecLeaseEnd) {
+          recover_lease_end(rec.lease_id);
         }
       }
       log_last = rev;
@@ -395,6 +409,7 @@ bool EngineImpl::recover(std::string* err) {
   }
   const Revision now = std::max(base, log_last);
   clock_.reset(now);
+  recover_lease_keys();
   kovan::flush();
   wal_ = std::make_unique<Wal>(dir_, d, std::move(segs), now);
   return true;

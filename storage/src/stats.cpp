@@ -35,6 +35,9 @@ EngineStats EngineImpl::stats() const {
   s.kovan_reclaimed = ks.reclaimed;
   s.txn_write_bytes = txn_write_bytes_.load(std::memory_order_relaxed);
   s.memory_bytes = memory_bytes();
+  s.leases = lease_count();
+  s.leases_expired = leases_expired_.load(std::memory_order_relaxed);
+  s.leases_revoked = leases_revoked_.load(std::memory_order_relaxed);
   return s;
 }
 

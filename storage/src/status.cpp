@@ -27,6 +27,8 @@ std::string_view to_string(StatusCode code) noexcept {
       return "INTERNAL";
     case StatusCode::kStorageFailed:
       return "STORAGE_FAILED";
+    case StatusCode::kLeaseNotFound:
+      return "LEASE_NOT_FOUND";
   }
   return "UNKNOWN";
 }

@@ -164,13 +164,69 @@ bool parse_file_header(std::string_view data, std::string_view magic, Revision* 
     *why = "bad header checksum";
     return false;
   }
-  if (version != kFormatVersion) {
+  if (version < kOldestFormatVersion || version > kFormatVersion) {
     *why = "format version " + std::to_string(version) + " (this build reads " +
-           std::to_string(kFormatVersion) + ")";
+           std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) + ")";
     return false;
   }
   *rev = rv;
   return true;
+}
+
+Decoded decode_wal_record(std::string_view payload, WalRecord* out) {
+  Reader r(payload);
+  out->kind = r.u8();
+  out->revision = r.u64();
+  out->ops.clear();
+  out->lease_id = 0;
+  out->lease_ttl = 0;
+  if (!r.ok()) return Decoded::kMalformed;
+  switch (out->kind) {
+    case kRecCommit: {
+      const std::uint32_t n = r.u32();
+      for (std::uint32_t i = 0; i < n && r.ok(); ++i) {
+        WalOp op;
+        const std::uint8_t type = r.u8();
+        op.key = r.bytes();
+        if (type == kOpPut || type == kOpPutLease) {
+          op.put = true;
+          op.value = r.bytes();
+          op.create_rev = r.u64();
+          op.version = static_cast<std::int64_t>(r.u64());
+          if (type == kOpPutLease) {
+            op.lease = r.u64();
+            if (op.lease == 0) return Decoded::kMalformed;
+          }
+        } else if (type != kOpDelete) {
+          return Decoded::kMalformed;
+        }
+        out->ops.push_back(op);
+      }
+      return r.done() ? Decoded::kOk : Decoded::kMalformed;
+    }
+    case kRecLeaseGrant:
+      out->lease_id = r.u64();
+      out->lease_ttl = static_cast<std::int64_t>(r.u64());
+      return r.done() && out->lease_id != 0 && out->lease_ttl > 0 ? Decoded::kOk
+                                                                  : Decoded::kMalformed;
+    case kRecLeaseEnd:
+      out->lease_id = r.u64();
+      return r.done() && out->lease_id != 0 ? Decoded::kOk : Decoded::kMalformed;
+    default:
+      return Decoded::kUnknown;
+  }
+}
+
+std::string encode_lease_record(std::uint8_t kind, Revision rev, std::uint64_t id,
+                                std::int64_t ttl) {
+  std::string payload;
+  put_u8(payload, kind);
+  put_u64(payload, rev);
+  put_u64(payload, id);
+  if (kind == kRecLeaseGrant) put_u64(payload, static_cast<std::uint64_t>(ttl));
+  std::string record;
+  append_frame(record, payload);
+  return record;
 }
 
 // ------------------------------------------------------------------ files

@@ -83,18 +83,53 @@ struct Frame {
 // The frame at `off` of `data`.
 Frame read_frame(std::string_view data, std::size_t off);
 
-// Payload types.
+// Payload types. Every WAL record starts with u8 kind, u64 revision (so a reader can order
+// and skip a kind it does not know); docs/PERSISTENCE.md, section 2.
 inline constexpr std::uint8_t kRecCommit = 1;  // WAL: one committed revision
 inline constexpr std::uint8_t kRecEntry = 2;   // checkpoint: one key-value
 inline constexpr std::uint8_t kRecEnd = 3;     // checkpoint: the end, with the entry count
+// Leases (format version 2).
+inline constexpr std::uint8_t kRecLeaseGrant = 16;  // WAL: a lease granted (id, ttl)
+inline constexpr std::uint8_t kRecLeaseEnd = 17;    // WAL: a lease revoked or expired (id)
+inline constexpr std::uint8_t kRecEntryLease = 18;  // checkpoint: a key-value with its lease
+inline constexpr std::uint8_t kRecLease = 19;       // checkpoint: a lease alive (id, ttl)
 inline constexpr std::uint8_t kOpPut = 1;
 inline constexpr std::uint8_t kOpDelete = 2;
+inline constexpr std::uint8_t kOpPutLease = 3;  // a put attaching the key to a lease (v2)
+
+// A decoded WAL record: the one decoder every reader of the log uses. The views point into
+// the payload.
+struct WalOp {
+  bool put = false;  // else a delete
+  std::string_view key, value;
+  Revision create_rev = 0;
+  std::int64_t version = 0;
+  std::uint64_t lease = 0;
+};
+struct WalRecord {
+  std::uint8_t kind = 0;
+  Revision revision = 0;
+  std::vector<WalOp> ops;      // kRecCommit
+  std::uint64_t lease_id = 0;  // kRecLeaseGrant, kRecLeaseEnd
+  std::int64_t lease_ttl = 0;  // kRecLeaseGrant
+};
+enum class Decoded : std::uint8_t {
+  kOk,         // a kind this build knows, fully decoded
+  kUnknown,    // a well-formed kind/revision prefix of a kind this build does not know:
+               // `kind` and `revision` are set; readers skip it
+  kMalformed,  // its checksum held but it does not parse: damage
+};
+Decoded decode_wal_record(std::string_view payload, WalRecord* out);
+// The payload of a lease record (kRecLeaseGrant with ttl, or kRecLeaseEnd).
+std::string encode_lease_record(std::uint8_t kind, Revision rev, std::uint64_t id,
+                                std::int64_t ttl);
 
 // File headers: 8-byte magic, u32 format version, u32 reserved (0), u64 revision, u32 crc32
 // of the 24 bytes before it. The revision is, for a WAL segment, the revision of the last
 // record written before the segment's first one; for a checkpoint, its revision.
 inline constexpr std::size_t kFileHeader = 28;
-inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::uint32_t kFormatVersion = 2;        // written
+inline constexpr std::uint32_t kOldestFormatVersion = 1;  // still read (no lease records)
 inline constexpr std::string_view kWalMagic = "KOVANWAL";
 inline constexpr std::string_view kCheckpointMagic = "KOVANCKP";
 std::string file_header(std::string_view magic, Revision rev);

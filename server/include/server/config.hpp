@@ -41,6 +41,7 @@ struct ServerConfig {
   std::uint32_t max_key_bytes = 4096;                  // --max-key-bytes
   std::uint32_t max_value_bytes = 1u << 20;            // --max-value-bytes
   std::uint32_t max_active_txns = 4096;                // --max-active-txns (whole server)
+  std::uint64_t max_leases = 100'000;                  // --max-leases (whole server; 0: no limit)
   std::chrono::milliseconds summary_interval{60'000};  // --summary-interval; 0 disables
   // Memory limits (docs/OPERATIONS.md, "Memory limit").
   std::uint64_t max_memory = 0;                           // --max-memory; 0: off

@@ -165,6 +165,9 @@ class Dispatcher {
            proto::pb::Response& response) const;
   void authenticate(const proto::pb::Request& request, ConnectionTxns& txns,
                     proto::pb::Response& response) const;
+  // LeaseGrant, LeaseRevoke, LeaseKeepAlive, LeaseTimeToLive (docs/PROTOCOL.md 3.16).
+  void run_lease(const proto::pb::Request& request, ConnectionTxns& txns,
+                 proto::pb::Response& response) const;
   // The auth gate: false (with `response` filled) when the request may not run.
   bool admit(const proto::pb::Request& request, ConnectionTxns& txns,
              proto::pb::Response& response) const;

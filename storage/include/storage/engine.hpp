@@ -87,6 +87,7 @@ enum class StatusCode : std::uint8_t {
   kInternal,           // a bug: an invariant did not hold
   kStorageFailed,      // a WAL write or fsync failed: writes are refused until restart
                        // (reads go on); the message says which file and why
+  kLeaseNotFound,      // the lease was never granted, was revoked, or expired
 };
 
 // Stable upper-case name ("OK", "NOT_FOUND", "CONFLICT", ...), for logs and the wire.
@@ -146,6 +147,7 @@ struct KeyValue {
   Revision create_revision = 0;  // revision of the write that (re)created the key
   Revision mod_revision = 0;     // revision of the latest write
   std::int64_t version = 0;      // writes since (re)creation: 1 after the first put
+  std::uint64_t lease = 0;       // the lease the key is attached to (0: none)
 };
 
 enum class Isolation : std::uint8_t {
@@ -158,7 +160,7 @@ enum class GcPolicy : std::uint8_t {
   kWatermark = 1,  // keep every version newer than the oldest active snapshot (for comparison)
 };
 
-// Time source. The engine only measures transaction ages with it.
+// Time source. The engine measures transaction ages and lease lifetimes with it.
 class Clock {
  public:
   virtual ~Clock() = default;
@@ -198,6 +200,12 @@ struct Options {
   GcPolicy gc_policy = GcPolicy::kInterval;
   bool background_sweeper = true;  // a thread that expires txns and prunes chains
   std::chrono::milliseconds sweeper_period{1000};
+  // Leases (see "Leases" below). More leases alive (or being granted) at once:
+  // RESOURCE_EXHAUSTED. 0: no limit.
+  std::size_t max_leases = 0;
+  // How often the background sweeper revokes expired leases (a lease outlives its TTL by at
+  // most about this much). Without the sweeper, call expire_leases().
+  std::chrono::milliseconds lease_check_period{100};
   std::size_t max_active_txns = 4096;              // more concurrent begin()s: RESOURCE_EXHAUSTED
   std::shared_ptr<const Clock> clock;              // null: std::chrono::steady_clock
   std::shared_ptr<AllocationFaults> alloc_faults;  // null: none (tests only)
@@ -284,11 +292,12 @@ struct TxnOp {
   enum class Type : std::uint8_t { kGet, kPut, kDelete };
   Type type = Type::kGet;
   std::string key;
-  std::string range_end;  // kGet/kDelete: empty = the single key `key`; else [key, range_end)
-                          // ("\0" as range_end means "no upper bound", as in etcd)
-  std::string value;      // kPut
-  ScanOptions scan;       // kGet over a range
-  bool prev_kv = false;   // kPut/kDelete: return the previous key-values
+  std::string range_end;    // kGet/kDelete: empty = the single key `key`; else [key, range_end)
+                            // ("\0" as range_end means "no upper bound", as in etcd)
+  std::string value;        // kPut
+  ScanOptions scan;         // kGet over a range
+  bool prev_kv = false;     // kPut/kDelete: return the previous key-values
+  std::uint64_t lease = 0;  // kPut: attach the key to this lease (0: to none; see Leases)
 };
 
 struct TxnOpResult {
@@ -343,6 +352,52 @@ struct EngineStats {
   std::uint64_t kovan_reclaimed = 0;
   std::uint64_t txn_write_bytes = 0;  // write sets of transactions not yet finished
   std::uint64_t memory_bytes = 0;     // what counts against Options::max_memory_bytes
+  std::uint64_t leases = 0;           // leases alive (granted, not yet revoked or expired)
+  std::uint64_t leases_expired = 0;   // leases ended by expiry since the engine started
+  std::uint64_t leases_revoked = 0;   // leases ended by lease_revoke since the engine started
+};
+
+// ---------------------------------------------------------------------------------------
+// Leases (etcd-style). A lease lives for its TTL after its grant or its latest keep-alive,
+// on Options::clock. A put that names a lease attaches the key to it (the lease is recorded
+// in the key's new version: KeyValue::lease); a put without one detaches the key (it is
+// attached to no lease afterwards); a delete ends the attachment. When a lease is revoked or
+// expires, every key still attached to it is deleted in ONE commit through the normal
+// commit path (one revision, ordinary deletes), then the lease is gone.
+//
+// No race between attaching and revoking: a commit that attaches a key (one-shot put,
+// conditional txn op, or interactive transaction) checks at commit time, under the key's
+// commit lock, that the lease is alive, and the revoke waits for such commits to be visible
+// before it reads the attached keys. So a put either lands before the revoke's deletion (and
+// is deleted by it) or fails with LEASE_NOT_FOUND having written nothing. An interactive
+// transaction's put checks the lease when it is buffered and again at commit (the commit
+// then aborts the transaction with LEASE_NOT_FOUND).
+//
+// Lease ids are never 0. A grant and the end of a lease (revoke or expiry) each take a
+// revision of their own (the record that a durable engine logs; revisions may skip values
+// anyway); a server-chosen id is the revision of its grant when that id is free.
+// Durability: grants and ends are WAL records, the attachment travels with the key's
+// version, checkpoints hold the leases alive; after recovery every lease has its full TTL
+// again, counted from the open (it never expires early). docs/PERSISTENCE.md.
+// ---------------------------------------------------------------------------------------
+inline constexpr std::int64_t kMaxLeaseTtlSeconds = 1'000'000'000;  // about 31 years
+
+struct LeaseGrantResult {
+  std::uint64_t id = 0;
+  std::int64_t ttl_seconds = 0;  // the TTL granted
+  Revision revision = 0;         // the grant's revision
+};
+
+struct LeaseRevokeResult {
+  std::int64_t deleted = 0;  // keys deleted with the lease
+  Revision revision = 0;     // the deletion's commit revision (the read revision if none)
+};
+
+struct LeaseInfo {
+  std::uint64_t id = 0;
+  std::int64_t ttl_seconds = 0;          // remaining, rounded up (>= 1 while alive)
+  std::int64_t granted_ttl_seconds = 0;  // as granted
+  std::vector<std::string> keys;         // attached keys, in key order (when asked for)
 };
 
 // Value bytes that engine reads (gets, scans, prev_kvs, compares) copied out on the calling
@@ -377,7 +432,9 @@ class Transaction {
   [[nodiscard]] Result<ScanResult> scan(std::string_view start, std::string_view end,
                                         const ScanOptions& opts = {});
   // Buffered until commit; metadata of own writes shows mod_revision 0 until committed.
-  [[nodiscard]] Status put(std::string_view key, std::string_view value);
+  // A non-zero lease attaches the key to it (LEASE_NOT_FOUND, nothing buffered, if it is not
+  // alive now; checked again at commit, see Leases); 0 detaches the key.
+  [[nodiscard]] Status put(std::string_view key, std::string_view value, std::uint64_t lease = 0);
   [[nodiscard]] Status del(std::string_view key);
   // Returns the commit revision (the snapshot revision for a transaction that wrote
   // nothing). On CONFLICT the transaction is aborted.
@@ -419,8 +476,11 @@ class Engine {
   //
   // max_response_bytes (0: none) is a response budget for the prev_kv(s) asked for, as in
   // CondTxn: when they do not fit, the call returns RESOURCE_EXHAUSTED and writes nothing.
+  // A non-zero lease attaches the key to that lease (LEASE_NOT_FOUND, nothing written, if
+  // it is not alive); 0 detaches the key from its lease, if any (see Leases).
   [[nodiscard]] Result<PutResult> put(std::string_view key, std::string_view value,
-                                      bool prev_kv = false, std::size_t max_response_bytes = 0);
+                                      bool prev_kv = false, std::size_t max_response_bytes = 0,
+                                      std::uint64_t lease = 0);
   // deleted == 0 (and OK) when the key did not exist.
   [[nodiscard]] Result<DeleteResult> del(std::string_view key, bool prev_kv = false,
                                          std::size_t max_response_bytes = 0);
@@ -428,6 +488,23 @@ class Engine {
                                                   bool prev_kv = false,
                                                   std::size_t max_response_bytes = 0);
   [[nodiscard]] Result<CondTxnResult> txn(const CondTxn& request);
+
+  // Leases (see "Leases" above).
+  // ttl_seconds in [1, kMaxLeaseTtlSeconds] (else INVALID_ARGUMENT); id 0: the engine
+  // chooses; else that id (INVALID_ARGUMENT if a lease with it is alive). RESOURCE_EXHAUSTED
+  // over Options::max_leases.
+  [[nodiscard]] Result<LeaseGrantResult> lease_grant(std::int64_t ttl_seconds,
+                                                     std::uint64_t id = 0);
+  // Deletes every attached key in one commit, then ends the lease. LEASE_NOT_FOUND if it is
+  // not alive (also while an expiry or another revoke of it is under way).
+  [[nodiscard]] Result<LeaseRevokeResult> lease_revoke(std::uint64_t id);
+  // Renews the lease for its full TTL from now; returns that TTL. LEASE_NOT_FOUND if it is
+  // not alive (an expired lease cannot be renewed, even before it is revoked).
+  [[nodiscard]] Result<std::int64_t> lease_keepalive(std::uint64_t id);
+  [[nodiscard]] Result<LeaseInfo> lease_time_to_live(std::uint64_t id, bool keys = false);
+  // Revokes every lease whose TTL has passed, each as lease_revoke does; returns how many.
+  // The background sweeper calls it every Options::lease_check_period.
+  std::size_t expire_leases();
 
   // Interactive transactions.
   [[nodiscard]] Result<Transaction> begin(Isolation isolation = Isolation::kSerializable);
