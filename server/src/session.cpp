@@ -439,6 +439,8 @@ bool Session::offload(const pb::Request& request, Clock::time_point t0) {
     case pb::Request::kDeleteRange:
     case pb::Request::kTxn:
     case pb::Request::kCommit:
+    case pb::Request::kLeaseGrant:   // a log record of its own
+    case pb::Request::kLeaseRevoke:  // deletes the attached keys in one commit
       break;
     default:
       return false;  // reads, and requests that never wait for the log
