@@ -293,6 +293,8 @@ bool EngineImpl::recover(std::string* err) {
     notes_.push_back(why + "; trying an older checkpoint");
   }
 
+  if (changes_) changes_->reset(base);  // the watch feed serves what is replayed (CL4)
+
   // 2. The WAL after it, segment by segment, record by record, in revision order.
   Revision log_last = 0;  // the newest revision the log holds so far
   std::vector<CommitOp> ops;
@@ -379,6 +381,7 @@ bool EngineImpl::recover(std::string* err) {
         break;
       }
       if (rev > base) {
+        if (changes_) refill_changes(f.payload);  // before the record is applied (CL4)
         for (const CommitOp& op : ops) {
           if (op.put) {
             recover_put(op.e.key, op.e.value, op.e.create_rev, rev, op.e.version);
@@ -397,6 +400,17 @@ bool EngineImpl::recover(std::string* err) {
   clock_.reset(now);
   kovan::flush();
   wal_ = std::make_unique<Wal>(dir_, d, std::move(segs), now);
+  return true;
+}
+
+// The commit-record decoder recovery uses, for the watch feed's reads of the WAL.
+bool decode_wal_commit(std::string_view payload, Revision* rev, std::vector<WalCommitOp>* ops) {
+  std::vector<CommitOp> parsed;
+  if (!parse_commit(payload, rev, &parsed)) return false;
+  ops->clear();
+  for (const CommitOp& op : parsed) {
+    ops->push_back(WalCommitOp{op.put, op.e.key, op.e.value, op.e.create_rev, op.e.version});
+  }
   return true;
 }
 
