@@ -172,6 +172,16 @@ Validation validate_request(const pb::Request& request, const RequestLimits& lim
         return invalid("user or password too long (128 and 1024 bytes at most)");
       }
       return {};
+    case pb::Request::kWatch: {
+      // The range's shape is checked by the server's watch code (docs/PROTOCOL.md 3.15).
+      const auto& w = request.watch();
+      if (w.key().size() > limits.max_key_bytes || w.range_end().size() > limits.max_key_bytes) {
+        return invalid("watch key or range_end longer than the key limit");
+      }
+      return {};
+    }
+    case pb::Request::kCancelWatch:
+      return {};
     case pb::Request::OP_NOT_SET:
       return invalid("request has no operation set (or one this server does not know)");
   }

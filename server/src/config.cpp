@@ -208,6 +208,7 @@ storage::Options ServerConfig::engine_options() const {
   o.max_active_txns = max_active_txns;
   o.max_memory_bytes = max_memory;
   o.max_txn_bytes = max_txn_bytes;
+  o.watch_history_bytes = static_cast<std::size_t>(watch_history);
   o.background_sweeper = true;
   // Expired transactions must leave the active set soon after their deadline even when
   // their connection is silent: sweep at least four times per age limit.
@@ -347,6 +348,20 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->transform(size)
       ->check(CLI::Range(std::uint64_t{4096}, std::uint64_t{1} << 34))
       ->type_name("SIZE");
+  app.add_option("--watch-history", c.watch_history,
+                 "Bytes of recent changes kept in memory for watches from a past revision "
+                 "(0: none; with --data-dir the WAL serves what is older)")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40))
+      ->type_name("SIZE");
+  app.add_option("--max-watches", c.max_watches,
+                 "Watches open in the whole server; more: RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100'000'000}))
+      ->type_name("N");
+  app.add_option("--max-watches-per-connection", c.max_watches_per_connection,
+                 "Watches one connection may hold; more: RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1u, 10'000'000u))
+      ->type_name("N");
   app.add_option("--max-key-bytes", c.max_key_bytes, "Largest key (bytes)")
       ->transform(size)
       ->check(CLI::Range(1u, 1u << 20))

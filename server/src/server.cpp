@@ -176,7 +176,8 @@ ServerImpl::ServerImpl(const ServerConfig& cfg, storage::Engine& eng)
       engine(eng),
       dispatcher(
           eng, cfg, [this](proto::pb::StatsResponse& out) { fill_server_stats(out); }, &counters),
-      peer_txns(cfg.effective_txns_per_peer()) {}
+      peer_txns(cfg.effective_txns_per_peer()),
+      watch_hub(std::make_shared<WatchHub>(cfg.max_watches)) {}
 
 bool ServerImpl::reserve_input(std::size_t n) noexcept {
   // Never passes the limit: the total is re-read and re-checked until the exchange wins.
@@ -190,6 +191,7 @@ bool ServerImpl::reserve_input(std::size_t n) noexcept {
 }
 
 ServerImpl::~ServerImpl() {
+  watch_hub->close();  // W4: the engine's listener touches no worker from here on
   if (started_) {
     if (!finished_.load(std::memory_order_relaxed)) {
       draining_.store(true, std::memory_order_relaxed);
@@ -219,6 +221,12 @@ bool ServerImpl::start(std::string& error) {
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i));
   Worker& w0 = *workers_.front();
+  {
+    std::vector<Worker*> ws;
+    for (auto& w : workers_) ws.push_back(w.get());
+    watch_hub->attach(std::move(ws));
+    engine.set_change_listener([hub = watch_hub](storage::Revision) { hub->notify(); });
+  }
   if (!config.tls_cert.empty()) {
     tls_ = make_server_tls_context(config.tls_cert, config.tls_key, config.tls_ca,
                                    config.tls_require_client_cert, "tls", error);

@@ -48,6 +48,7 @@
 #include "server/dispatcher.hpp"
 #include "server/metrics.hpp"
 #include "server/server.hpp"
+#include "watch.hpp"
 
 namespace kv::server::detail {
 
@@ -64,6 +65,11 @@ struct Worker {
   std::size_t index;
   WorkerMetrics metrics;
   std::unordered_set<Session*> sessions;  // live sessions of this worker (its thread only)
+  // Watch delivery (watch.hpp): sessions of this worker holding watches (its thread only),
+  // the number of watches they hold, and the coalesced wake-up flag the commit path sets.
+  std::unordered_set<Session*> watch_sessions;
+  std::atomic<std::uint64_t> watches{0};
+  std::atomic<bool> watch_wake{false};
   // Arena for the Request/Response messages of one batch; reset after each batch. Its
   // first block is ours, so a reset returns to it without freeing or allocating.
   std::unique_ptr<char[]> arena_block;
@@ -91,6 +97,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse(std::string_view message);  // send one id-0 RESOURCE_EXHAUSTED and close
   void begin_drain();                     // shutdown began: notify, answer UNAVAILABLE
   void close();                           // close now (aborts this connection's txns)
+  // Adds the pushes its watches have room for (--max-output-bytes) and writes them.
+  void pump_watches();
 
  private:
   void do_read();
@@ -129,8 +137,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_discard();
   void arm_timer();
   void on_timer(const std::error_code& ec);
-  void note_frame_progress();  // starts / clears the --frame-timeout deadline
-  void release_held();         // a failed AUTHENTICATE's delay passed: answer, go on
+  void note_frame_progress();      // starts / clears the --frame-timeout deadline
+  void release_held();             // a failed AUTHENTICATE's delay passed: answer, go on
+  void sync_watch_registration();  // in worker_.watch_sessions iff it holds watches
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -175,6 +184,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // and nothing written until it completes.
   bool handshaking_ = false;
   std::string refusal_;  // TLS refusal session: the notice to send after the handshake
+  std::unique_ptr<ConnectionWatches> watches_;  // this connection's watches (watch.hpp)
+  bool watch_registered_ = false;               // in worker_.watch_sessions
 };
 
 class ServerImpl {
@@ -220,6 +231,9 @@ class ServerImpl {
   ServerCounters counters;
   Dispatcher dispatcher;
   PeerTxnSlots peer_txns;
+  // Watches of all connections and the engine's change listener (watch.hpp). Shared with
+  // the listener, which the engine may call after this object is gone (it is closed first).
+  std::shared_ptr<WatchHub> watch_hub;
   std::uint16_t port = 0;
   std::uint16_t metrics_port = 0;
   std::string metrics_token;  // --metrics-token-file's token; empty: none required

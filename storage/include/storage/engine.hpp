@@ -68,8 +68,8 @@
 #include <utility>
 #include <vector>
 
-#include "storage/watch.hpp"
 #include "storage/durability.hpp"
+#include "storage/watch.hpp"
 
 namespace kv::storage {
 
