@@ -407,7 +407,29 @@ std::string ServerImpl::metrics_text() const {
   ws.reserve(workers_.size());
   for (const auto& w : workers_) ws.push_back(&w->metrics);
   return render_prometheus(ws, counters, engine.stats()) +
-         render_durability(engine.durability_stats());
+         render_durability(engine.durability_stats()) + render_watch_metrics();
+}
+
+std::string ServerImpl::render_watch_metrics() const {
+  const storage::ChangeLogStats s = engine.change_log_stats();
+  const WatchHub& h = *watch_hub;
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  metric("kv_watches_open", "gauge", "Watches open on all connections.", h.open());
+  metric("kv_watch_pushes_total", "counter", "WatchEvents pushes sent (fragments included).",
+         h.pushes.load(std::memory_order_relaxed));
+  metric("kv_watches_ended_compacted_total", "counter",
+         "Watches ended because they fell behind the history (COMPACTED).",
+         h.ended_compacted.load(std::memory_order_relaxed));
+  metric("kv_watch_wakeups_total", "counter", "Worker wake-ups for watch delivery.",
+         h.wakeups.load(std::memory_order_relaxed));
+  metric("kv_watch_history_bytes", "gauge", "Bytes held by the watch change history.", s.bytes);
+  metric("kv_watch_history_first_revision", "gauge",
+         "Oldest revision the in-memory watch history serves.", s.first_kept);
+  return out;
 }
 
 void ServerImpl::fill_server_stats(proto::pb::StatsResponse& out) const {

@@ -255,6 +255,7 @@ class ServerImpl {
   void finish();
   void stop_workers();
   void fill_server_stats(proto::pb::StatsResponse& out) const;
+  std::string render_watch_metrics() const;  // kv_watch* lines of the metrics text
 
   std::vector<std::unique_ptr<Worker>> workers_;
   // TLS contexts of the client and metrics listeners (empty: plain TCP). Built before the
