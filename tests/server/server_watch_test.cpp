@@ -445,8 +445,9 @@ TEST(Watch, AfterRestartWithDataDir) {
 // gets what was buffered, then one final COMPACTED push naming where to resume.
 TEST(Watch, SlowWatcherLeavesMemoryFlatAndEndsCompacted) {
   std::uint16_t port = 0;
-  auto srv = start_server({"--watch-history", "2MiB", "--max-output-bytes", "256KiB"}, "watch-slow",
-                          &port);
+  auto srv = start_server({"--watch-history", "2MiB", "--max-output-bytes", "256KiB",
+                           "--metrics-listen", "127.0.0.1:0"},
+                          "watch-slow", &port);
   Watcher slow(port, 16 * 1024);
   const std::uint64_t id = slow.watch(watch_req(1, "s/", true));
   ASSERT_NE(id, 0u);
@@ -493,6 +494,18 @@ TEST(Watch, SlowWatcherLeavesMemoryFlatAndEndsCompacted) {
       static_cast<unsigned long long>(done.load()), secs, done.load() / secs,
       static_cast<unsigned long long>(base_rss.load()), static_cast<unsigned long long>(hwm),
       static_cast<unsigned long long>(rss));
+  const std::string metrics = scrape(srv->metrics_port());
+  auto metric = [&](const std::string& name) -> std::uint64_t {
+    const auto at = metrics.find("\n" + name + " ");
+    return at == std::string::npos ? ~std::uint64_t{0}
+                                   : std::strtoull(metrics.c_str() + at + name.size() + 2, nullptr, 10);
+  };
+  std::printf("slow watcher: kv_watch_pushes_total %llu, kv_watch_wakeups_total %llu\n",
+              static_cast<unsigned long long>(metric("kv_watch_pushes_total")),
+              static_cast<unsigned long long>(metric("kv_watch_wakeups_total")));
+  EXPECT_EQ(metric("kv_watches_open"), 1u);
+  EXPECT_GT(metric("kv_watch_wakeups_total"), 0u);
+  EXPECT_LE(metric("kv_watch_history_bytes"), 2u << 20);
   ASSERT_NE(base_rss.load(), 0u);
   // Unbounded buffering would hold about 160 MB of events; the bounds allow a few MiB.
   EXPECT_LT(hwm, base_rss.load() + 48 * 1024) << "server memory grew with the updates";
