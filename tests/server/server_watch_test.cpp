@@ -507,8 +507,9 @@ TEST(Watch, SlowWatcherLeavesMemoryFlatAndEndsCompacted) {
   EXPECT_GT(metric("kv_watch_wakeups_total"), 0u);
   EXPECT_LE(metric("kv_watch_history_bytes"), 2u << 20);
   ASSERT_NE(base_rss.load(), 0u);
-  // Unbounded buffering would hold about 160 MB of events; the bounds allow a few MiB.
-  EXPECT_LT(hwm, base_rss.load() + 48 * 1024) << "server memory grew with the updates";
+  // Unbounded buffering would hold about 160 MB of events; the bounds (2 MiB of history,
+  // 256 KiB of output) let the peak grow by 1-3 MiB past the warm-up in practice.
+  EXPECT_LT(hwm, base_rss.load() + 12 * 1024) << "server memory grew with the updates";
   // Now the watcher reads: what was buffered, then the end of its watch.
   ASSERT_TRUE(slow.read_until(
       [&] { return !slow.pushes.empty() && slow.pushes.back().watch_events().canceled(); }, 120s));
