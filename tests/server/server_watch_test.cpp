@@ -440,6 +440,37 @@ TEST(Watch, AfterRestartWithDataDir) {
   fs::remove_all(dir);
 }
 
+// (b) A durable server with a small history: a watch from before it is served from the WAL
+// (no prev_kv there); with prev_kv it is COMPACTED at the history's oldest revision.
+TEST(Watch, WalCatchUpBehindTheHistory) {
+  const fs::path dir = temp_path("watch-wal");
+  fs::remove_all(dir);
+  std::uint16_t port = 0;
+  auto srv = start_server({"--data-dir", dir.string(), "--fsync", "no", "--watch-history", "16KiB"},
+                          "watch-wal", &port);
+  Client c(port);
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  for (int i = 0; i < 400; ++i) {
+    last = c.call(put(i + 1, "w/" + std::to_string(i % 9), std::to_string(i))).header().revision();
+    if (i == 0) first = last;
+  }
+  Watcher w(port);
+  const auto r = w.call(watch_req(1, "w/", true, first, true));
+  ASSERT_EQ(r.status().code(), pb::Status::COMPACTED) << r.ShortDebugString();
+  EXPECT_GT(r.status().compact_revision(), first);
+  ASSERT_TRUE(w.call(watch_req(2, "w/", true, first)).has_watch());
+  ASSERT_TRUE(w.read_until([&] { return w.pushes.size() >= 400; }));
+  for (std::size_t i = 0; i < 400; ++i) {
+    const auto& ev = w.pushes[i].watch_events();
+    ASSERT_EQ(ev.revision(), first + i);
+    EXPECT_EQ(ev.events(0).kv().value(), std::to_string(i));
+    EXPECT_FALSE(ev.events(0).has_prev_kv());
+  }
+  srv.reset();
+  fs::remove_all(dir);
+}
+
 // (c) A watcher that never reads while the server takes as many updates as it can: the
 // server's memory stays flat (history + output budget), and when the watcher finally reads it
 // gets what was buffered, then one final COMPACTED push naming where to resume.
@@ -497,8 +528,9 @@ TEST(Watch, SlowWatcherLeavesMemoryFlatAndEndsCompacted) {
   const std::string metrics = scrape(srv->metrics_port());
   auto metric = [&](const std::string& name) -> std::uint64_t {
     const auto at = metrics.find("\n" + name + " ");
-    return at == std::string::npos ? ~std::uint64_t{0}
-                                   : std::strtoull(metrics.c_str() + at + name.size() + 2, nullptr, 10);
+    return at == std::string::npos
+               ? ~std::uint64_t{0}
+               : std::strtoull(metrics.c_str() + at + name.size() + 2, nullptr, 10);
   };
   std::printf("slow watcher: kv_watch_pushes_total %llu, kv_watch_wakeups_total %llu\n",
               static_cast<unsigned long long>(metric("kv_watch_pushes_total")),
