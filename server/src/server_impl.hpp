@@ -137,9 +137,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_discard();
   void arm_timer();
   void on_timer(const std::error_code& ec);
-  void note_frame_progress();      // starts / clears the --frame-timeout deadline
-  void release_held();             // a failed AUTHENTICATE's delay passed: answer, go on
-  void sync_watch_registration();  // in worker_.watch_sessions iff it holds watches
+  void note_frame_progress();  // starts / clears the --frame-timeout deadline
+  void release_held();         // a failed AUTHENTICATE's delay passed: answer, go on
+  // In worker_.watch_sessions iff it holds watches.
+  void sync_watch_registration();
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }

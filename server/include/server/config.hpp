@@ -34,18 +34,19 @@ struct ServerConfig {
   std::chrono::milliseconds idle_timeout{300'000};               // --idle-timeout; 0 disables
   std::uint32_t max_txns_per_connection = 64;                    // --max-txns-per-connection
   std::string log_level = "info";                                // --log-level
-  std::optional<Endpoint> metrics_listen;          // --metrics-listen; unset: no endpoint
-  bool enable_fault_injection = false;             // --enable-fault-injection
-  std::chrono::milliseconds shutdown_grace{2000};  // --shutdown-grace
-  std::uint64_t max_output_bytes = 8u << 20;       // --max-output-bytes (backpressure)
-  // Watch (docs/PROTOCOL.md 3.15).
-  std::uint64_t watch_history = std::uint64_t{64} << 20;  // --watch-history; 0: none in memory
-  std::uint64_t max_watches = 100'000;                    // --max-watches (whole server)
-  std::uint32_t max_watches_per_connection = 10'000;      // --max-watches-per-connection
-  std::uint32_t max_key_bytes = 4096;                     // --max-key-bytes
-  std::uint32_t max_value_bytes = 1u << 20;               // --max-value-bytes
-  std::uint32_t max_active_txns = 4096;                   // --max-active-txns (whole server)
-  std::chrono::milliseconds summary_interval{60'000};     // --summary-interval; 0 disables
+  std::optional<Endpoint> metrics_listen;              // --metrics-listen; unset: no endpoint
+  bool enable_fault_injection = false;                 // --enable-fault-injection
+  std::chrono::milliseconds shutdown_grace{2000};      // --shutdown-grace
+  std::uint64_t max_output_bytes = 8u << 20;           // --max-output-bytes (backpressure)
+  std::uint32_t max_key_bytes = 4096;                  // --max-key-bytes
+  std::uint32_t max_value_bytes = 1u << 20;            // --max-value-bytes
+  std::uint32_t max_active_txns = 4096;                // --max-active-txns (whole server)
+  std::chrono::milliseconds summary_interval{60'000};  // --summary-interval; 0 disables
+  // Watch (docs/PROTOCOL.md 3.15): --watch-history (0: none in memory), --max-watches (whole
+  // server), --max-watches-per-connection.
+  std::uint64_t watch_history = std::uint64_t{64} << 20;
+  std::uint64_t max_watches = 100'000;
+  std::uint32_t max_watches_per_connection = 10'000;
   // Memory limits (docs/OPERATIONS.md, "Memory limit").
   std::uint64_t max_memory = 0;                           // --max-memory; 0: off
   std::uint64_t max_txn_bytes = std::uint64_t{64} << 20;  // --max-txn-bytes; 0: off
