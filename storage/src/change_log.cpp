@@ -34,6 +34,7 @@ void ChangeLog::reset(Revision base) {
 }
 
 void ChangeLog::insert(std::shared_ptr<const ChangeGroup> group) {
+  if (!group) return;  // a commit that installed nothing (deletes of absent keys only)
   std::lock_guard<std::mutex> lock(mu_);
   if (group->revision < first_kept_) return;  // CL3: a late group below the kept range
   const std::size_t b = group->bytes;

@@ -327,6 +327,25 @@ TEST(ChangeLog, ListenerCalledAfterVisibility) {
   EXPECT_EQ(early.load(), 0);
 }
 
+// A transaction whose only write deletes an absent key commits a revision that installs
+// nothing: no group, and the feed goes on.
+TEST(ChangeLog, CommitThatInstallsNothingHasNoGroup) {
+  Engine e;
+  ASSERT_TRUE(e.put("a", "1").ok());
+  auto tx = e.begin();
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(tx->del("absent").ok());
+  auto r = tx->commit();
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(e.put("b", "2").ok());
+  ChangeQuery q;
+  q.from = 1;
+  ChangeBatch b = e.read_changes(q);
+  ASSERT_EQ(b.groups.size(), 2u);
+  EXPECT_EQ(b.groups[0]->events[0].key, "a");
+  EXPECT_EQ(b.groups[1]->events[0].key, "b");
+}
+
 // After a restart the log is refilled from the replayed WAL with exact prev key-values;
 // what the checkpoint covers is served from the WAL segments still on disk, without prev.
 TEST(ChangeLog, RestartRefillAndWalCatchUp) {
