@@ -191,6 +191,16 @@ Validation validate_request(const pb::Request& request, const RequestLimits& lim
     case pb::Request::kLeaseTimeToLive:
       if (request.lease_time_to_live().id() == 0) return invalid("lease id must be non-zero");
       return {};
+    case pb::Request::kWatch: {
+      // The range's shape is checked by the server's watch code (docs/PROTOCOL.md 3.15).
+      const auto& w = request.watch();
+      if (w.key().size() > limits.max_key_bytes || w.range_end().size() > limits.max_key_bytes) {
+        return invalid("watch key or range_end longer than the key limit");
+      }
+      return {};
+    }
+    case pb::Request::kCancelWatch:
+      return {};
     case pb::Request::OP_NOT_SET:
       return invalid("request has no operation set (or one this server does not know)");
     default:

@@ -216,6 +216,7 @@ storage::Options ServerConfig::engine_options() const {
   o.max_txn_bytes = max_txn_bytes;
   o.max_leases = static_cast<std::size_t>(max_leases);
   o.lease_check_period = std::chrono::milliseconds(100);  // expiry within 0.1 s of the TTL
+  o.watch_history_bytes = static_cast<std::size_t>(watch_history);
   o.background_sweeper = true;
   // Expired transactions must leave the active set soon after their deadline even when
   // their connection is silent: sweep at least four times per age limit.
@@ -357,6 +358,20 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->transform(size)
       ->check(CLI::Range(std::uint64_t{4096}, std::uint64_t{1} << 34))
       ->type_name("SIZE");
+  app.add_option("--watch-history", c.watch_history,
+                 "Bytes of recent changes kept in memory for watches from a past revision "
+                 "(0: none; with --data-dir the WAL serves what is older)")
+      ->transform(size)
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40))
+      ->type_name("SIZE");
+  app.add_option("--max-watches", c.max_watches,
+                 "Watches open in the whole server; more: RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100'000'000}))
+      ->type_name("N");
+  app.add_option("--max-watches-per-connection", c.max_watches_per_connection,
+                 "Watches one connection may hold; more: RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1u, 10'000'000u))
+      ->type_name("N");
   app.add_option("--max-key-bytes", c.max_key_bytes, "Largest key (bytes)")
       ->transform(size)
       ->check(CLI::Range(1u, 1u << 20))

@@ -572,6 +572,20 @@ std::string forbidden(const pb::Request& request, const UserEntry& u) {
       return write ? std::string() : role_msg("renew leases", "readwrite");
     case pb::Request::kLeaseTimeToLive:
       return {};
+    case pb::Request::kWatch: {  // role read may watch, inside its prefix
+      const auto& w = request.watch();
+      std::string end = w.range_end();
+      if (w.prefix()) {
+        end = prefix_end(w.key());
+      } else if (end.empty()) {
+        end = w.key() + '\0';  // the single key
+      } else if (end == std::string(1, '\0')) {
+        end.clear();  // no upper bound
+      }
+      return range_allowed(p, w.key(), end) ? std::string() : key_msg("the watched range");
+    }
+    case pb::Request::kCancelWatch:
+      return {};
     default:
       break;
   }
@@ -1251,6 +1265,19 @@ void Dispatcher::run(const pb::Request& request, ConnectionTxns& txns,
     case pb::Request::kLeaseKeepalive:
     case pb::Request::kLeaseTimeToLive:
       run_lease(request, txns, response);
+      return;
+    case pb::Request::kWatch:
+    case pb::Request::kCancelWatch:
+      if (txns.watches == nullptr) {
+        set_status(response, pb::Status::INVALID_ARGUMENT, "this connection cannot watch");
+        header->set_revision(engine_->current_revision());
+        return;
+      }
+      if (request.has_watch()) {
+        txns.watches->watch(request, response);
+      } else {
+        txns.watches->cancel(request, response);
+      }
       return;
 
     case pb::Request::kAuthenticate:  // answered by dispatch()

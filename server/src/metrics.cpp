@@ -41,6 +41,10 @@ OpKind op_kind(const pb::Request& request) noexcept {
       return OpKind::kSnapshot;
     case pb::Request::kAuthenticate:
       return OpKind::kAuthenticate;
+    case pb::Request::kWatch:
+      return OpKind::kWatch;
+    case pb::Request::kCancelWatch:
+      return OpKind::kCancelWatch;
     case pb::Request::OP_NOT_SET:
       return OpKind::kInvalid;
   }
@@ -79,6 +83,10 @@ const char* op_name(OpKind op) noexcept {
       return "snapshot";
     case OpKind::kAuthenticate:
       return "authenticate";
+    case OpKind::kWatch:
+      return "watch";
+    case OpKind::kCancelWatch:
+      return "cancel_watch";
     case OpKind::kInvalid:
       return "invalid";
     case OpKind::kCount:

@@ -176,7 +176,8 @@ ServerImpl::ServerImpl(const ServerConfig& cfg, storage::Engine& eng)
       engine(eng),
       dispatcher(
           eng, cfg, [this](proto::pb::StatsResponse& out) { fill_server_stats(out); }, &counters),
-      peer_txns(cfg.effective_txns_per_peer()) {}
+      peer_txns(cfg.effective_txns_per_peer()),
+      watch_hub(std::make_shared<WatchHub>(cfg.max_watches)) {}
 
 bool ServerImpl::reserve_input(std::size_t n) noexcept {
   // Never passes the limit: the total is re-read and re-checked until the exchange wins.
@@ -190,6 +191,7 @@ bool ServerImpl::reserve_input(std::size_t n) noexcept {
 }
 
 ServerImpl::~ServerImpl() {
+  watch_hub->close();  // W4: the engine's listener touches no worker from here on
   if (started_) {
     if (!finished_.load(std::memory_order_relaxed)) {
       draining_.store(true, std::memory_order_relaxed);
@@ -220,6 +222,12 @@ bool ServerImpl::start(std::string& error) {
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i));
   Worker& w0 = *workers_.front();
+  {
+    std::vector<Worker*> ws;
+    for (auto& w : workers_) ws.push_back(w.get());
+    watch_hub->attach(std::move(ws));
+    engine.set_change_listener([hub = watch_hub](storage::Revision) { hub->notify(); });
+  }
   if (!config.tls_cert.empty()) {
     tls_ = make_server_tls_context(config.tls_cert, config.tls_key, config.tls_ca,
                                    config.tls_require_client_cert, "tls", error);
@@ -403,7 +411,29 @@ std::string ServerImpl::metrics_text() const {
   ws.reserve(workers_.size());
   for (const auto& w : workers_) ws.push_back(&w->metrics);
   return render_prometheus(ws, counters, engine.stats()) +
-         render_durability(engine.durability_stats());
+         render_durability(engine.durability_stats()) + render_watch_metrics();
+}
+
+std::string ServerImpl::render_watch_metrics() const {
+  const storage::ChangeLogStats s = engine.change_log_stats();
+  const WatchHub& h = *watch_hub;
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  metric("kv_watches_open", "gauge", "Watches open on all connections.", h.open());
+  metric("kv_watch_pushes_total", "counter", "WatchEvents pushes sent (fragments included).",
+         h.pushes.load(std::memory_order_relaxed));
+  metric("kv_watches_ended_compacted_total", "counter",
+         "Watches ended because they fell behind the history (COMPACTED).",
+         h.ended_compacted.load(std::memory_order_relaxed));
+  metric("kv_watch_wakeups_total", "counter", "Worker wake-ups for watch delivery.",
+         h.wakeups.load(std::memory_order_relaxed));
+  metric("kv_watch_history_bytes", "gauge", "Bytes held by the watch change history.", s.bytes);
+  metric("kv_watch_history_first_revision", "gauge",
+         "Oldest revision the in-memory watch history serves.", s.first_kept);
+  return out;
 }
 
 void ServerImpl::fill_server_stats(proto::pb::StatsResponse& out) const {

@@ -49,6 +49,7 @@
 #include "server/dispatcher.hpp"
 #include "server/metrics.hpp"
 #include "server/server.hpp"
+#include "watch.hpp"
 
 namespace kv::server::detail {
 
@@ -65,6 +66,11 @@ struct Worker {
   std::size_t index;
   WorkerMetrics metrics;
   std::unordered_set<Session*> sessions;  // live sessions of this worker (its thread only)
+  // Watch delivery (watch.hpp): sessions of this worker holding watches (its thread only),
+  // the number of watches they hold, and the coalesced wake-up flag the commit path sets.
+  std::unordered_set<Session*> watch_sessions;
+  std::atomic<std::uint64_t> watches{0};
+  std::atomic<bool> watch_wake{false};
   // Arena for the Request/Response messages of one batch; reset after each batch. Its
   // first block is ours, so a reset returns to it without freeing or allocating.
   std::unique_ptr<char[]> arena_block;
@@ -92,6 +98,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse(std::string_view message);  // send one id-0 RESOURCE_EXHAUSTED and close
   void begin_drain();                     // shutdown began: notify, answer UNAVAILABLE
   void close();                           // close now (aborts this connection's txns)
+  // Adds the pushes its watches have room for (--max-output-bytes) and writes them.
+  void pump_watches();
 
  private:
   void do_read();
@@ -137,6 +145,8 @@ class Session : public std::enable_shared_from_this<Session> {
   [[nodiscard]] bool offload(const proto::pb::Request& request, Clock::time_point t0);
   void on_committed(std::unique_ptr<proto::pb::Response> response, OpKind op, Clock::time_point t0);
   void append_response(proto::pb::Response& response);
+  // In worker_.watch_sessions iff it holds watches.
+  void sync_watch_registration();
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -184,6 +194,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // and nothing written until it completes.
   bool handshaking_ = false;
   std::string refusal_;  // TLS refusal session: the notice to send after the handshake
+  std::unique_ptr<ConnectionWatches> watches_;  // this connection's watches (watch.hpp)
+  bool watch_registered_ = false;               // in worker_.watch_sessions
 };
 
 class ServerImpl {
@@ -233,6 +245,9 @@ class ServerImpl {
   ServerCounters counters;
   Dispatcher dispatcher;
   PeerTxnSlots peer_txns;
+  // Watches of all connections and the engine's change listener (watch.hpp). Shared with
+  // the listener, which the engine may call after this object is gone (it is closed first).
+  std::shared_ptr<WatchHub> watch_hub;
   std::uint16_t port = 0;
   std::uint16_t metrics_port = 0;
   std::string metrics_token;  // --metrics-token-file's token; empty: none required
@@ -254,6 +269,7 @@ class ServerImpl {
   void finish();
   void stop_workers();
   void fill_server_stats(proto::pb::StatsResponse& out) const;
+  std::string render_watch_metrics() const;  // kv_watch* lines of the metrics text
 
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<asio::thread_pool> commit_pool_;

@@ -73,7 +73,10 @@ Session::Session(ServerImpl& server, Worker& worker, asio::ip::tcp::socket socke
       timer_(worker.ctx),
       reader_(server.config.max_frame_bytes),
       txns_(server.counters),
-      counted_(counted) {
+      counted_(counted),
+      watches_(std::make_unique<ConnectionWatches>(server.engine, *server.watch_hub, worker.watches,
+                                                   server.config)) {
+  txns_.watches = watches_.get();
   // The initial receive buffer is always granted (--max-connections bounds it), but it is
   // counted so that the total reports what connections hold.
   input_accounted_ = reader_.capacity();
@@ -204,6 +207,10 @@ void Session::begin_drain() {
     return;
   }
   drain_noticed_ = true;
+  if (watches_->size() > 0) {  // each watch's final push, then the notice
+    watches_->end_all(out_pending_, pb::Status::UNAVAILABLE, "server shutting down");
+    sync_watch_registration();
+  }
   notice(pb::Status::UNAVAILABLE, "server shutting down");
   flush();
 }
@@ -354,8 +361,38 @@ void Session::process() {
     input_accounted_ = reader_.capacity();
   }
   note_frame_progress();
+  pump_watches();
   flush();
   if (!read_paused_) do_read();
+}
+
+// ---------------------------------------------------------------------------------------
+// Watches (watch.hpp): pushes fill the output up to --max-output-bytes, no further
+// ---------------------------------------------------------------------------------------
+
+void Session::pump_watches() {
+  if (!closed_ && !close_after_write_ && !lingering_ && !handshaking_ && !drain_noticed_ &&
+      watches_->size() > 0) {
+    const std::size_t max_output = server_.config.max_output_bytes;
+    const std::size_t pending = backlog();
+    if (pending < max_output && (pending == 0 || !server_.output_budget_spent()) &&
+        watches_->pump(out_pending_, max_output - pending) > 0) {
+      account_output();
+      flush();
+    }
+  }
+  sync_watch_registration();
+}
+
+void Session::sync_watch_registration() {
+  const bool want = !closed_ && watches_->size() > 0;
+  if (want == watch_registered_) return;
+  if (want) {
+    worker_.watch_sessions.insert(this);
+  } else {
+    worker_.watch_sessions.erase(this);
+  }
+  watch_registered_ = want;
 }
 
 void Session::note_frame_progress() {
@@ -505,6 +542,7 @@ void Session::on_write(const std::error_code& ec, std::size_t n) {
   out_writing_.clear();
   if (out_writing_.capacity() > kKeepOutputCapacity) std::string().swap(out_writing_);
   account_output();
+  pump_watches();  // the client read: room for more pushes
   if (!out_pending_.empty()) {
     flush();
   } else if (close_after_write_) {
@@ -553,6 +591,8 @@ void Session::close() {
   // Aborts this connection's transactions now; with a request on a commit thread, when it
   // is back (on_committed): txns_ is that thread's until then.
   if (!in_flight_) txns_.clear();
+  watches_->clear();  // cancels this connection's watches
+  sync_watch_registration();
   release_buffers();
   if (registered_) {
     worker_.sessions.erase(this);
@@ -615,6 +655,10 @@ void Session::on_timer(const std::error_code& ec) {
     input_waiting_ = false;
     input_retry_at_ = Clock::time_point::max();
     do_read();  // waits again (and re-arms) if the budget is still spent
+  } else if (server_.config.idle_timeout.count() > 0 &&
+             now - last_activity_ >= server_.config.idle_timeout && !writing_ &&
+             watches_->size() > 0) {
+    last_activity_ = now;  // holds watches, no write stuck: waiting for events, not idle
   } else if (server_.config.idle_timeout.count() > 0 &&
              now - last_activity_ >= server_.config.idle_timeout) {
     server_.counters.connections_idle_closed.fetch_add(1, std::memory_order_relaxed);

@@ -314,6 +314,8 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
   }
   std::string record;
   if (wal_) record = encode_commit(ts.value(), t.writes, fresh);
+  // The watch feed (change_log.hpp CL1): the group goes in before the timestamp finishes.
+  if (changes_) changes_->insert(change_group(ts.value(), t.writes, fresh, locks.nodes(), g));
   // Nothing below allocates (the pruning catches its own failures; the WAL turns its own
   // into a refusal).
   for (std::size_t i = 0; i < fresh.size(); ++i) {
@@ -336,6 +338,7 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
   }
   ts.finish();
   clock_.wait_visible(ts.value());  // E3
+  changed(ts.value());              // the watch feed's listener: after visibility
   close_snapshot(t);
   t.phase = Phase::kCommitted;
   commits_.fetch_add(1, std::memory_order_relaxed);

@@ -75,6 +75,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "change_log.hpp"
 #include "index.hpp"
 #include "snapshots.hpp"
 #include "storage/engine.hpp"
@@ -271,7 +272,26 @@ class EngineImpl {
   std::uint64_t memory_bytes() const;
   std::size_t version_count(std::string_view key) const;
 
+  // change_log.cpp: the watch feed (docs/STORAGE.md section 11).
+  ChangeBatch read_changes(const ChangeQuery& q) const;
+  Revision oldest_change_revision(bool need_prev) const;
+  ChangeLogStats change_log_stats() const;
+  void set_change_listener(std::function<void(Revision)> listener);
+
  private:
+  // change_log.cpp. The committer of revision ts, under its commit locks, before publishing:
+  // the group of what it installs (null when it installs nothing). May throw bad_alloc.
+  std::shared_ptr<const ChangeGroup> change_group(
+      Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
+      const std::vector<std::unique_ptr<Version>>& fresh, const std::vector<KeyNode*>& nodes,
+      const kovan::Guard& g) const;
+  // After the commit of ts is visible: tells the listener.
+  void changed(Revision ts) const noexcept;
+  // Recovery: the group of a replayed WAL record, built from the heads it replaces (CL4).
+  void refill_changes(std::string_view payload);
+  // The WAL part of read_changes: cursor below the in-memory log.
+  ChangeBatch read_wal_changes(const ChangeQuery& q, Revision visible, Revision mem_first) const;
+
   // recovery.cpp (single-threaded, before the engine is handed out)
   bool recover(std::string* err);
   bool restore(const std::string& from, std::string* err);
@@ -408,6 +428,11 @@ class EngineImpl {
   std::atomic<std::uint64_t> leases_expired_{0};
   std::atomic<std::uint64_t> leases_revoked_{0};
   std::chrono::steady_clock::time_point last_maintenance_{};  // sweeper thread only
+  // The watch feed (null: watch_history_bytes == 0) and its listener (change_log.cpp).
+  const std::unique_ptr<ChangeLog> changes_{make_change_log(opts_.watch_history_bytes)};
+  std::atomic<const std::function<void(Revision)>*> listener_{nullptr};
+  std::mutex listeners_mu_;  // guards listeners_
+  std::vector<std::unique_ptr<std::function<void(Revision)>>> listeners_;
 
   // Durability: all empty/null for an in-memory engine.
   std::unique_ptr<Wal> wal_;

@@ -298,6 +298,8 @@ bool EngineImpl::recover(std::string* err) {
     notes_.push_back(why + "; trying an older checkpoint");
   }
 
+  if (changes_) changes_->reset(base);  // the watch feed serves what is replayed (CL4)
+
   // 2. The WAL after it, segment by segment, record by record, in revision order.
   Revision log_last = 0;  // the newest revision the log holds so far
   WalRecord rec;
@@ -388,6 +390,7 @@ bool EngineImpl::recover(std::string* err) {
       }
       if (rev > base && dec == Decoded::kOk) {  // kUnknown: a kind this build skips
         if (rec.kind == kRecCommit) {
+          if (changes_) refill_changes(f.payload);  // before the record is applied (CL4)
           for (const WalOp& op : rec.ops) {
             if (op.put) {
               recover_put(op.key, op.value, op.create_rev, rev, op.version, op.lease);
@@ -412,6 +415,19 @@ bool EngineImpl::recover(std::string* err) {
   recover_lease_keys();
   kovan::flush();
   wal_ = std::make_unique<Wal>(dir_, d, std::move(segs), now);
+  return true;
+}
+
+// The commit-record decoder recovery uses (decode_wal_record), for the watch feed's reads of
+// the WAL. False for a malformed record and for a record that is not a commit.
+bool decode_wal_commit(std::string_view payload, Revision* rev, std::vector<WalCommitOp>* ops) {
+  WalRecord rec;
+  if (decode_wal_record(payload, &rec) != Decoded::kOk || rec.kind != kRecCommit) return false;
+  *rev = rec.revision;
+  ops->clear();
+  for (const WalOp& op : rec.ops) {
+    ops->push_back(WalCommitOp{op.put, op.key, op.value, op.create_rev, op.version, op.lease});
+  }
   return true;
 }
 

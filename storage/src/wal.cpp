@@ -555,6 +555,11 @@ void Wal::trim(Revision rev) {
   }
 }
 
+std::vector<WalSegment> Wal::segments() const {
+  std::lock_guard<std::mutex> lock(seg_mu_);
+  return segments_;
+}
+
 void Wal::fill_stats(DurabilityStats* s) const {
   {
     std::lock_guard lk(seg_mu_);

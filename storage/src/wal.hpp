@@ -190,6 +190,8 @@ class Wal {
   void checkpoint_done() noexcept { since_ckpt_.store(0, std::memory_order_relaxed); }
 
   void fill_stats(DurabilityStats* s) const;
+  // The segments on disk now, oldest first (the watch feed reads them).
+  std::vector<WalSegment> segments() const;
 
  private:
   struct Slot {

@@ -43,6 +43,11 @@ struct ServerConfig {
   std::uint32_t max_active_txns = 4096;                // --max-active-txns (whole server)
   std::uint64_t max_leases = 100'000;                  // --max-leases (whole server; 0: no limit)
   std::chrono::milliseconds summary_interval{60'000};  // --summary-interval; 0 disables
+  // Watch (docs/PROTOCOL.md 3.15): --watch-history (0: none in memory), --max-watches (whole
+  // server), --max-watches-per-connection.
+  std::uint64_t watch_history = std::uint64_t{64} << 20;
+  std::uint64_t max_watches = 100'000;
+  std::uint32_t max_watches_per_connection = 10'000;
   // Memory limits (docs/OPERATIONS.md, "Memory limit").
   std::uint64_t max_memory = 0;                           // --max-memory; 0: off
   std::uint64_t max_txn_bytes = std::uint64_t{64} << 20;  // --max-txn-bytes; 0: off

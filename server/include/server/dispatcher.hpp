@@ -48,6 +48,15 @@ class PeerTxnSlots {
 
 class SnapshotStream;
 
+// The watches of one connection (server/src/watch.hpp): the dispatcher hands WATCH and
+// CANCEL_WATCH to it after the auth gate. Used only by the thread serving the connection.
+class WatchHandler {
+ public:
+  virtual ~WatchHandler() = default;
+  virtual void watch(const proto::pb::Request& request, proto::pb::Response& response) = 0;
+  virtual void cancel(const proto::pb::Request& request, proto::pb::Response& response) = 0;
+};
+
 // Authentication state of one connection (docs/SECURITY.md). Used only by the thread
 // serving the connection.
 struct ConnectionAuth {
@@ -101,6 +110,9 @@ class ConnectionTxns {
   // The connection's SNAPSHOT stream (docs/PROTOCOL.md 3.13), at most one; destroyed (its
   // producer cancelled and joined) with the connection or when the next stream starts.
   std::unique_ptr<SnapshotStream> snapshot;
+  // The connection's watches (null: this connection cannot watch, e.g. in-process tests
+  // that drive the dispatcher without a session).
+  WatchHandler* watches = nullptr;
   [[nodiscard]] ConnectionAuth& auth() noexcept { return auth_; }
   [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
   // Makes `tenant` (with `user`, its settings) this connection's user; the caller took a

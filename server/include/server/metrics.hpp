@@ -39,6 +39,8 @@ enum class OpKind : std::uint8_t {
   kCheckpoint,
   kSnapshot,
   kAuthenticate,
+  kWatch,
+  kCancelWatch,
   kInvalid,
   kCount,
 };

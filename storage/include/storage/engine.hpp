@@ -69,6 +69,7 @@
 #include <vector>
 
 #include "storage/durability.hpp"
+#include "storage/watch.hpp"
 
 namespace kv::storage {
 
@@ -227,6 +228,11 @@ struct Options {
 
   // Durability (storage/durability.hpp, docs/PERSISTENCE.md). Default: in memory only.
   DurabilityOptions durability;
+
+  // Watch change feed (storage/watch.hpp, docs/STORAGE.md section 11): bytes of recent
+  // committed changes kept in memory for watchers. 0: no in-memory history (watchers are
+  // served from the WAL when durable, else get `compacted`).
+  std::size_t watch_history_bytes = std::size_t{64} << 20;
 };
 
 // Response budgets. A read that returns key-values can be given a budget in bytes (the room
@@ -540,6 +546,18 @@ class Engine {
   std::vector<std::string> recovery_notes() const;
 
   const Options& options() const noexcept;
+
+  // Watch change feed (storage/watch.hpp). Thread-safe. The groups of `q.from` on within
+  // [q.start, q.end), up to the visible revision (docs/STORAGE.md section 11).
+  [[nodiscard]] ChangeBatch read_changes(const ChangeQuery& q) const;
+  // The oldest revision a reader can start from now (with need_prev: from the in-memory
+  // log only).
+  [[nodiscard]] Revision oldest_change_revision(bool need_prev) const;
+  ChangeLogStats change_log_stats() const;
+  // Called on the committing thread once per committed revision that changed something,
+  // after it is visible. Must be cheap, thread-safe and not throw; may be replaced at any
+  // time (the engine keeps every listener it was given until it is destroyed). Null: none.
+  void set_change_listener(std::function<void(Revision)> listener);
 
  private:
   explicit Engine(std::unique_ptr<detail::EngineImpl> impl) noexcept;

@@ -1,0 +1,344 @@
+// storage/src/change_log.cpp — the watch feed (docs/STORAGE.md section 11): the in-memory
+// change log (change_log.hpp, CL1-CL4), the groups the commit path and recovery build, the
+// reads (memory, then the WAL segments on disk), and the listener.
+//
+// Memory orders: listener_ is stored with release (set_change_listener) and loaded with
+// acquire (changed()): the pair publishes the std::function object the pointer names.
+// Everything else is guarded by ChangeLog::mu_ or by the WAL's own locks.
+#include <algorithm>
+
+#include "engine_impl.hpp"
+
+namespace kv::storage::detail {
+
+namespace {
+
+// True when one of the group's events (in key order) is inside [start, end).
+bool touches(const ChangeGroup& g, std::string_view start, std::string_view end) {
+  auto it = std::lower_bound(g.events.begin(), g.events.end(), start,
+                             [](const ChangeEvent& e, std::string_view k) { return e.key < k; });
+  return it != g.events.end() && in_change_range(it->key, start, end);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// ChangeLog
+// ---------------------------------------------------------------------------------------
+
+void ChangeLog::reset(Revision base) {
+  std::lock_guard<std::mutex> lock(mu_);
+  groups_.clear();
+  bytes_ = 0;
+  first_kept_ = base <= 1 ? 1 : base + 1;
+}
+
+void ChangeLog::insert(std::shared_ptr<const ChangeGroup> group) {
+  if (!group) return;  // a commit that installed nothing (deletes of absent keys only)
+  std::lock_guard<std::mutex> lock(mu_);
+  if (group->revision < first_kept_) return;  // CL3: a late group below the kept range
+  const std::size_t b = group->bytes;
+  const Revision rev = group->revision;
+  groups_.emplace(rev, std::move(group));  // strong guarantee: throws before any change
+  bytes_ += b;
+  evict_locked();
+}
+
+void ChangeLog::evict_locked() {
+  while (bytes_ > limit_ && groups_.size() > 1) {
+    auto it = groups_.begin();
+    bytes_ -= it->second->bytes;
+    first_kept_ = std::max(first_kept_, it->first + 1);  // CL4
+    groups_.erase(it);
+    ++evicted_;
+  }
+}
+
+ChangeBatch ChangeLog::read(const ChangeQuery& q, Revision visible) const {
+  ChangeBatch b;
+  b.next = q.from;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (q.from < first_kept_) {
+    b.compacted = true;
+    b.compact_revision = first_kept_;
+    return b;
+  }
+  if (q.from > visible) return b;
+  std::size_t bytes = 0;
+  std::size_t scanned = 0;
+  for (auto it = groups_.lower_bound(q.from); it != groups_.end() && it->first <= visible; ++it) {
+    const ChangeGroup& g = *it->second;
+    if ((q.max_scan != 0 && scanned >= q.max_scan) ||
+        (q.max_bytes != 0 && !b.groups.empty() && bytes + g.bytes > q.max_bytes)) {
+      b.next = it->first;
+      return b;
+    }
+    ++scanned;
+    if (touches(g, q.start, q.end)) {
+      b.groups.push_back(it->second);
+      bytes += g.bytes;
+    }
+  }
+  b.next = visible + 1;  // CL1/CL3: every revision in [from, visible] was looked at
+  return b;
+}
+
+Revision ChangeLog::first_kept() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return first_kept_;
+}
+
+ChangeLogStats ChangeLog::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  ChangeLogStats s;
+  s.enabled = true;
+  s.first_kept = first_kept_;
+  s.bytes = bytes_;
+  s.groups = groups_.size();
+  s.evicted = evicted_;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// Building groups: the commit path and recovery
+// ---------------------------------------------------------------------------------------
+
+std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
+    Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
+    const std::vector<std::unique_ptr<Version>>& fresh, const std::vector<KeyNode*>& nodes,
+    const kovan::Guard& g) const {
+  auto group = std::make_shared<ChangeGroup>();
+  group->revision = ts;
+  std::size_t bytes = kChangeGroupOverhead;
+  std::size_t i = 0;
+  for (const auto& entry : writes) {
+    const Version* v = fresh[i].get();
+    const KeyNode* n = nodes[i];
+    ++i;
+    if (v == nullptr) continue;  // a delete of an absent key installs nothing
+    ChangeEvent e;
+    e.key = entry.first;
+    e.is_delete = v->tombstone;
+    if (!v->tombstone) {
+      e.value = v->value;
+      e.create_revision = v->create_rev;
+      e.version = v->version;
+      e.lease = v->lease;
+    }
+    // Not yet published: the head is the version this commit replaces, stable under the
+    // key's lock (E1), so the previous key-value is exact.
+    const Version* old = n->head.load(g);
+    if (old != nullptr && !old->tombstone) {
+      e.has_prev = true;
+      e.prev_value = old->value;
+      e.prev_create_revision = old->create_rev;
+      e.prev_mod_revision = old->commit_ts;
+      e.prev_version = old->version;
+      e.prev_lease = old->lease;
+    }
+    bytes += change_event_bytes(e);
+    group->events.push_back(std::move(e));
+  }
+  if (group->events.empty()) return nullptr;
+  group->bytes = bytes;
+  return group;
+}
+
+void EngineImpl::changed(Revision ts) const noexcept {
+  // acquire: pairs with the release store of set_change_listener (the function object).
+  const std::function<void(Revision)>* l = listener_.load(std::memory_order_acquire);
+  if (l != nullptr) (*l)(ts);
+}
+
+void EngineImpl::set_change_listener(std::function<void(Revision)> listener) {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  if (!listener) {
+    listener_.store(nullptr, std::memory_order_release);
+    return;
+  }
+  listeners_.push_back(std::make_unique<std::function<void(Revision)>>(std::move(listener)));
+  // release: publishes the function object to changed()'s acquire load. The old ones are
+  // kept until the engine is destroyed: a committer may still be calling one.
+  listener_.store(listeners_.back().get(), std::memory_order_release);
+}
+
+void EngineImpl::refill_changes(std::string_view payload) {
+  Revision rev = 0;
+  std::vector<WalCommitOp> ops;
+  if (!decode_wal_commit(payload, &rev, &ops)) return;  // recovery reports the damage
+  auto group = std::make_shared<ChangeGroup>();
+  group->revision = rev;
+  std::size_t bytes = kChangeGroupOverhead;
+  kovan::Guard g = kovan::pin();
+  for (const WalCommitOp& op : ops) {
+    ChangeEvent e;
+    e.key = std::string(op.key);
+    e.is_delete = !op.put;
+    if (op.put) {
+      e.value = std::string(op.value);
+      e.create_revision = op.create_rev;
+      e.version = op.version;
+      e.lease = op.lease;
+    }
+    // CL4: before the record is applied, the head is what it replaces.
+    if (const KeyNode* n = index_.find(op.key, g); n != nullptr) {
+      const Version* old = n->head.load(g);
+      if (old != nullptr && !old->tombstone) {
+        e.has_prev = true;
+        e.prev_value = old->value;
+        e.prev_create_revision = old->create_rev;
+        e.prev_mod_revision = old->commit_ts;
+        e.prev_version = old->version;
+        e.prev_lease = old->lease;
+      }
+    }
+    bytes += change_event_bytes(e);
+    group->events.push_back(std::move(e));
+  }
+  if (group->events.empty()) return;
+  group->bytes = bytes;
+  changes_->insert(std::move(group));
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------
+
+ChangeBatch EngineImpl::read_changes(const ChangeQuery& q) const {
+  // CL1: W is read before the log is searched; every group <= W is in it by then.
+  const Revision w = clock_.visible();
+  Revision mem_first = w + 1;
+  if (changes_) {
+    ChangeBatch b = changes_->read(q, w);
+    if (!b.compacted) return b;
+    mem_first = b.compact_revision;
+  } else if (q.from > w) {
+    ChangeBatch b;
+    b.next = q.from;
+    return b;
+  }
+  if (wal_ && !q.need_prev) return read_wal_changes(q, w, mem_first);
+  ChangeBatch b;
+  b.next = q.from;
+  b.compacted = true;
+  b.compact_revision = mem_first;
+  return b;
+}
+
+ChangeBatch EngineImpl::read_wal_changes(const ChangeQuery& q, Revision visible,
+                                         Revision mem_first) const {
+  // The WAL serves the revisions below the in-memory log, up to the visible one. Every
+  // record <= visible was written to a segment listed now (the segment is listed before
+  // anything is written to it, and the record was written before W passed it), so a read
+  // of the files listed after reading W sees all of them.
+  const Revision limit = std::min(visible, mem_first - 1);
+  std::vector<WalCommitOp> ops;
+  std::string data;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const std::vector<WalSegment> segs = wal_->segments();
+    ChangeBatch b;
+    b.next = q.from;
+    if (segs.empty() || q.from <= segs.front().prev_rev) {
+      b.compacted = true;
+      b.compact_revision =
+          segs.empty() ? mem_first : std::min(segs.front().prev_rev + 1, mem_first);
+      return b;
+    }
+    std::size_t k = 0;
+    while (k + 1 < segs.size() && segs[k + 1].prev_rev < q.from) ++k;
+    std::size_t bytes = 0;
+    std::size_t scanned = 0;
+    bool vanished = false;
+    for (; k < segs.size(); ++k) {
+      std::string why;
+      Revision prev = 0;
+      if (!read_whole_file(segs[k].path, &data, &why) ||
+          !parse_file_header(data, kWalMagic, &prev, &why)) {
+        vanished = true;  // trimmed meanwhile (a checkpoint): look again
+        break;
+      }
+      for (std::size_t off = kFileHeader;;) {
+        const Frame f = read_frame(data, off);
+        if (f.kind != Frame::Kind::kOk) break;  // the end (or a tail being written)
+        off = f.next;
+        // Records of kinds this reader does not know (other features' records) are skipped.
+        if (f.payload.empty() || static_cast<std::uint8_t>(f.payload[0]) != kRecCommit) continue;
+        Revision rev = 0;
+        if (!decode_wal_commit(f.payload, &rev, &ops) || rev < q.from) continue;
+        if (rev > limit) {
+          b.next = limit + 1;
+          return b;
+        }
+        if ((q.max_scan != 0 && scanned >= q.max_scan)) {
+          b.next = rev;
+          return b;
+        }
+        ++scanned;
+        const bool any = std::any_of(ops.begin(), ops.end(), [&](const WalCommitOp& op) {
+          return in_change_range(op.key, q.start, q.end);
+        });
+        if (!any) continue;
+        auto group = std::make_shared<ChangeGroup>();
+        group->revision = rev;
+        group->has_prev = false;  // the WAL does not hold the replaced values
+        std::size_t gb = kChangeGroupOverhead;
+        for (const WalCommitOp& op : ops) {
+          ChangeEvent e;
+          e.key = std::string(op.key);
+          e.is_delete = !op.put;
+          if (op.put) {
+            e.value = std::string(op.value);
+            e.create_revision = op.create_rev;
+            e.version = op.version;
+            e.lease = op.lease;
+            e.lease = op.lease;
+          }
+          gb += change_event_bytes(e);
+          group->events.push_back(std::move(e));
+        }
+        group->bytes = gb;
+        if (q.max_bytes != 0 && !b.groups.empty() && bytes + gb > q.max_bytes) {
+          b.next = rev;
+          return b;
+        }
+        bytes += gb;
+        b.groups.push_back(std::move(group));
+      }
+    }
+    if (vanished) continue;
+    b.next = limit + 1;  // every record <= limit was in the files read
+    return b;
+  }
+  ChangeBatch b;
+  b.next = q.from;
+  b.compacted = true;
+  b.compact_revision = oldest_change_revision(false);
+  return b;
+}
+
+Revision EngineImpl::oldest_change_revision(bool need_prev) const {
+  const Revision mem_first = changes_ ? changes_->first_kept() : clock_.visible() + 1;
+  if (need_prev || !wal_) return mem_first;
+  const std::vector<WalSegment> segs = wal_->segments();
+  if (segs.empty()) return mem_first;
+  return std::min(segs.front().prev_rev + 1, mem_first);
+}
+
+ChangeLogStats EngineImpl::change_log_stats() const {
+  return changes_ ? changes_->stats() : ChangeLogStats{};
+}
+
+}  // namespace kv::storage::detail
+
+namespace kv::storage {
+
+ChangeBatch Engine::read_changes(const ChangeQuery& q) const { return impl_->read_changes(q); }
+Revision Engine::oldest_change_revision(bool need_prev) const {
+  return impl_->oldest_change_revision(need_prev);
+}
+ChangeLogStats Engine::change_log_stats() const { return impl_->change_log_stats(); }
+void Engine::set_change_listener(std::function<void(Revision)> listener) {
+  impl_->set_change_listener(std::move(listener));
+}
+
+}  // namespace kv::storage
