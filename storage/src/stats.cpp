@@ -35,6 +35,8 @@ EngineStats EngineImpl::stats() const {
   s.kovan_reclaimed = ks.reclaimed;
   s.txn_write_bytes = txn_write_bytes_.load(std::memory_order_relaxed);
   s.memory_bytes = memory_bytes();
+  s.commit_lock_waits = lock_waits_.load(std::memory_order_relaxed);
+  s.one_shot_hold_offs = hold_offs_.load(std::memory_order_relaxed);
   return s;
 }
 
