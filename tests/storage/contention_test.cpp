@@ -175,6 +175,44 @@ TEST(Contention, OneShotWritesNeverConflictWithPreemptedHolder) {
   if (r.ok()) EXPECT_NE(r->value, "held");
 }
 
+// The window of a key, step by step (single-threaded, deterministic): it opens after two
+// conflict aborts in a row of commits writing the key, not after one; a one-shot put then
+// waits for it (counted in one_shot_hold_offs); a committed interactive transaction that
+// writes the key closes it at once.
+TEST(Contention, WindowOpensAfterTwoLossesAndClosesWhenTheLoserCommits) {
+  Options o;
+  o.contention_hold_off = std::chrono::milliseconds(300);  // longer than any step below
+  Engine e(o);
+  ASSERT_TRUE(e.put("k", "0").ok());
+  // A snapshot-isolation write of "k" that loses to a one-shot put made after its begin.
+  auto lose = [&] {
+    auto t = e.begin(Isolation::kSnapshot);
+    ASSERT_TRUE(t.ok());
+    ASSERT_TRUE(t->put("k", "t").ok());
+    ASSERT_TRUE(e.put("k", "o").ok());
+    EXPECT_EQ(t->commit().code(), StatusCode::kConflict);
+  };
+  auto hold_offs = [&] { return e.stats().one_shot_hold_offs; };
+
+  lose();
+  ASSERT_TRUE(e.put("k", "a").ok());
+  EXPECT_EQ(hold_offs(), 0U) << "a window opened after one loss";
+  lose();  // two in a row: the window is open
+  auto t = e.begin(Isolation::kSnapshot);
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->put("k", "winner").ok());
+  ASSERT_TRUE(t->commit().ok());  // the loser commits: the window closes
+  ASSERT_TRUE(e.put("k", "b").ok());
+  EXPECT_EQ(hold_offs(), 0U) << "the window stayed open after the losing writer committed";
+
+  lose();
+  lose();  // open again
+  auto p = e.put("k", "c");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(hold_offs(), 1U) << "a one-shot put did not wait for an open window";
+  EXPECT_EQ(e.get("k")->value, "c");
+}
+
 struct RetryFigures {
   int transactions = 0;
   int max_attempts = 0;
