@@ -66,10 +66,10 @@ LockResult lock_waiting(KeyNode* n, std::uint64_t owner, std::chrono::nanosecond
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
-    } else if (round < 128) {
+    } else if (round < 512) {
       std::this_thread::yield();
     } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(1U << std::min(round - 128, 10U)));
+      std::this_thread::sleep_for(std::chrono::microseconds(1U << std::min(round - 512, 10U)));
     }
   }
 }
