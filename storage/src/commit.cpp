@@ -315,8 +315,9 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
                         ? "a written key was committed by another transaction after the snapshot"
                         : "data read by the transaction changed after its snapshot");
     locks.unlock_all();
-    ts.finish();                                        // abandoned: installs nothing
-    for (const auto& w : t.writes) hot_.lost(w.first);  // "Contention": a loss
+    ts.finish();  // abandoned: installs nothing
+    // "Contention": a loss for each written key.
+    for (const auto& w : t.writes) hot_.lost(w.first);
     abort_locked(t, AbortCause::kConflict);
     return conflict;
   }

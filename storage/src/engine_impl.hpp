@@ -152,10 +152,12 @@ struct TxnState {
   std::mutex mu;  // serializes calls on one handle and the expiry sweeper
   std::uint64_t id = 0;
   Isolation iso = Isolation::kSerializable;
-  bool track_reads = true;   // serializable and not a read-only one-shot
-  bool one_shot = false;     // a one-shot write: waits for busy commit locks (section 3)
-  bool prioritized = false;  // a retried one-shot: it (like interactive txns) closes windows
-  bool registered = false;   // in EngineImpl::txns_
+  bool track_reads = true;  // serializable and not a read-only one-shot
+  bool registered = false;  // in EngineImpl::txns_
+  // Contention (docs/STORAGE.md, section 3): a one-shot write waits for busy commit locks;
+  // a retried one-shot (like an interactive transaction) closes hold-off windows.
+  bool one_shot = false;
+  bool prioritized = false;
   Phase phase = Phase::kActive;
   Revision start_ts = 0;
   std::size_t slot = 0;

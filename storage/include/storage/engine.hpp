@@ -349,10 +349,12 @@ struct EngineStats {
   std::uint64_t index_nodes_removed = 0;   // index nodes of dead keys unlinked and retired
   std::uint64_t kovan_retired = 0;         // process-wide kovan counters
   std::uint64_t kovan_reclaimed = 0;
-  std::uint64_t txn_write_bytes = 0;     // write sets of transactions not yet finished
-  std::uint64_t memory_bytes = 0;        // what counts against Options::max_memory_bytes
-  std::uint64_t commit_lock_waits = 0;   // commits that waited for a busy commit lock
-  std::uint64_t one_shot_hold_offs = 0;  // one-shot writes that waited for a contention window
+  std::uint64_t txn_write_bytes = 0;  // write sets of transactions not yet finished
+  std::uint64_t memory_bytes = 0;     // what counts against Options::max_memory_bytes
+  // Contention (docs/STORAGE.md, section 3): commits that waited for a busy commit lock,
+  // and one-shot writes that waited for a hold-off window.
+  std::uint64_t commit_lock_waits = 0;
+  std::uint64_t one_shot_hold_offs = 0;
 };
 
 // Value bytes that engine reads (gets, scans, prev_kvs, compares) copied out on the calling
