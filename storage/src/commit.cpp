@@ -1,5 +1,6 @@
 // storage/src/commit.cpp — the commit protocol (docs/STORAGE.md, section 3): lock every
-// written key (E1, E6), take a commit timestamp, validate (E5), build the new versions,
+// written key (E1, E6; one-shot writes wait for a busy lock, "Contention"), take a commit
+// timestamp, validate (E5), build the new versions,
 // publish them, unlock, finish the timestamp, wait until it is visible (E3), then prune the
 // chains it lengthened (E4).
 //
@@ -35,6 +36,41 @@ LockResult try_lock(KeyNode* n, std::uint64_t owner) noexcept {
     if (expected == kDeadOwner) return LockResult::kDead;
     if (expected != kGcOwner) return LockResult::kBusy;
     std::this_thread::yield();
+  }
+}
+
+// Takes n's lock for `owner`, waiting for a committer that holds it for up to `limit`
+// (kForever: however long it takes; zero: no wait, as try_lock), then kBusy. Deadlock-free
+// because every committer takes its locks in key order and a holder never waits for a key
+// below one it holds (docs/STORAGE.md, "Contention"). Allocates nothing (E7); the caller
+// takes no timestamp before all its locks are held (E9 unchanged). `waits` counts the calls
+// that had to wait (when the wait begins).
+constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
+constexpr std::chrono::nanoseconds kInteractiveLockWait = std::chrono::milliseconds(10);
+
+LockResult lock_waiting(KeyNode* n, std::uint64_t owner, std::chrono::nanoseconds limit,
+                        std::atomic<std::uint64_t>& waits) noexcept {
+  std::chrono::steady_clock::time_point deadline{};
+  for (unsigned round = 0;; ++round) {
+    const LockResult lr = try_lock(n, owner);
+    if (lr != LockResult::kBusy || limit.count() == 0) return lr;
+    if (round == 0) {
+      waits.fetch_add(1, std::memory_order_relaxed);  // a statistic: orders nothing
+      if (limit != kForever) deadline = std::chrono::steady_clock::now() + limit;
+    } else if (limit != kForever && std::chrono::steady_clock::now() >= deadline) {
+      return LockResult::kBusy;
+    }
+    // The holder installs in microseconds: spin a little, then yield; if it still holds
+    // the lock it was probably preempted, so sleep (growing to 1 ms) to give it the CPU.
+    if (round < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else if (round < 512) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(1U << std::min(round - 512, 10U)));
+    }
   }
 }
 
@@ -257,13 +293,16 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
       bool inserted = false;
       fault_point(AllocationFaults::Site::kIndexInsert);
       n = index_.find_or_insert(key, g, &inserted);
-      lr = try_lock(n, t.id);
+      // One-shot writes wait for the holder for as long as it takes, interactive
+      // transactions for a bounded time ("Contention" in docs/STORAGE.md).
+      lr = lock_waiting(n, t.id, t.one_shot ? kForever : kInteractiveLockWait, lock_waits_);
     }
     if (lr == LockResult::kBusy) {
       // The message is built before abort_locked() clears the write set `key` lives in.
       Status conflict(StatusCode::kConflict,
                       "key '" + key + "' is being committed by another transaction");
       locks.unlock_all();
+      for (const auto& w : t.writes) hot_.lost(w.first);  // "Contention": a loss
       abort_locked(t, AbortCause::kConflict);
       return conflict;
     }
@@ -282,6 +321,8 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
                         : "data read by the transaction changed after its snapshot");
     locks.unlock_all();
     ts.finish();  // abandoned: installs nothing
+    // "Contention": a loss for each written key.
+    for (const auto& w : t.writes) hot_.lost(w.first);
     abort_locked(t, AbortCause::kConflict);
     return conflict;
   }
@@ -342,6 +383,9 @@ Result<Revision> EngineImpl::commit_writes(TxnState& t) {
   close_snapshot(t);
   t.phase = Phase::kCommitted;
   commits_.fetch_add(1, std::memory_order_relaxed);
+  if (!t.one_shot || t.prioritized) {
+    for (const auto& w : t.writes) hot_.won(w.first);  // "Contention": the window closes
+  }
   prune_written(locks.nodes(), g);
   return ts.value();
 }

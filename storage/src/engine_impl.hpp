@@ -21,8 +21,9 @@
 //
 // INVARIANTS (beyond index.hpp I1-I7 and snapshots.hpp C1-C2, S1)
 // ------------------------------------------------------------------
-// E1. Commit order on one key: a committer locks the key (no-wait CAS on KeyNode::owner)
-//     before it takes its commit timestamp and installs before it unlocks, so versions of a
+// E1. Commit order on one key: a committer locks the key (CAS on KeyNode::owner; one-shot
+//     writes wait for a busy lock, in key order: docs/STORAGE.md "Contention") before it
+//     takes its commit timestamp and installs before it unlocks, so versions of a
 //     key are installed in timestamp order (chain order = timestamp order).
 // E2. A snapshot s reads, per key, the first version with commit_ts <= s. s is a value of W,
 //     so every commit <= s is fully installed (C1), and none > s is visible.
@@ -76,6 +77,7 @@
 #include <vector>
 
 #include "change_log.hpp"
+#include "contention.hpp"
 #include "index.hpp"
 #include "snapshots.hpp"
 #include "storage/engine.hpp"
@@ -86,7 +88,7 @@ namespace kv::storage::detail {
 inline constexpr std::uint64_t kGcOwner = 1;  // the pruners' lock id; txn ids start at 2
 inline constexpr std::uint64_t kDeadOwner = ~std::uint64_t{0};  // node removed (E6)
 inline constexpr int kSweepChunk = 256;             // nodes visited per guard by the sweeper
-inline constexpr int kMaxOneShotAttempts = 1000;    // then a one-shot write returns CONFLICT
+inline constexpr int kMaxOneShotAttempts = 1000;    // lost validations, then CONFLICT
 inline constexpr int kYieldingAttempts = 32;        // retries that only yield; then they sleep
 inline constexpr std::size_t kOneShotSlots = 1024;  // snapshot slots beyond max_active_txns
 
@@ -155,6 +157,10 @@ struct TxnState {
   Isolation iso = Isolation::kSerializable;
   bool track_reads = true;  // serializable and not a read-only one-shot
   bool registered = false;  // in EngineImpl::txns_
+  // Contention (docs/STORAGE.md, section 3): a one-shot write waits for busy commit locks;
+  // a retried one-shot (like an interactive transaction) closes hold-off windows.
+  bool one_shot = false;
+  bool prioritized = false;
   Phase phase = Phase::kActive;
   Revision start_ts = 0;
   std::size_t slot = 0;
@@ -410,6 +416,11 @@ class EngineImpl {
   std::atomic<std::uint64_t> aborts_oom_{0};
   std::atomic<std::uint64_t> gc_sweeps_{0};
   std::atomic<std::uint64_t> nodes_removed_{0};
+  std::atomic<std::uint64_t> lock_waits_{0};  // commits that waited for a busy commit lock
+  std::atomic<std::uint64_t> hold_offs_{0};   // one-shot writes that waited for a window
+
+  // Loss streaks and hold-off windows per key hash (contention.hpp).
+  HotKeys hot_{opts_.contention_hold_off};
 
   // Leases (lease.cpp). Guarded by lease_mu_, which is taken under key commit locks
   // (lease_commit) and never held while taking one, nor while waiting for the log.
@@ -473,30 +484,42 @@ inline bool needs_prune(const KeyNode* n, const kovan::Guard& g) {
 template <class R, class Body, class SetRev>
 Result<R> EngineImpl::one_shot(Body&& body, SetRev&& set_rev) {
   if (Status s = check_open(); !s.ok()) return s;
-  for (int attempt = 0; attempt < kMaxOneShotAttempts; ++attempt) {
+  bool held_off = false;
+  for (int attempt = 0; attempt < kMaxOneShotAttempts;) {
     TxnState t;
     t.id = next_id();
+    t.one_shot = true;            // waits for busy commit locks: no CONFLICT from locks
+    t.prioritized = attempt > 0;  // a retry lost a validation: it is what windows are for
     if (Status s = open_snapshot(t); !s.ok()) return s;
     SnapshotCloser closer(this, t);  // also if body throws (e.g. bad_alloc)
     Result<R> r = body(t);
     if (!r.ok()) return r;
+    // A fresh write keeps off keys whose committers keep losing (docs/STORAGE.md,
+    // "Contention"), at most one cap per call; then it runs again on a fresh snapshot.
+    if (attempt == 0 && !held_off && hot_.window_open(t.writes)) {
+      close_snapshot(t);  // not pinned while waiting
+      hot_.hold_off(t.writes);
+      held_off = true;
+      hold_offs_.fetch_add(1, std::memory_order_relaxed);
+      continue;  // the body runs again, on a fresh snapshot
+    }
     Result<Revision> c = txn_commit(t);
     if (c.ok()) {
       set_rev(r.value(), c.value());
       return r;
     }
     if (c.code() != StatusCode::kConflict) return c.status();
-    // The other committer holds its locks for microseconds unless it was preempted; then
-    // yielding may not let it run (more runnable threads than cores), so after a few tries
-    // back off in sleeps growing to 1 ms: the retries span about a second, not a burst.
+    // A lost validation: a key this write read changed since its snapshot. Retry at once
+    // a few times, then back off in sleeps growing to 1 ms.
     if (attempt < kYieldingAttempts) {
       std::this_thread::yield();
     } else {
       std::this_thread::sleep_for(std::chrono::microseconds(
           std::min(1000, 1 << std::min(attempt - kYieldingAttempts, 10))));
     }
+    ++attempt;
   }
-  return Status(StatusCode::kConflict, "key range stayed contended through retries");
+  return Status(StatusCode::kConflict, "the keys read kept changing through retries");
 }
 
 }  // namespace kv::storage::detail

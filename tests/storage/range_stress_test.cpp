@@ -812,7 +812,7 @@ TEST(RangeStressSnapshot, HotKeyVisibleToEverySnapshotWhilePruned) {
     go.arrive_and_wait();
     for (long i = written.fetch_add(1); i < kWrites; i = written.fetch_add(1)) {
       auto p = e.put("hot", std::to_string(i));
-      if (!p.ok() && p.code() != StatusCode::kConflict) ++unexpected;
+      if (!p.ok()) ++unexpected;  // a one-shot put never answers CONFLICT ("Contention")
     }
     writers_left.fetch_sub(1);
   };
@@ -878,8 +878,8 @@ TEST(RangeStressRemoval, PutsRacingNodeRemovalAreNeverLost) {
     for (long i = 0; i < kPuts; ++i) {
       const std::string v = cat("v", i);
       auto p = e.put("rm", v);
-      if (!p.ok()) {
-        if (p.code() != StatusCode::kConflict) ++unexpected;
+      if (!p.ok()) {  // a one-shot put never answers CONFLICT ("Contention")
+        ++unexpected;
         continue;
       }
       auto r = e.scan("rm", std::string("rm\0", 3));
@@ -1025,10 +1025,12 @@ TEST(RangeStressSnapshot, ScansRepeatWhileWritersAndGcRun) {
         continue;
       }
       const std::string k = cat("rr/", 10 + static_cast<long long>(rng() % kKeys));
-      const Status st = rng() % 4 == 0 ? e.del(k).status() : e.put(k, cat("v", writes++)).status();
-      // A one-shot write returns CONFLICT if its key stays locked through all its retries
-      // (the other writer was descheduled while committing it): allowed, not an error.
-      if (!st.ok() && st.code() != StatusCode::kConflict) ++unexpected;
+      const bool del = rng() % 4 == 0;
+      const Status st = del ? e.del(k).status() : e.put(k, cat("v", writes++)).status();
+      // A one-shot put waits for a busy lock and reads nothing: it never answers CONFLICT
+      // (docs/STORAGE.md, "Contention"). A delete reads its key, and may, in principle, lose
+      // its validation through all its retries: allowed, not an error.
+      if (!st.ok() && (!del || st.code() != StatusCode::kConflict)) ++unexpected;
     }
   };
   using Snap = std::vector<std::tuple<std::string, std::string, Revision, std::int64_t>>;

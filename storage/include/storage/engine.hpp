@@ -20,8 +20,10 @@
 //         later commits. Read-only transactions never abort.
 //       - kSnapshot: snapshot isolation, first committer wins on written keys; write skew is
 //         allowed.
-//     Conflicts are detected without waiting (no-wait commit locks): a transaction that
-//     would have to wait gets CONFLICT instead and should be retried from `begin`.
+//     Conflicts are detected at commit: a transaction that meets another committer's lock
+//     gets CONFLICT (after waiting at most 10 ms for it to be released) and should be retried
+//     from `begin`; a retried transaction that keeps losing to one-shot writers of its keys
+//     gets a window in which they wait (Options::contention_hold_off).
 //
 // THREAD SAFETY
 // -------------
@@ -233,6 +235,11 @@ struct Options {
   // committed changes kept in memory for watchers. 0: no in-memory history (watchers are
   // served from the WAL when durable, else get `compacted`).
   std::size_t watch_history_bytes = std::size_t{64} << 20;
+  // Fairness under write contention (docs/STORAGE.md, "Contention"): after 2 conflict
+  // aborts in a row of commits writing a key, fresh one-shot writes of that key wait for a
+  // window of this length, doubled with every further abort (at most 512 times it), so a
+  // retried transaction gets to commit. 0: no windows.
+  std::chrono::microseconds contention_hold_off{100};
 };
 
 // Response budgets. A read that returns key-values can be given a budget in bytes (the room
@@ -361,6 +368,10 @@ struct EngineStats {
   std::uint64_t leases = 0;           // leases alive (granted, not yet revoked or expired)
   std::uint64_t leases_expired = 0;   // leases ended by expiry since the engine started
   std::uint64_t leases_revoked = 0;   // leases ended by lease_revoke since the engine started
+  // Contention (docs/STORAGE.md, section 3): commits that waited for a busy commit lock,
+  // and one-shot writes that waited for a hold-off window.
+  std::uint64_t commit_lock_waits = 0;
+  std::uint64_t one_shot_hold_offs = 0;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -474,8 +485,10 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // One-shot operations. Each runs atomically at one revision. Writers that meet a
-  // concurrent committer retry internally (they never return CONFLICT unless a key stays
-  // contended through many retries).
+  // concurrent committer wait for it: a put (without prev_kv), and a txn without compares
+  // or reads, never return CONFLICT. A write that reads (del, prev_kv, compares) retries
+  // internally when what it read changed, and returns CONFLICT only if that happens on
+  // every one of many retries.
   [[nodiscard]] Result<KeyValue> get(std::string_view key);
   [[nodiscard]] Result<ScanResult> scan(std::string_view start, std::string_view end,
                                         const ScanOptions& opts = {});
