@@ -20,6 +20,7 @@
 #
 #   bench/scripts/memory-per-key.sh                 # 1 M and 10 M keys (10 M needs ~5 GB)
 #   KEYS=1000000 bench/scripts/memory-per-key.sh    # 1 M only
+#   KOVAN_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ...  # Kovan on another malloc
 #
 # Traffic stays on 127.0.0.1; the servers are stopped by PID.
 set -euo pipefail
@@ -48,6 +49,7 @@ PIPELINE=${PIPELINE:-16}
 SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-300}
 STABLE_POLLS=${STABLE_POLLS:-4}
 LOAD_TIMEOUT=${LOAD_TIMEOUT:-3600}
+KOVAN_PRELOAD=${KOVAN_PRELOAD:-}  # a malloc library to run kovan-server with (LD_PRELOAD)
 OUT=${OUT:-$(mktemp -d /tmp/memory-per-key.XXXXXX)}
 mkdir -p "$OUT"
 
@@ -99,6 +101,7 @@ RESULTS=$OUT/memory.csv
 echo "keys,phase,server,rss_kb,hwm_kb,empty_rss_kb,used_memory,empty_used_memory" >"$RESULTS"
 echo "machine: $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $($REDIS_SERVER --version | cut -d' ' -f1-3)"
 echo "records: 16 B keys, $VALUE_SIZE B values; loader: kovan-bench, $CONNECTIONS connections, pipeline $PIPELINE; results in $OUT"
+[[ -z $KOVAN_PRELOAD ]] || echo "kovan-server runs with LD_PRELOAD=$KOVAN_PRELOAD"
 
 for n in $KEYS; do
   REDIS_PORT=$(free_port)
@@ -106,7 +109,8 @@ for n in $KEYS; do
     >"$OUT/redis-$n.log" 2>&1 &
   REDIS_PID=$!
   pids+=("$REDIS_PID")
-  "$KOVAN_SERVER" --listen 127.0.0.1:0 --threads 1 >"$OUT/kovan-$n.log" 2>&1 &
+  env ${KOVAN_PRELOAD:+LD_PRELOAD=$KOVAN_PRELOAD} "$KOVAN_SERVER" --listen 127.0.0.1:0 --threads 1 \
+    >"$OUT/kovan-$n.log" 2>&1 &
   KOVAN_PID=$!
   pids+=("$KOVAN_PID")
   KOVAN_PORT=""

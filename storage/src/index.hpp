@@ -107,7 +107,6 @@
 #include <functional>
 #include <memory>
 #include <new>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -127,11 +126,12 @@ namespace kv::storage::detail {
 // from its 208-byte class (before: a 120-byte Version plus a separate 101-byte std::string
 // buffer, 128 + 112 bytes of chunks). docs/BENCHMARKS.md, "Memory per key".
 struct Version final : kovan::Node {
-  // Allocates and constructs a version holding a copy of `val`. Throws std::bad_alloc (and
-  // std::length_error for a value of 4 GiB or more); nothing is allocated then.
+  // Allocates and constructs a version holding a copy of `val`. Throws std::bad_alloc when
+  // out of memory or for a value of 4 GiB or more (its length has 32 bits): a commit treats
+  // both alike, nothing applied (commit.cpp, E7). Nothing stays allocated then.
   static Version* make(Revision ts, Revision create, std::int64_t ver, bool tomb,
                        std::string_view val) {
-    if (val.size() > UINT32_MAX) throw std::length_error("kovan: value of 4 GiB or more");
+    if (val.size() > UINT32_MAX) throw std::bad_alloc();
     return new (val.size()) Version(ts, create, ver, tomb, val);
   }
   static void operator delete(void* p) noexcept { ::operator delete(p); }
