@@ -120,7 +120,7 @@ std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
     e.key = entry.first;
     e.is_delete = v->tombstone;
     if (!v->tombstone) {
-      e.value = v->value;
+      e.value = v->value();
       e.create_revision = v->create_rev;
       e.version = v->version;
       e.lease = v->lease;
@@ -130,7 +130,7 @@ std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
     const Version* old = n->head.load(g);
     if (old != nullptr && !old->tombstone) {
       e.has_prev = true;
-      e.prev_value = old->value;
+      e.prev_value = old->value();
       e.prev_create_revision = old->create_rev;
       e.prev_mod_revision = old->commit_ts;
       e.prev_version = old->version;
@@ -185,7 +185,7 @@ void EngineImpl::refill_changes(std::string_view payload) {
       const Version* old = n->head.load(g);
       if (old != nullptr && !old->tombstone) {
         e.has_prev = true;
-        e.prev_value = old->value;
+        e.prev_value = old->value();
         e.prev_create_revision = old->create_rev;
         e.prev_mod_revision = old->commit_ts;
         e.prev_version = old->version;

@@ -66,7 +66,7 @@ Result<Revision> EngineImpl::snapshot_to(const std::function<bool(std::string_vi
         payload.clear();
         put_u8(payload, v->lease != 0 ? kRecEntryLease : kRecEntry);
         put_bytes(payload, n->key);
-        put_bytes(payload, v->value);
+        put_bytes(payload, v->value());
         put_u64(payload, v->create_rev);
         put_u64(payload, v->commit_ts);
         put_u64(payload, static_cast<std::uint64_t>(v->version));

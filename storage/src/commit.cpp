@@ -180,7 +180,7 @@ std::string encode_commit(
     } else {
       put_u8(payload, v->lease != 0 ? kOpPutLease : kOpPut);
       put_bytes(payload, key);
-      put_bytes(payload, v->value);
+      put_bytes(payload, v->value());
       put_u64(payload, v->create_rev);
       put_u64(payload, static_cast<std::uint64_t>(v->version));
       if (v->lease != 0) put_u64(payload, v->lease);
@@ -235,10 +235,11 @@ std::unique_ptr<Version> EngineImpl::make_version(const KeyNode* n,
   const bool old_live = old != nullptr && !old->tombstone;
   if (!value && !old_live) return nullptr;  // deleting an absent key writes nothing
   fault_point(AllocationFaults::Site::kVersion);
-  if (!value) return std::make_unique<Version>(ts, 0, 0, true, std::string_view());
+  if (!value) return std::unique_ptr<Version>(Version::make(ts, 0, 0, true, std::string_view()));
   if (old_live)
-    return std::make_unique<Version>(ts, old->create_rev, old->version + 1, false, *value, lease);
-  return std::make_unique<Version>(ts, ts, 1, false, *value, lease);
+    return std::unique_ptr<Version>(
+        Version::make(ts, old->create_rev, old->version + 1, false, *value, lease));
+  return std::unique_ptr<Version>(Version::make(ts, ts, 1, false, *value, lease));
 }
 
 void EngineImpl::publish(KeyNode* n, Version* v, const kovan::Guard& g) noexcept {

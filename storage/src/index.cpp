@@ -135,7 +135,7 @@ retry:
 }
 
 KeyNode* SkipList::hash_find(std::string_view key, const kovan::Guard& g) const noexcept {
-  const std::uint64_t h = std::hash<std::string_view>{}(key);
+  const std::uint32_t h = KeyNode::hash_of(key);
   // acquire (kovan load): pairs with the release store that published the table (I8e).
   const Table* t = table_.load(g);
   Bucket* b = &t->at(h);

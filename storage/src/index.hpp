@@ -116,27 +116,59 @@
 
 namespace kv::storage::detail {
 
-// One committed version of one key.
+// One committed version of one key, in one allocation: the fields below, then the value's
+// bytes (Version::make copies them once, straight from the caller's buffer). Created with
+// make(), freed with delete (kovan::retire, std::unique_ptr, or directly when no other thread
+// can reach it): the class's operator delete frees the whole block.
+//
+// Layout (x86-64): the 48-byte kovan header, four 8-byte words, the 4-byte value length and
+// the tombstone flag: sizeof 88; with a 100-byte value one 188-byte block, which glibc serves
+// from its 208-byte class (before: a 120-byte Version plus a separate 101-byte std::string
+// buffer, 128 + 112 bytes of chunks). docs/BENCHMARKS.md, "Memory per key".
 struct Version final : kovan::Node {
+  // Allocates and constructs a version holding a copy of `val`. Throws std::bad_alloc when
+  // out of memory or for a value of 4 GiB or more (its length has 32 bits): a commit treats
+  // both alike, nothing applied (commit.cpp, E7). Nothing stays allocated then.
+  static Version* make(Revision ts, Revision create, std::int64_t ver, bool tomb,
+                       std::string_view val, std::uint64_t lease_id = 0) {
+    if (val.size() > UINT32_MAX) throw std::bad_alloc();
+    return new (val.size()) Version(ts, create, ver, tomb, val, lease_id);
+  }
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
+  static void operator delete(void* p, std::size_t /*value_bytes*/) noexcept {
+    ::operator delete(p);  // the placement form: a constructor threw (it cannot; kept paired)
+  }
+
+  const Revision commit_ts;
+  const Revision create_rev;    // 0 for a tombstone
+  const std::int64_t version;   // 0 for a tombstone
+  // The lease the key is attached to (0: none; always 0 for a tombstone).
+  const std::uint64_t lease;
+  kovan::Atomic<Version> next;  // the next older version (or null)
+  const std::uint32_t value_size;
+  const bool tombstone;
+
+  // The value's bytes, right after the fields (immutable, as the fields: I5).
+  std::string_view value() const noexcept {
+    return {reinterpret_cast<const char*>(this) + sizeof(Version), value_size};
+  }
+  std::size_t footprint() const noexcept { return sizeof(Version) + value_size; }
+
+ private:
+  static void* operator new(std::size_t size, std::size_t value_bytes) {
+    return ::operator new(size + value_bytes);
+  }
   Version(Revision ts, Revision create, std::int64_t ver, bool tomb, std::string_view val,
-          std::uint64_t lease_id = 0)
+          std::uint64_t lease_id)
       : commit_ts(ts),
         create_rev(create),
         version(ver),
         lease(lease_id),
-        tombstone(tomb),
-        value(val) {}
-
-  const Revision commit_ts;
-  const Revision create_rev;   // 0 for a tombstone
-  const std::int64_t version;  // 0 for a tombstone
-  const std::uint64_t
-      lease;  // the lease the key is attached to (0: none; always 0 for a tombstone)
-  const bool tombstone;
-  const std::string value;
-  kovan::Atomic<Version> next;  // the next older version (or null)
-
-  std::size_t footprint() const noexcept { return sizeof(Version) + value.size(); }
+        value_size(static_cast<std::uint32_t>(val.size())),
+        tombstone(tomb) {
+    if (!val.empty())
+      std::memcpy(reinterpret_cast<char*>(this) + sizeof(Version), val.data(), val.size());
+  }
 };
 
 // A key in the index. Allocated with its tower of `height` links right after it; created
@@ -180,22 +212,34 @@ class KeyNode final : public kovan::Node {
 
   // The key's bytes live in the same allocation, after the tower: a comparison while
   // searching touches the node's own memory, not a separate string buffer.
+  //
+  // Layout (x86-64): the 48-byte kovan header, the key's view, three 8-byte words, then the
+  // 32-bit hash, the height and the three flags in one more word: sizeof 96 (before: 112).
+  // With its tower and a 16-byte key, a node of height 1 or 2 (15 of 16 nodes) is one
+  // 120- or 128-byte block (glibc's 128- and 144-byte classes; before 144 and 160).
   const std::string_view key;
-  const int height;
-  // Point-lookup hash chain (SkipList's hash table, I6). `hash` is the key's hash.
-  const std::uint64_t hash;
+  // Point-lookup hash chain (SkipList's hash table, I7).
   kovan::Atomic<KeyNode> hash_next;
-  kovan::Atomic<Version> head;            // newest installed version (or null)
-  std::atomic<std::uint64_t> owner{0};    // commit lock: 0 free, else the owner's id
+  kovan::Atomic<Version> head;          // newest installed version (or null)
+  std::atomic<std::uint64_t> owner{0};  // commit lock: 0 free, else the owner's id
+  // hash_of(key): the low 32 bits of the key's hash. The table (I8) uses bit log2(buckets)
+  // when it splits a bucket, so it spreads keys up to 2^32 buckets (8 G keys at kMaxLoad 2);
+  // past that a split keeps every node in its lower half, which only lengthens chains.
+  const std::uint32_t hash;
+  const std::uint8_t height;              // links in the tower, 1..kMaxHeight
   std::atomic<bool> marked{false};        // logically removed (I3)
   std::atomic<bool> fully_linked{false};  // linked at every level (I2)
+
+  static std::uint32_t hash_of(std::string_view k) noexcept {
+    return static_cast<std::uint32_t>(std::hash<std::string_view>{}(k));
+  }
 
  private:
   static void* operator new(std::size_t size, int height, std::size_t key_bytes) {
     return ::operator new(size + static_cast<std::size_t>(height) * sizeof(Link) + key_bytes);
   }
   KeyNode(std::string_view k, int h)
-      : key(copy_key(k, h)), height(h), hash(std::hash<std::string_view>{}(k)) {
+      : key(copy_key(k, h)), hash(hash_of(k)), height(static_cast<std::uint8_t>(h)) {
     for (int i = 0; i < h; ++i) ::new (tower() + i) Link();
   }
   // Copies the key's bytes behind the tower of height h and returns a view of them.
@@ -216,6 +260,7 @@ class KeyNode final : public kovan::Node {
   std::atomic<bool> link_lock_{false};
 };
 static_assert(sizeof(KeyNode) % alignof(KeyNode::Link) == 0);
+static_assert(KeyNode::kMaxHeight <= UINT8_MAX);
 
 // Concurrent skip list of KeyNodes. Every call that returns or takes a KeyNode* takes the
 // caller's guard; the pointer is valid while that guard lives. Reads are lock-free (a read

@@ -21,14 +21,14 @@ namespace kv::storage::detail {
 
 namespace {
 
-void copy_value(std::string& to, const std::string& from) {
-  to = from;
+void copy_value(std::string& to, std::string_view from) {
+  to.assign(from);
   tl_value_bytes_copied += from.size();
 }
 
 void fill(KeyValue* kv, std::string_view key, const Version* v, bool with_value) {
   kv->key.assign(key);
-  if (with_value) copy_value(kv->value, v->value);
+  if (with_value) copy_value(kv->value, v->value());
   kv->create_revision = v->create_rev;
   kv->mod_revision = v->commit_ts;
   kv->version = v->version;
@@ -68,7 +68,7 @@ Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key, std::siz
   if (n == nullptr) return Status(StatusCode::kNotFound, "");
   const Version* v = visible_at(n, t.start_ts, g);
   if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
-  if (over(v->value.size())) return budget_exceeded(budget, "reading one key");
+  if (over(v->value_size)) return budget_exceeded(budget, "reading one key");
   KeyValue kv;
   fill(&kv, key, v, true);
   return kv;
@@ -152,7 +152,7 @@ Result<ScanResult> EngineImpl::txn_scan(TxnState& t, std::string_view start, std
       return;
     }
     const std::size_t value_bytes =
-        opts.keys_only ? 0 : (own != nullptr ? (*own)->size() : v->value.size());
+        opts.keys_only ? 0 : (own != nullptr ? (*own)->size() : v->value_size);
     const std::size_t cost = response_cost(key.size(), value_bytes);
     if (budget != kNoBudget && out.bytes + cost > budget) {
       out.more = true;

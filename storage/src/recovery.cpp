@@ -136,7 +136,7 @@ void EngineImpl::recover_put(std::string_view key, std::string_view value, Revis
   kovan::Guard g = kovan::pin();
   bool inserted = false;
   KeyNode* n = index_.find_or_insert(key, g, &inserted);
-  Version* v = new Version(mod_rev, create_rev, version, false, value, lease);
+  Version* v = Version::make(mod_rev, create_rev, version, false, value, lease);
   Version* old = n->head.load(g);
   // release: as publish() (no reader exists yet; kept for uniformity).
   n->head.store(v, std::memory_order_release);
