@@ -396,6 +396,65 @@ TEST_F(AuthServer, PausedTenantResumesAfterRefillAndLosesNothing) {
       10s));
 }
 
+// A rate pause is the server's doing: it counts neither against --frame-timeout (complete
+// frames wait in the buffer) nor against --idle-timeout, even when it lasts longer than both.
+TEST_F(AuthServer, RatePauseCountsAgainstNeitherFrameNorIdleTimeout) {
+  start("slow readwrite " + test_hash("s") + " rps=1 burst=1\n",
+        {"--frame-timeout", "300ms", "--idle-timeout", "700ms"}, "1");
+  auto slow = login("slow", "s");
+  const auto sent = std::chrono::steady_clock::now();
+  ASSERT_TRUE(slow->send_all({ping(1), ping(2), ping(3)}));
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    const auto r = slow->recv(20s);
+    ASSERT_TRUE(r.has_value()) << id;
+    EXPECT_EQ(r->id(), id);
+    EXPECT_EQ(r->status().code(), pb::Status::OK) << r->status().message();
+  }
+  // One token at once, then one per second: the pauses were longer than both timeouts.
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, 1800ms);
+}
+
+// One pass over a connection dispatches a bounded number of frames: thousands of requests
+// buffered on one tenant's connection do not keep its worker from another tenant's request
+// that became ready at the same time. The only worker is stalled (FAULT) while both
+// connections' requests arrive, so both are waiting when it resumes; the STATS answer
+// tells how many of the pipelined requests went first.
+TEST_F(AuthServer, DeepPipelineTakesOneShareOfItsWorker) {
+  start("noisy readwrite " + test_hash("n") + "\nadmin admin " + test_hash("admin-pw") + "\n",
+        {"--enable-fault-injection"}, "1");
+  auto noisy = login("noisy", "n");
+  auto admin = login("admin", "admin-pw");
+  auto staller = login("admin", "admin-pw");
+  constexpr std::uint64_t kPipelined = 5000;
+  std::vector<pb::Request> pings;
+  for (std::uint64_t i = 0; i < kPipelined; ++i) pings.push_back(ping(10 + i));
+  // Warm-up: the noisy connection's receive buffer grows to the read window.
+  ASSERT_TRUE(noisy->send_all(pings));
+  for (std::uint64_t i = 0; i < kPipelined; ++i) ASSERT_TRUE(noisy->recv(20s).has_value()) << i;
+
+  const auto before = admin->call(stats(2));
+  ASSERT_EQ(before.status().code(), pb::Status::OK);
+  ASSERT_TRUE(staller->send(fault(3, 3000)));
+  ASSERT_TRUE(server_->wait_for_log("fault injection: stalling")) << server_->output();
+  ASSERT_TRUE(noisy->send_all(pings));
+  ASSERT_TRUE(admin->send(stats(4)));
+  const auto after = admin->recv(20s);
+  ASSERT_TRUE(after.has_value());
+  ASSERT_EQ(after->status().code(), pb::Status::OK);
+  // Between the two STATS: the first STATS, the FAULT, and the pipelined pings dispatched
+  // before this STATS: a few passes' worth, not the whole buffer.
+  const std::uint64_t went_first =
+      after->stats().requests_total() - before.stats().requests_total();
+  EXPECT_LT(went_first, 1000u) << "requests dispatched before the STATS";
+  std::printf("requests dispatched before the STATS: %llu\n",
+              static_cast<unsigned long long>(went_first));
+  for (std::uint64_t i = 0; i < kPipelined; ++i) {
+    const auto r = noisy->recv(20s);
+    ASSERT_TRUE(r.has_value()) << i;
+    ASSERT_EQ(r->id(), 10 + i);
+  }
+}
+
 TEST_F(AuthServer, SighupReloadAddsAndRemovesUsers) {
   start("alice readwrite " + test_hash("a") + "\n");
   auto alice = login("alice", "a");
