@@ -569,7 +569,8 @@ void Session::arm_timer() {
   Clock::time_point at = linger_deadline_;
   const auto idle = server_.config.idle_timeout;
   if (!lingering_) {
-    if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
+    // Not while rate-paused: the pause is ours, and the idle clock restarts when it ends.
+    if (idle.count() > 0 && !rate_paused_) at = std::min(at, last_activity_ + idle);
     if (!read_paused_) at = std::min(at, frame_deadline_);
     if (input_waiting_) at = std::min(at, input_retry_at_);
     if (!held_.empty()) at = std::min(at, held_until_);
