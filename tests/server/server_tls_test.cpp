@@ -573,7 +573,7 @@ namespace {
 TEST_F(TlsTest, ClientCertificateCnLogsTheConnectionInAsTheUserItNames) {
   const fs::path users = temp_path("tls-cert-login.users");
   std::ofstream(users) << "alice readwrite " << server::hash_password("alice-pw", 1000)
-                       << " prefix=a/\n"
+                       << " prefix=a/ max_connections=2\n"
                        << "reader read " << server::hash_password("reader-pw", 1000) << "\n";
   auto server = start_server(
       {"--tls-ca", pki_->pem("ca"), "--tls-client-cert-login", "--users", users.string()},
@@ -625,6 +625,14 @@ TEST_F(TlsTest, ClientCertificateCnLogsTheConnectionInAsTheUserItNames) {
   ASSERT_TRUE(got.ok()) << got.status().to_string();
   // Nothing the unauthenticated or read-only connections sent was applied.
   EXPECT_EQ(alice.value()->get("a/3").code(), client::Code::kNotFound);
+
+  // alice's two connections (certificate, password) use her max_connections of 2: a third
+  // certificate login is refused, the connection stays unauthenticated.
+  auto third = client::Client::connect(address(port), with_cert("alice"));
+  ASSERT_TRUE(third.ok()) << third.status().to_string();
+  EXPECT_EQ(third.value()->get("a/1").code(), client::Code::kUnauthenticated);
+  EXPECT_TRUE(server->wait_for_log("has its max_connections of 2 open already"))
+      << server->output();
   std::error_code ignored;
   fs::remove(users, ignored);
 }
