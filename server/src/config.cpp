@@ -257,7 +257,7 @@ std::string ServerConfig::describe() const {
         : tls_ca.empty()          ? "on"
         : tls_require_client_cert ? "mutual"
                                   : "on+client-certs")
-    << " metrics-tls="
+    << (tls_client_cert_login ? "+cert-login" : "") << " metrics-tls="
     << (metrics_tls_cert.empty() ? "off"
         : metrics_tls_ca.empty() ? "on"
                                  : "mutual")
@@ -448,6 +448,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->type_name("FILE");
   app.add_flag("--tls-require-client-cert", c.tls_require_client_cert,
                "Refuse TLS clients without a certificate signed by --tls-ca (mutual TLS)");
+  app.add_flag("--tls-client-cert-login", c.tls_client_cert_login,
+               "A client certificate verified against --tls-ca whose CN names a user of --users "
+               "authenticates its connection as that user (no AUTHENTICATE needed)");
   app.add_option("--metrics-tls-cert", c.metrics_tls_cert,
                  "PEM certificate (chain) of the metrics listener; with --metrics-tls-key it "
                  "speaks HTTPS only")
@@ -582,6 +585,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   if (c.tls_cert.empty() && !c.tls_ca.empty()) problem = "--tls-ca needs --tls-cert and --tls-key";
   if (c.tls_require_client_cert && c.tls_ca.empty())
     problem = "--tls-require-client-cert needs --tls-ca (the CA that signs client certificates)";
+  if (c.tls_client_cert_login && (c.tls_ca.empty() || c.users_file.empty()))
+    problem =
+        "--tls-client-cert-login needs --tls-ca (the CA that signs client certificates) and "
+        "--users (the users the certificates name)";
   if (c.metrics_tls_cert.empty() != c.metrics_tls_key.empty())
     problem = "--metrics-tls-cert and --metrics-tls-key must be given together";
   if (c.metrics_tls_cert.empty() && !c.metrics_tls_ca.empty())

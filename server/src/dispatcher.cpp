@@ -614,8 +614,7 @@ bool stores_bytes(const pb::Request& request) noexcept {
 
 }  // namespace
 
-bool Dispatcher::admit(const pb::Request& request, ConnectionTxns& txns,
-                       pb::Response& response) const {
+void Dispatcher::refresh_user(ConnectionTxns& txns) const {
   ConnectionAuth& a = txns.auth();
   // A reload changed or removed this user: take its current settings.
   if (a.tenant && a.tenant->version() != a.version) {
@@ -627,6 +626,49 @@ bool Dispatcher::admit(const pb::Request& request, ConnectionTxns& txns,
       txns.logout();
     }
   }
+}
+
+std::chrono::milliseconds Dispatcher::take_rate_token(ConnectionTxns& txns) const {
+  if (!users_) return std::chrono::milliseconds(0);
+  refresh_user(txns);
+  const ConnectionAuth& a = txns.auth();
+  if (!a.tenant || a.user->quota.rps == 0) return std::chrono::milliseconds(0);
+  std::chrono::milliseconds wait{0};
+  if (a.tenant->take_token(a.user->quota.rps, a.user->quota.burst, std::chrono::steady_clock::now(),
+                           wait)) {
+    return std::chrono::milliseconds(0);
+  }
+  count(counters_, &ServerCounters::quota_rate_pauses);
+  return wait;
+}
+
+bool Dispatcher::login_by_certificate(ConnectionTxns& txns) const {
+  if (!users_ || txns.tls_client_cn.empty()) return false;
+  std::shared_ptr<Tenant> tenant = users_->find(txns.tls_client_cn);
+  std::shared_ptr<const UserEntry> user = tenant ? tenant->settings() : nullptr;
+  if (!user) {
+    spdlog::info("connection {}: client certificate CN '{}' names no user; not authenticated",
+                 txns.peer(), printable(txns.tls_client_cn));
+    return false;
+  }
+  if (!tenant->acquire_connection(user->quota.max_connections)) {
+    count(counters_, &ServerCounters::quota_refusals);
+    spdlog::info(
+        "connection {}: client certificate names user '{}', which has its max_connections "
+        "of {} open already; not authenticated",
+        txns.peer(), user->name, user->quota.max_connections);
+    return false;
+  }
+  txns.login(std::move(tenant), user);
+  spdlog::debug("user '{}' authenticated from {} by its client certificate", user->name,
+                txns.peer());
+  return true;
+}
+
+bool Dispatcher::admit(const pb::Request& request, ConnectionTxns& txns,
+                       pb::Response& response) const {
+  refresh_user(txns);
+  ConnectionAuth& a = txns.auth();
   if (!a.tenant) {
     // Liveness probes need no user (authenticated pings count against the user's rate).
     if (request.op_case() == pb::Request::kPing) return true;
@@ -639,16 +681,9 @@ bool Dispatcher::admit(const pb::Request& request, ConnectionTxns& txns,
     error(request.id(), pb::Status::PERMISSION_DENIED, why, response);
     return false;
   }
-  std::chrono::milliseconds retry{0};
-  if (!a.tenant->take_token(u.quota.rps, u.quota.burst, std::chrono::steady_clock::now(), retry)) {
-    count(counters_, &ServerCounters::quota_refusals);
-    error(request.id(), pb::Status::RESOURCE_EXHAUSTED,
-          "user '" + u.name + "' is over its rate of " + std::to_string(u.quota.rps) +
-              " requests/s; retry after " + std::to_string(retry.count()) + " ms",
-          response);
-    response.mutable_status()->set_retry_after_ms(static_cast<std::uint32_t>(retry.count()));
-    return false;
-  }
+  // The requests-per-second quota is not checked here: the session takes the token before
+  // it dispatches a request and holds the request while the bucket is empty
+  // (take_rate_token), so no request is refused for its rate.
   if (a.tenant->bytes_over(u.quota.max_bytes) && stores_bytes(request)) {
     count(counters_, &ServerCounters::quota_refusals);
     error(request.id(), pb::Status::RESOURCE_EXHAUSTED,

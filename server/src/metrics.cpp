@@ -260,8 +260,11 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
   help(out, "kv_auth_failures_total", "counter", "AUTHENTICATE requests that failed.");
   line(out, "kv_auth_failures_total", nullptr, relaxed(counters.auth_failures));
   help(out, "kv_quota_refusals_total", "counter",
-       "Requests refused by a per-user quota (connections, transactions, bytes, rate).");
+       "Requests refused by a per-user quota (connections, transactions, bytes).");
   line(out, "kv_quota_refusals_total", nullptr, relaxed(counters.quota_refusals));
+  help(out, "kv_quota_rate_pauses_total", "counter",
+       "Times a connection stopped being read because its user was over its rate quota.");
+  line(out, "kv_quota_rate_pauses_total", nullptr, relaxed(counters.quota_rate_pauses));
   help(out, "kv_metrics_unauthorized_total", "counter",
        "Scrapes refused for a missing or wrong bearer token (--metrics-token-file).");
   line(out, "kv_metrics_unauthorized_total", nullptr, relaxed(counters.metrics_unauthorized));

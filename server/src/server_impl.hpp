@@ -147,6 +147,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void append_response(proto::pb::Response& response);
   // In worker_.watch_sessions iff it holds watches.
   void sync_watch_registration();
+  // Rate quota: the user is over its requests per second; hold `payload` (the next
+  // request) and stop reading for `wait` (at least kMinRatePause).
+  void pause_for_rate(std::string_view payload, std::chrono::milliseconds wait);
+  void resume_after_rate();  // the pause is over: process the held request, read again
+  void yield_pass();         // this pass used its frame budget: go on after other handlers
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -177,6 +182,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // A request runs on a commit thread: no frame is processed, nothing read, and txns_ is
   // touched only by that thread until on_committed runs here (the asio posts order it).
   bool in_flight_ = false;
+  // Rate quota (docs/SECURITY.md, "Tenants"): while rate_paused_, nothing is read or
+  // processed until rate_resume_at_, and rate_frame_ is the request that waits for a token
+  // (a view into reader_'s buffer, which stays valid because nothing is read into it and
+  // it is not shrunk while the view is set).
+  std::optional<std::string_view> rate_frame_;
+  Clock::time_point rate_resume_at_ = Clock::time_point::max();
   std::size_t input_accounted_ = 0;   // reader_ capacity counted in the server total
   std::size_t output_accounted_ = 0;  // backlog() counted in the server total
   std::string peer_;                  // for debug logs
@@ -185,6 +196,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool reading_ = false;
   bool writing_ = false;
   bool read_paused_ = false;        // backpressure: output backlog over the limit
+  bool rate_paused_ = false;        // the user is over its rate: see rate_frame_
+  bool yielding_ = false;           // a pass used its frame budget; a posted handler goes on
   bool input_waiting_ = false;      // the receive buffer must grow; the budget is spent
   bool close_after_write_ = false;  // stream no longer framed / refusal / idle notice sent
   bool lingering_ = false;          // send side shut; draining input until EOF or deadline

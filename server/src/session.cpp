@@ -25,7 +25,18 @@
 // connection is closed and its slot freed. After it, the session runs as on plain TCP,
 // through the TLS stream: the same buffers, budgets, backpressure, linger and drain. Closing
 // does not send a TLS close_notify (the response framing tells a client whether it got
-// everything; the clients treat an EOF without close_notify as a normal close).
+// everything; the clients treat an EOF without close_notify as a normal close). With
+// --tls-client-cert-login, a verified client certificate whose CN names a user logs the
+// connection in as that user right after the handshake (Dispatcher::login_by_certificate).
+//
+// Fairness (docs/SECURITY.md, "Tenants"): a user over its requests-per-second quota is
+// not answered with refusals but slowed down: the request that found the bucket empty is
+// held (not dispatched, not refused) and the connection is neither read nor processed
+// until the bucket holds a token again (at least kMinRatePause), so the client's unread
+// requests back up into its socket buffers and its sends block. And one pass over a
+// connection's buffered frames dispatches at most kMaxFramesPerPass of them; the rest wait
+// for a handler posted behind the other connections' ready handlers, so a connection with
+// a deep pipeline takes one share of its worker, not all of it.
 #include <spdlog/spdlog.h>
 
 #include "server_impl.hpp"
@@ -46,6 +57,11 @@ constexpr std::size_t kArenaResetBytes = 512 * 1024;
 constexpr std::size_t kKeepOutputCapacity = 1 << 20;
 // How often a connection waiting for the input budget tries again.
 constexpr auto kInputRetry = std::chrono::milliseconds(50);
+// Shortest rate-quota pause: one wake-up per paused connection per this period at most,
+// whatever the rate (a connection woken per token would cost as much as a refusal).
+constexpr auto kMinRatePause = std::chrono::milliseconds(5);
+// Frames one pass over a connection's buffer dispatches before it lets others run.
+constexpr int kMaxFramesPerPass = 32;
 
 // The peer closed: TCP EOF, or over TLS an EOF without close_notify.
 bool is_eof(const std::error_code& ec) {
@@ -187,6 +203,9 @@ void Session::on_handshake(const std::error_code& ec) {
   frame_deadline_ = Clock::time_point::max();
   last_activity_ = Clock::now();
   txns_.tls_client_cn = verified_peer_common_name(tls_->native_handle());
+  if (counted_ && server_.config.tls_client_cert_login) {
+    server_.dispatcher.login_by_certificate(txns_);
+  }
   // Read back from the connection's context, which is what the dispatcher sees.
   spdlog::debug("connection {}: TLS established ({}), client certificate CN '{}'", peer_,
                 describe_tls_session(tls_->native_handle()), txns_.tls_client_cn);
@@ -257,8 +276,8 @@ void Session::close_after_flush() {
 // ---------------------------------------------------------------------------------------
 
 void Session::do_read() {
-  if (closed_ || reading_ || read_paused_ || input_waiting_ || close_after_write_ ||
-      !held_.empty() || in_flight_) {
+  if (closed_ || reading_ || read_paused_ || rate_paused_ || yielding_ || input_waiting_ ||
+      close_after_write_ || !held_.empty() || in_flight_) {
     return;
   }
   // Growth of the receive buffer is reserved in the input budget before it happens.
@@ -319,7 +338,9 @@ void Session::process() {
   google::protobuf::Arena& arena = *worker_.arena;
   const std::size_t max_output = server_.config.max_output_bytes;
   std::size_t since_reset = 0;
-  while (!closed_ && !close_after_write_ && held_.empty() && !in_flight_) {
+  int frames = 0;
+  while (!closed_ && !close_after_write_ && held_.empty() && !rate_paused_ && !yielding_ &&
+         !in_flight_) {
     const std::size_t pending = backlog();
     if (pending >= max_output) {
       read_paused_ = true;
@@ -331,23 +352,41 @@ void Session::process() {
       read_paused_ = true;
       break;
     }
-    const proto::FrameResult f = reader_.next();
-    if (f.status == proto::FrameStatus::kNeedMore) break;
-    if (f.status == proto::FrameStatus::kOversized) {
-      server_.counters.frames_oversized.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("connection {}: frame of {} bytes over --max-frame-bytes; closing", peer_,
-                    f.length);
-      worker_.metrics.record(OpKind::kInvalid, pb::Status::RESOURCE_EXHAUSTED,
-                             std::chrono::nanoseconds(0));
-      notice(pb::Status::RESOURCE_EXHAUSTED,
-             "frame length " + std::to_string(f.length) + " exceeds the limit of " +
-                 std::to_string(server_.config.max_frame_bytes) + " bytes; closing");
-      close_after_flush();
+    if (frames == kMaxFramesPerPass) {
+      if (reader_.buffered() > 0 || rate_frame_) yield_pass();
       break;
     }
-    frame_deadline_ = Clock::time_point::max();  // a whole frame arrived
-    handle_frame(f.payload);
-    since_reset += f.payload.size();
+    std::string_view payload;
+    if (rate_frame_) {  // the request that waited for a token
+      payload = *rate_frame_;
+      rate_frame_.reset();
+    } else {
+      const proto::FrameResult f = reader_.next();
+      if (f.status == proto::FrameStatus::kNeedMore) break;
+      if (f.status == proto::FrameStatus::kOversized) {
+        server_.counters.frames_oversized.fetch_add(1, std::memory_order_relaxed);
+        spdlog::debug("connection {}: frame of {} bytes over --max-frame-bytes; closing", peer_,
+                      f.length);
+        worker_.metrics.record(OpKind::kInvalid, pb::Status::RESOURCE_EXHAUSTED,
+                               std::chrono::nanoseconds(0));
+        notice(pb::Status::RESOURCE_EXHAUSTED,
+               "frame length " + std::to_string(f.length) + " exceeds the limit of " +
+                   std::to_string(server_.config.max_frame_bytes) + " bytes; closing");
+        close_after_flush();
+        break;
+      }
+      payload = f.payload;
+      frame_deadline_ = Clock::time_point::max();  // a whole frame arrived
+    }
+    if (!server_.draining()) {
+      if (const auto wait = server_.dispatcher.take_rate_token(txns_); wait.count() > 0) {
+        pause_for_rate(payload, wait);
+        break;
+      }
+    }
+    ++frames;
+    handle_frame(payload);
+    since_reset += payload.size();
     if (since_reset > kArenaResetBytes) {
       arena.Reset();
       since_reset = 0;
@@ -355,7 +394,8 @@ void Session::process() {
   }
   arena.Reset();
   // After an unusually large frame, give the receive buffer back once it is empty.
-  if (reader_.buffered() == 0 && reader_.capacity() > proto::FrameReader::kMaxReadWindow) {
+  if (reader_.buffered() == 0 && !rate_frame_ &&
+      reader_.capacity() > proto::FrameReader::kMaxReadWindow) {
     reader_.shrink();
     server_.release_input(input_accounted_ - reader_.capacity());
     input_accounted_ = reader_.capacity();
@@ -396,7 +436,9 @@ void Session::sync_watch_registration() {
 }
 
 void Session::note_frame_progress() {
-  if (closed_ || reader_.buffered() == 0 || server_.config.frame_timeout.count() == 0) {
+  // A rate pause is ours, like an output pause: the client's frame clock does not run.
+  if (closed_ || rate_paused_ || reader_.buffered() == 0 ||
+      server_.config.frame_timeout.count() == 0) {
     frame_deadline_ = Clock::time_point::max();
     return;
   }
@@ -411,6 +453,30 @@ void Session::release_held() {
   held_.clear();
   account_output();
   process();  // frames that arrived meanwhile; reads again when done
+}
+
+void Session::pause_for_rate(std::string_view payload, std::chrono::milliseconds wait) {
+  rate_frame_ = payload;
+  rate_paused_ = true;
+  rate_resume_at_ = Clock::now() + std::max<Clock::duration>(wait, kMinRatePause);
+  frame_deadline_ = Clock::time_point::max();
+  arm_timer();
+}
+
+void Session::resume_after_rate() {
+  rate_paused_ = false;
+  rate_resume_at_ = Clock::time_point::max();
+  last_activity_ = Clock::now();  // the wait was ours, not the client's idleness
+  process();  // the held request first (it may pause again); reads again when done
+}
+
+void Session::yield_pass() {
+  yielding_ = true;
+  // Posted behind the handlers already queued on this worker (other connections' reads).
+  asio::post(worker_.ctx, [self = shared_from_this()] {
+    self->yielding_ = false;
+    if (!self->closed_) self->process();
+  });
 }
 
 void Session::handle_frame(std::string_view payload) {
@@ -607,10 +673,12 @@ void Session::arm_timer() {
   Clock::time_point at = linger_deadline_;
   const auto idle = server_.config.idle_timeout;
   if (!lingering_) {
-    if (idle.count() > 0) at = std::min(at, last_activity_ + idle);
+    // Not while rate-paused: the pause is ours, and the idle clock restarts when it ends.
+    if (idle.count() > 0 && !rate_paused_) at = std::min(at, last_activity_ + idle);
     if (!read_paused_ && !in_flight_) at = std::min(at, frame_deadline_);
     if (input_waiting_) at = std::min(at, input_retry_at_);
     if (!held_.empty()) at = std::min(at, held_until_);
+    if (rate_paused_) at = std::min(at, rate_resume_at_);
   }
   if (at == Clock::time_point::max()) return;
   timer_at_ = at;
@@ -641,7 +709,9 @@ void Session::on_timer(const std::error_code& ec) {
     }
   } else if (!held_.empty() && now >= held_until_) {
     release_held();
-  } else if (!read_paused_ && !in_flight_ && now >= frame_deadline_) {
+  } else if (rate_paused_ && now >= rate_resume_at_) {
+    resume_after_rate();
+  } else if (!read_paused_ && !rate_paused_ && !in_flight_ && now >= frame_deadline_) {
     server_.counters.frames_timed_out.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("connection {}: frame incomplete after {} ms ({} bytes buffered); closing", peer_,
                   server_.config.frame_timeout.count(), reader_.buffered());
@@ -659,7 +729,7 @@ void Session::on_timer(const std::error_code& ec) {
              now - last_activity_ >= server_.config.idle_timeout && !writing_ &&
              watches_->size() > 0) {
     last_activity_ = now;  // holds watches, no write stuck: waiting for events, not idle
-  } else if (server_.config.idle_timeout.count() > 0 &&
+  } else if (!rate_paused_ && server_.config.idle_timeout.count() > 0 &&
              now - last_activity_ >= server_.config.idle_timeout) {
     server_.counters.connections_idle_closed.fetch_add(1, std::memory_order_relaxed);
     if (writing_) {

@@ -190,6 +190,12 @@ TEST(Config, TlsFlagsAndConfigKeys) {
            {{"--tls-ca", "ca.pem"}, "--tls-ca needs --tls-cert"},
            {{"--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-require-client-cert"},
             "--tls-require-client-cert needs --tls-ca"},
+           {{"--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-ca", "ca.pem",
+             "--tls-client-cert-login"},
+            "--tls-client-cert-login needs --tls-ca (the CA that signs client certificates) and "
+            "--users"},
+           {{"--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-client-cert-login"},
+            "--tls-client-cert-login needs --tls-ca"},
            {{"--metrics-tls-cert", "m.pem", "--metrics-tls-key", "m.key"},
             "--metrics-tls-cert needs --metrics-listen"},
            {{"--metrics-listen", "127.0.0.1:0", "--metrics-tls-key", "m.key"},

@@ -19,6 +19,7 @@
 #include <future>
 
 #include "client/client.hpp"
+#include "server/auth.hpp"
 #include "server_process.hpp"
 
 namespace kv::test {
@@ -43,8 +44,8 @@ Shell shell(const std::string& command) {
   return r;
 }
 
-// A throwaway PKI in a temporary folder: ca (signs server and alice), other-ca (signs
-// mallory), a server certificate for DNS:localhost and IP:127.0.0.1.
+// A throwaway PKI in a temporary folder: ca (signs server, alice and carol), other-ca
+// (signs mallory), a server certificate for DNS:localhost and IP:127.0.0.1.
 class Pki {
  public:
   Pki() : dir_(temp_path("tls-pki")) {
@@ -56,6 +57,7 @@ class Pki {
               "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
     make_leaf("alice", "alice", "ca", "extendedKeyUsage=clientAuth\n");
     make_leaf("mallory", "mallory", "other-ca", "extendedKeyUsage=clientAuth\n");
+    make_leaf("carol", "carol", "ca", "extendedKeyUsage=clientAuth\n");
   }
   ~Pki() {
     std::error_code ignored;
@@ -555,6 +557,84 @@ TEST_F(TlsTest, MetricsListenerServesHttpsAndCountsRejectedHandshakes) {
       << with_cert.out;
   const Shell without_cert = shell(curl);
   EXPECT_EQ(without_cert.out.find("HTTP/1.1 200 OK"), std::string::npos) << without_cert.out;
+}
+
+}  // namespace
+}  // namespace kv::test
+
+namespace kv::test {
+namespace {
+
+// --tls-client-cert-login: a verified client certificate whose CN names a user of --users
+// logs its connection in as that user without AUTHENTICATE (the user's role and key
+// prefix apply); a CN that names no user, or no certificate, leaves the connection
+// unauthenticated; an explicit AUTHENTICATE still works and replaces the certificate's
+// user.
+TEST_F(TlsTest, ClientCertificateCnLogsTheConnectionInAsTheUserItNames) {
+  const fs::path users = temp_path("tls-cert-login.users");
+  std::ofstream(users) << "alice readwrite " << server::hash_password("alice-pw", 1000)
+                       << " prefix=a/ max_connections=2\n"
+                       << "reader read " << server::hash_password("reader-pw", 1000) << "\n";
+  auto server = start_server(
+      {"--tls-ca", pki_->pem("ca"), "--tls-client-cert-login", "--users", users.string()},
+      "tls-cert-login");
+  const std::uint16_t port = server->wait_for_port();
+  ASSERT_NE(port, 0) << server->output();
+  auto with_cert = [&](const std::string& name) {
+    client::ClientOptions o = tls_options();
+    o.tls_cert_file = pki_->pem(name);
+    o.tls_key_file = pki_->key(name);
+    return o;
+  };
+
+  // alice's certificate: authenticated as alice, with her prefix.
+  auto alice = client::Client::connect(address(port), with_cert("alice"));
+  ASSERT_TRUE(alice.ok()) << alice.status().to_string();
+  const auto put_a = alice.value()->put("a/1", "v");
+  EXPECT_TRUE(put_a.ok()) << put_a.status().to_string();
+  EXPECT_EQ(alice.value()->put("b/1", "v").code(), client::Code::kPermissionDenied);
+  EXPECT_TRUE(server->wait_for_log("authenticated from")) << server->output();
+
+  // carol's certificate is valid but names no user: not authenticated.
+  auto carol = client::Client::connect(address(port), with_cert("carol"));
+  ASSERT_TRUE(carol.ok()) << carol.status().to_string();
+  EXPECT_EQ(carol.value()->put("a/2", "v").code(), client::Code::kUnauthenticated);
+  EXPECT_EQ(carol.value()->get("a/1").code(), client::Code::kUnauthenticated);
+  EXPECT_TRUE(server->wait_for_log("CN 'carol' names no user")) << server->output();
+
+  // No certificate: not authenticated either.
+  auto anonymous = client::Client::connect(address(port), tls_options());
+  ASSERT_TRUE(anonymous.ok()) << anonymous.status().to_string();
+  EXPECT_EQ(anonymous.value()->get("a/1").code(), client::Code::kUnauthenticated);
+
+  // An explicit AUTHENTICATE works with or without a certificate, and replaces the
+  // certificate's user: alice's certificate logged in as reader cannot write.
+  client::ClientOptions carol_as_alice = with_cert("carol");
+  carol_as_alice.user = "alice";
+  carol_as_alice.password = "alice-pw";
+  auto c2 = client::Client::connect(address(port), carol_as_alice);
+  ASSERT_TRUE(c2.ok()) << c2.status().to_string();
+  EXPECT_TRUE(c2.value()->put("a/2", "v").ok());
+  client::ClientOptions alice_as_reader = with_cert("alice");
+  alice_as_reader.user = "reader";
+  alice_as_reader.password = "reader-pw";
+  auto c3 = client::Client::connect(address(port), alice_as_reader);
+  ASSERT_TRUE(c3.ok()) << c3.status().to_string();
+  EXPECT_EQ(c3.value()->put("a/3", "v").code(), client::Code::kPermissionDenied);
+  const auto got = c3.value()->get("a/1");
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  // Nothing the unauthenticated or read-only connections sent was applied.
+  EXPECT_EQ(alice.value()->get("a/3").code(), client::Code::kNotFound);
+
+  // alice's two connections (certificate, password) use her max_connections of 2: a third
+  // certificate login is refused, the connection stays unauthenticated.
+  auto third = client::Client::connect(address(port), with_cert("alice"));
+  ASSERT_TRUE(third.ok()) << third.status().to_string();
+  EXPECT_EQ(third.value()->get("a/1").code(), client::Code::kUnauthenticated);
+  EXPECT_TRUE(server->wait_for_log("has its max_connections of 2 open already"))
+      << server->output();
+  std::error_code ignored;
+  fs::remove(users, ignored);
 }
 
 }  // namespace

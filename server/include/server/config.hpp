@@ -65,6 +65,9 @@ struct ServerConfig {
   std::string tls_key;                   // --tls-key: PEM private key
   std::string tls_ca;                    // --tls-ca: PEM CAs that sign client certificates
   bool tls_require_client_cert = false;  // --tls-require-client-cert (needs --tls-ca)
+  // --tls-client-cert-login (needs --tls-ca and --users): a verified client certificate
+  // whose CN names a user authenticates the connection as that user.
+  bool tls_client_cert_login = false;
   // The metrics listener's own TLS settings (a scraper usually has another certificate);
   // with metrics_tls_ca, scrapers must present a certificate signed by it.
   std::string metrics_tls_cert;  // --metrics-tls-cert

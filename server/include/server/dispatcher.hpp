@@ -172,6 +172,18 @@ class Dispatcher {
 
   [[nodiscard]] const proto::RequestLimits& limits() const noexcept { return limits_; }
 
+  // Requests-per-second quota (docs/SECURITY.md, "Tenants"): takes one token of the
+  // connection's tenant for the request about to be dispatched. Zero when it may run now
+  // (not authenticated, no rate, or a token taken); otherwise how long until the bucket
+  // holds a token again: the session then holds that request and stops reading the
+  // connection for at least that long (backpressure through TCP, no refusal).
+  [[nodiscard]] std::chrono::milliseconds take_rate_token(ConnectionTxns& txns) const;
+  // Mutual TLS login (--tls-client-cert-login; docs/SECURITY.md): when the connection's
+  // verified client certificate CN (txns.tls_client_cn) names a user of the users file,
+  // authenticates the connection as that user (taking a unit of its max_connections) and
+  // returns true; otherwise leaves it unauthenticated and returns false.
+  bool login_by_certificate(ConnectionTxns& txns) const;
+
  private:
   void run(const proto::pb::Request& request, ConnectionTxns& txns,
            proto::pb::Response& response) const;
@@ -180,6 +192,9 @@ class Dispatcher {
   // LeaseGrant, LeaseRevoke, LeaseKeepAlive, LeaseTimeToLive (docs/PROTOCOL.md 3.16).
   void run_lease(const proto::pb::Request& request, ConnectionTxns& txns,
                  proto::pb::Response& response) const;
+  // Takes the current settings of the connection's user when a reload changed them (and
+  // logs the connection out when the user was removed).
+  void refresh_user(ConnectionTxns& txns) const;
   // The auth gate: false (with `response` filled) when the request may not run.
   bool admit(const proto::pb::Request& request, ConnectionTxns& txns,
              proto::pb::Response& response) const;

@@ -123,7 +123,10 @@ struct ServerCounters {
   std::atomic<std::uint64_t> tls_plaintext_refused{0};     // first bytes were not TLS
   std::atomic<std::uint64_t> auth_failures{0};             // AUTHENTICATE answered UNAUTHENTICATED
   std::atomic<std::uint64_t> quota_refusals{0};            // requests refused by a per-user quota
-  std::atomic<std::uint64_t> metrics_unauthorized{0};      // scrapes without the bearer token
+  // Times a connection stopped being read because its user was over its requests-per-second
+  // quota (the request waits for a token; nothing is refused).
+  std::atomic<std::uint64_t> quota_rate_pauses{0};
+  std::atomic<std::uint64_t> metrics_unauthorized{0};  // scrapes without the bearer token
 };
 
 // Resident set size of this process in bytes (0 if it cannot be read).
