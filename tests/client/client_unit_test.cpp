@@ -136,8 +136,99 @@ TEST(Decode, AuthenticationCodesAreMapped) {
   EXPECT_EQ(code_name(Code::kPermissionDenied), "PERMISSION_DENIED");
   r.mutable_status()->set_code(pb::Status::STORAGE_FAILED);
   EXPECT_EQ(detail::status_of(r).code(), Code::kStorageFailed);
-  r.mutable_status()->set_code(static_cast<pb::Status::Code>(12));  // not known to this client
+  r.mutable_status()->set_code(static_cast<pb::Status::Code>(14));  // not known to this client
   EXPECT_EQ(detail::status_of(r).code(), Code::kInternal);
+}
+
+TEST(Decode, WatchAndLeaseCodesAreMapped) {
+  pb::Response r;
+  r.mutable_status()->set_code(pb::Status::COMPACTED);
+  r.mutable_status()->set_message("start revision 3 is compacted");
+  r.mutable_status()->set_compact_revision(17);
+  auto w = detail::decode_watch(r);
+  EXPECT_EQ(w.code(), Code::kCompacted);
+  EXPECT_EQ(w.status().compact_revision(), 17u);
+  EXPECT_EQ(code_name(Code::kCompacted), "COMPACTED");
+  r.mutable_status()->set_code(pb::Status::LEASE_NOT_FOUND);
+  EXPECT_EQ(detail::decode_lease_keepalive(r).code(), Code::kLeaseNotFound);
+  EXPECT_EQ(code_name(Code::kLeaseNotFound), "LEASE_NOT_FOUND");
+}
+
+TEST(Encode, PutWithLeaseOrTtlAndTxnPutWithLease) {
+  pb::Request r;
+  detail::encode_put(r, "k", "v", PutOptions{.prev_kv = true, .lease = 42});
+  EXPECT_EQ(r.put().lease(), 42u);
+  EXPECT_TRUE(r.put().prev_kv());
+  EXPECT_EQ(r.put().ttl_seconds(), 0);
+  pb::Request t;
+  detail::encode_put(t, "k", "v", PutOptions{.ttl_seconds = 5});
+  EXPECT_EQ(t.put().ttl_seconds(), 5);
+  EXPECT_EQ(t.put().lease(), 0u);
+  TxnRequest txn;
+  txn.success = {TxnOp::put("a", "1", 9)};
+  pb::Request x;
+  detail::encode_txn(x, txn);
+  EXPECT_EQ(x.txn().success(0).put().lease(), 9u);
+}
+
+TEST(Encode, WatchSelections) {
+  pb::Request r;
+  detail::encode_watch(r, WatchKeys::with_prefix("p/"),
+                       WatchOptions{.start_revision = 4, .prev_kv = true, .no_delete = true});
+  EXPECT_EQ(r.watch().key(), "p/");
+  EXPECT_TRUE(r.watch().prefix());
+  EXPECT_TRUE(r.watch().range_end().empty());
+  EXPECT_EQ(r.watch().start_revision(), 4u);
+  EXPECT_TRUE(r.watch().prev_kv());
+  EXPECT_TRUE(r.watch().no_delete());
+  EXPECT_FALSE(r.watch().no_put());
+  pb::Request single;
+  detail::encode_watch(single, WatchKeys::single("k"), {});
+  EXPECT_FALSE(single.watch().prefix());
+  EXPECT_TRUE(single.watch().range_end().empty());
+  pb::Request open;
+  detail::encode_watch(open, WatchKeys::between("m"), {});
+  EXPECT_EQ(open.watch().range_end(), std::string(1, '\0'));  // every key >= "m"
+  pb::Request closed;
+  detail::encode_watch(closed, WatchKeys::between("m", "n"), {});
+  EXPECT_EQ(closed.watch().range_end(), "n");
+}
+
+TEST(Decode, LeaseResultsAndKeyValueLease) {
+  pb::Response g;
+  g.mutable_lease_grant()->set_id(5);
+  g.mutable_lease_grant()->set_ttl_seconds(10);
+  auto grant = detail::decode_lease_grant(g);
+  ASSERT_TRUE(grant.ok());
+  EXPECT_EQ(grant->id, 5u);
+  EXPECT_EQ(grant->ttl_seconds, 10);
+  pb::Response zero;
+  zero.mutable_lease_grant();
+  EXPECT_EQ(detail::decode_lease_grant(zero).code(), Code::kInternal);
+  pb::Response t;
+  t.mutable_lease_time_to_live()->set_id(5);
+  t.mutable_lease_time_to_live()->set_ttl_seconds(3);
+  t.mutable_lease_time_to_live()->set_granted_ttl_seconds(10);
+  t.mutable_lease_time_to_live()->add_keys("a");
+  t.mutable_lease_time_to_live()->add_keys("b");
+  auto info = detail::decode_lease_time_to_live(t);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->granted_ttl_seconds, 10);
+  EXPECT_EQ(info->keys, (std::vector<std::string>{"a", "b"}));
+  pb::Response v;
+  v.mutable_header()->set_revision(8);
+  v.mutable_lease_revoke()->set_deleted(2);
+  auto rv = detail::decode_lease_revoke(v);
+  ASSERT_TRUE(rv.ok());
+  EXPECT_EQ(rv->deleted, 2u);
+  EXPECT_EQ(rv->revision, 8u);
+  pb::Response get;
+  get.mutable_get()->mutable_kv()->set_key("k");
+  get.mutable_get()->mutable_kv()->set_lease(5);
+  EXPECT_EQ(detail::decode_get(get)->lease, 5u);
+  pb::Response put;
+  put.mutable_put()->set_lease(6);
+  EXPECT_EQ(detail::decode_put(put)->lease, 6u);
 }
 
 TEST(Decode, MismatchedResultIsAProtocolError) {
