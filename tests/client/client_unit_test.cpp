@@ -502,5 +502,96 @@ TEST(Json, Strings) {
   EXPECT_FALSE(json_string("\xc0\xaf", out));  // overlong
 }
 
+TEST(CommandLine, WatchAndLeaseCommands) {
+  auto w = parse({"watch", "cfg/", "--rev", "12", "--prev-kv", "--json"});
+  ASSERT_FALSE(w.exit) << w.output;
+  EXPECT_EQ(w.options.command.kind, Command::Kind::kWatch);
+  EXPECT_EQ(w.options.command.key, "cfg/");
+  EXPECT_EQ(w.options.command.revision, 12u);
+  EXPECT_TRUE(w.options.command.prev_kv);
+  EXPECT_TRUE(w.options.json);  // a global option after the watch's own
+
+  auto g = parse({"lease", "grant", "10"});
+  ASSERT_FALSE(g.exit) << g.output;
+  EXPECT_EQ(g.options.command.kind, Command::Kind::kLeaseGrant);
+  EXPECT_EQ(g.options.command.ttl, 10);
+  auto k = parse({"lease", "keepalive", "7", "--once"});
+  ASSERT_FALSE(k.exit) << k.output;
+  EXPECT_EQ(k.options.command.kind, Command::Kind::kLeaseKeepAlive);
+  EXPECT_EQ(k.options.command.lease, 7u);
+  EXPECT_TRUE(k.options.command.once);
+  auto r = parse({"lease", "revoke", "18446744073709551615"});
+  ASSERT_FALSE(r.exit) << r.output;
+  EXPECT_EQ(r.options.command.lease, 18446744073709551615ull);
+  auto t = parse({"lease", "ttl", "3", "--keys"});
+  ASSERT_FALSE(t.exit) << t.output;
+  EXPECT_EQ(t.options.command.kind, Command::Kind::kLeaseTtl);
+  EXPECT_TRUE(t.options.command.keys);
+  auto pl = parse({"put", "k", "v", "--lease", "9"});
+  ASSERT_FALSE(pl.exit) << pl.output;
+  EXPECT_EQ(pl.options.command.lease, 9u);
+  auto pt = parse({"put", "k", "v", "--ttl", "30"});
+  ASSERT_FALSE(pt.exit) << pt.output;
+  EXPECT_EQ(pt.options.command.ttl, 30);
+
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"watch"},
+                                              {"watch", "p", "--rev", "-1"},
+                                              {"lease", "grant", "0"},
+                                              {"lease", "grant", "-5"},
+                                              {"lease", "revoke", "0"},
+                                              {"lease", "keepalive"},
+                                              {"lease"},
+                                              {"lease", "frob", "1"},
+                                              {"put", "k", "v", "--lease", "1", "--ttl", "2"},
+                                              {"put", "k", "v", "--ttl", "x"}}) {
+    auto p = parse(bad);
+    EXPECT_TRUE(p.exit) << bad[0];
+    EXPECT_EQ(p.code, kExitUsage) << bad[0];
+  }
+}
+
+TEST(ShellCommand, LeaseCommandsAndPutWithLease) {
+  Command c;
+  std::string error;
+  ASSERT_TRUE(parse_shell_command(words("put k v --lease 4"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kPut);
+  EXPECT_EQ(c.lease, 4u);
+  EXPECT_EQ(c.value, "v");
+  ASSERT_TRUE(parse_shell_command(words("put k v --ttl 2"), c, error)) << error;
+  EXPECT_EQ(c.ttl, 2);
+  ASSERT_TRUE(parse_shell_command(words("lease grant 5"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kLeaseGrant);
+  ASSERT_TRUE(parse_shell_command(words("lease keepalive 5 --once"), c, error)) << error;
+  EXPECT_TRUE(c.once);
+  ASSERT_TRUE(parse_shell_command(words("lease ttl 5 --keys"), c, error)) << error;
+  EXPECT_TRUE(c.keys);
+  for (const char* bad :
+       {"put k v --lease", "put k v --lease 0", "put k v --ttl 1 --lease 2", "lease", "lease grant",
+        "lease keepalive 5", "lease revoke x", "watch p"}) {
+    EXPECT_FALSE(parse_shell_command(words(bad), c, error)) << bad;
+    EXPECT_FALSE(error.empty());
+  }
+}
+
+TEST(Json, WatchEvents) {
+  client::WatchEvent put;
+  put.type = client::WatchEvent::Type::kPut;
+  put.kv = client::KeyValue{"k", "v\n", 3, 5, 2, 9};
+  put.prev = client::KeyValue{"k", "old", 3, 4, 1, 0};
+  EXPECT_EQ(json_watch_event(put, 5),
+            "{\"type\":\"put\",\"key\":\"k\",\"value\":\"v\\n\",\"revision\":5,\"mod_revision\":5,"
+            "\"create_revision\":3,\"version\":2,\"lease\":9,\"prev_kv\":{\"key\":\"k\","
+            "\"value\":\"old\",\"create_revision\":3,\"mod_revision\":4,\"version\":1}}");
+  client::WatchEvent del;
+  del.type = client::WatchEvent::Type::kDelete;
+  del.kv.key = std::string("\xff\x01", 2);
+  del.kv.mod_revision = 6;
+  EXPECT_EQ(json_watch_event(del, 6),
+            "{\"type\":\"delete\",\"key_base64\":\"/wE=\",\"value\":\"\",\"revision\":6,"
+            "\"mod_revision\":6,\"create_revision\":0,\"version\":0,\"lease\":0}");
+  EXPECT_EQ(plain_watch_event(put, 5, false), "5\tPUT\tk\tv\\n\tprev=old");
+  EXPECT_EQ(plain_watch_event(del, 6, false), "6\tDELETE\t\\xff\\x01");
+}
+
 }  // namespace
 }  // namespace kv::cli
