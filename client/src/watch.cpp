@@ -301,7 +301,7 @@ std::uint64_t LeaseKeepAlive::renewals() const {
 
 bool LeaseKeepAlive::wait_lost(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] { return lost_; });
+  return cv_.wait_for(lock, timeout, [this] { return reported_; });
 }
 
 void LeaseKeepAlive::run() {
@@ -336,9 +336,11 @@ void LeaseKeepAlive::run() {
     if (!lost.ok()) {
       lost_ = true;
       reason_ = lost;
-      cv_.notify_all();
       lock.unlock();
       if (on_lost_) on_lost_(lost);
+      lock.lock();
+      reported_ = true;  // wait_lost() returns once on_lost has run
+      cv_.notify_all();
       return;
     }
   }

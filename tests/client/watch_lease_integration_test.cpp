@@ -137,9 +137,9 @@ TEST_F(WatchLeaseTest, EveryCommittedChangeOnceInRevisionOrderWithPrevKv) {
   const std::uint64_t last = committed.back().revision;
   {
     std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] {
-      return !batches.empty() && batches.back().revision >= last;
-    })) << "events up to revision " << last << " did not arrive";
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60),
+                            [&] { return !batches.empty() && batches.back().revision >= last; }))
+        << "events up to revision " << last << " did not arrive";
   }
   std::vector<WatchBatch> got;
   {

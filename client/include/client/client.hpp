@@ -255,7 +255,8 @@ class LeaseKeepAlive {
   // Why the lease was lost (OK while alive).
   [[nodiscard]] Status lost_reason() const;
   [[nodiscard]] std::uint64_t renewals() const;
-  // Waits until the lease is lost or `timeout` passes; true when lost.
+  // Waits until the lease is lost (and on_lost has returned) or `timeout` passes; true
+  // when lost.
   [[nodiscard]] bool wait_lost(std::chrono::milliseconds timeout) const;
 
  private:
