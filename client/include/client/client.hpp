@@ -270,6 +270,7 @@ class LeaseKeepAlive {
   mutable std::condition_variable cv_;
   bool stop_ = false;           // guarded by mu_
   bool lost_ = false;           // guarded by mu_
+  bool reported_ = false;       // guarded by mu_: lost_, and on_lost has returned
   Status reason_;               // guarded by mu_
   std::uint64_t renewals_ = 0;  // guarded by mu_
   std::thread thread_;
