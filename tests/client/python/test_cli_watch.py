@@ -43,9 +43,14 @@ class WatchReader:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=30)
+        self.close()
+        return rc
+
+    def close(self):
         self._out.join(timeout=30)
         self._err.join(timeout=30)
-        return rc
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 class CliWatchLeaseTest(unittest.TestCase):
@@ -98,7 +103,7 @@ class CliWatchLeaseTest(unittest.TestCase):
         self.assertTrue(eventually(lambda: len(w.lines) >= 2, 30), w.stderr)
         self.server.kill()
         rc = w.proc.wait(timeout=30)
-        w._out.join(timeout=30)
+        w.close()
         self.assertEqual(rc, 3)
         objs = w.objects()
         self.assertEqual([o.get("key") for o in objs[:2]], ["h/a", "h/b"])
