@@ -21,6 +21,11 @@
 // independent connections (for example to spread load over the server's worker threads)
 // create several Clients.
 //
+// Watches (Client::watch, docs/CLIENT.md "Watch and leases") share that connection: the
+// server's WatchEvents pushes (Response id 0) come between the answers; the I/O thread
+// hands each push to its watch by watch id and goes on pairing answers with requests in
+// order.
+//
 // Failures. A lost connection (the server closed it, a read or write failed, or requests
 // were outstanding and nothing arrived for `request_timeout`) fails every call in flight
 // on it with UNAVAILABLE; writes among them report Status::outcome_unknown(). The next
