@@ -11,6 +11,7 @@
 #include "options.hpp"
 #include "report.hpp"
 #include "stall.hpp"
+#include "watch_bench.hpp"
 
 namespace {
 
@@ -75,6 +76,7 @@ int run_command(const RunOptions& o) {
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv, argv + argc);
+  if (args.size() >= 2 && args[1] == "watch") return run_watch_bench(args);
   const ParsedArgs parsed = parse_args(args);
   if (parsed.exit_code >= 0) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);

@@ -13,6 +13,7 @@
 #include "connection.hpp"
 #include "convert.hpp"
 #include "proto/crc32c.hpp"
+#include "watch.hpp"
 
 namespace kv::client {
 
@@ -298,6 +299,62 @@ Result<SnapshotInfo> Client::save_snapshot(const std::function<bool(std::string_
       return SnapshotInfo{k.revision, received, crc};
     }
   }
+}
+
+Result<PutResult> Client::put(std::string_view key, std::string_view value,
+                              const PutOptions& options) {
+  pb::Request r;
+  detail::encode_put(r, key, value, options);
+  return impl_->call<PutResult>(r, true, detail::decode_put);
+}
+
+Result<std::unique_ptr<Watch>> Client::watch(const WatchKeys& keys, const WatchOptions& options,
+                                             std::function<void(const WatchBatch&)> on_batch) {
+  if (detail::on_io_thread()) {
+    return Status(Code::kInvalidArgument,
+                  "blocking client call from a completion callback (watch)");
+  }
+  auto c = impl_->connection();
+  if (!c.ok()) return c.status();
+  auto state = std::make_shared<detail::WatchState>(std::move(c).value(), std::move(on_batch));
+  if (Status s = detail::open_watch(state, keys, options); !s.ok()) return s;
+  return std::make_unique<Watch>(std::move(state));
+}
+
+Result<std::unique_ptr<WatchStream>> Client::watch_stream(const WatchKeys& keys,
+                                                          const WatchOptions& options,
+                                                          std::size_t max_buffered) {
+  if (detail::on_io_thread()) {
+    return Status(Code::kInvalidArgument,
+                  "blocking client call from a completion callback (watch)");
+  }
+  auto c = impl_->connection();
+  if (!c.ok()) return c.status();
+  return detail::open_watch_stream(std::move(c).value(), keys, options, max_buffered);
+}
+
+Result<LeaseGrant> Client::lease_grant(std::int64_t ttl_seconds, std::uint64_t id) {
+  pb::Request r;
+  detail::encode_lease_grant(r, ttl_seconds, id);
+  return impl_->call<LeaseGrant>(r, true, detail::decode_lease_grant);
+}
+
+Result<LeaseRevokeResult> Client::lease_revoke(std::uint64_t id) {
+  pb::Request r;
+  detail::encode_lease_revoke(r, id);
+  return impl_->call<LeaseRevokeResult>(r, true, detail::decode_lease_revoke);
+}
+
+Result<LeaseGrant> Client::lease_keepalive(std::uint64_t id) {
+  pb::Request r;
+  detail::encode_lease_keepalive(r, id);
+  return impl_->call<LeaseGrant>(r, false, detail::decode_lease_keepalive);
+}
+
+Result<LeaseInfo> Client::lease_time_to_live(std::uint64_t id, bool keys) {
+  pb::Request r;
+  detail::encode_lease_time_to_live(r, id, keys);
+  return impl_->call<LeaseInfo>(r, false, detail::decode_lease_time_to_live);
 }
 
 Status Client::fault(std::uint32_t stall_ms) {

@@ -262,8 +262,12 @@ struct Connection::Core {
   Status notice;                       // guarded by mu: the server's id-0 notice, if any
   std::uint64_t notice_front = 0;      // guarded by mu: the oldest request when it came
   std::chrono::steady_clock::time_point last_progress;  // guarded by mu
-  std::atomic<bool> draining{false};                    // the server announced a close
-  std::atomic<bool> stopping{false};                    // the owner is going away
+  // guarded by mu: the sinks of this connection's watches, by watch id
+  std::unordered_map<std::uint64_t, std::shared_ptr<WatchSink>> watches;
+  bool watches_closed = false;        // guarded by mu: fail_all has taken `watches`
+  std::uint64_t unrouted = 0;         // guarded by mu: pushes for no registered watch
+  std::atomic<bool> draining{false};  // the server announced a close
+  std::atomic<bool> stopping{false};  // the owner is going away
 
   void submit(pb::Request& request, bool mutating, Completion done) {
     std::unique_lock lock(mu);
@@ -413,6 +417,7 @@ struct Connection::Core {
   //   - a write sent completely whose answer never came: outcome unknown.
   void fail_all(const std::string& reason) {
     std::deque<Pending> lost;
+    std::unordered_map<std::uint64_t, std::shared_ptr<WatchSink>> lost_watches;
     std::uint64_t sent = 0;
     Status why;
     std::uint64_t blamed = 0;
@@ -427,6 +432,8 @@ struct Connection::Core {
       sent = sent_bytes;
       why = notice;
       blamed = notice_front;
+      lost_watches.swap(watches);
+      watches_closed = true;
     }
     for (auto& p : lost) {
       Status s;
@@ -443,6 +450,9 @@ struct Connection::Core {
       }
       p.done(std::move(s), nullptr);
     }
+    const Status watch_loss =
+        unavailable(why.ok() ? reason : "connection closed by the server: " + why.message());
+    for (auto& [id, sink] : lost_watches) sink->on_lost(watch_loss);
   }
 
   // Handles one response frame; false when the stream broke the protocol.
@@ -451,6 +461,23 @@ struct Connection::Core {
     if (!response.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
       error = "protocol error: unparsable response frame";
       return false;
+    }
+    if (response.id() == 0 && response.result_case() == pb::Response::kWatchEvents) {
+      // A watch push: no request owns it (see the invariants in connection.hpp).
+      std::shared_ptr<WatchSink> sink;
+      {
+        std::lock_guard lock(mu);
+        last_progress = std::chrono::steady_clock::now();
+        const auto it = watches.find(response.watch_events().watch_id());
+        if (it == watches.end()) {
+          ++unrouted;
+          return true;
+        }
+        sink = it->second;
+        if (response.watch_events().canceled()) watches.erase(it);
+      }
+      sink->on_push(response.watch_events());
+      return true;
     }
     Completion done;
     {
@@ -623,6 +650,32 @@ bool Connection::usable() const {
 std::size_t Connection::in_flight() const {
   std::lock_guard lock(core_->mu);
   return core_->pending.size();
+}
+
+void Connection::add_watch(std::uint64_t watch_id, std::shared_ptr<WatchSink> sink) {
+  {
+    std::lock_guard lock(core_->mu);
+    if (!core_->watches_closed) {
+      core_->watches[watch_id] = std::move(sink);
+      return;
+    }
+  }
+  sink->on_lost(unavailable("connection lost"));
+}
+
+void Connection::remove_watch(std::uint64_t watch_id) {
+  std::lock_guard lock(core_->mu);
+  core_->watches.erase(watch_id);
+}
+
+std::size_t Connection::watches() const {
+  std::lock_guard lock(core_->mu);
+  return core_->watches.size();
+}
+
+std::uint64_t Connection::unrouted_pushes() const {
+  std::lock_guard lock(core_->mu);
+  return core_->unrouted;
 }
 
 }  // namespace kv::client::detail

@@ -20,6 +20,13 @@
 //   - After a notice (an id-0 response other than INVALID_ARGUMENT) the server executes no
 //     request it has not answered before the notice, so entries still pending when the
 //     connection then fails are not applied either.
+//   - Watch pushes (docs/PROTOCOL.md 3.15): an id-0 response carrying `watch_events` answers
+//     no request and never touches `pending`; it goes to the WatchSink registered under its
+//     watch id in `watches` (dropped when none is: a push already in flight when the watch
+//     was canceled). A sink is registered by the WATCH request's completion, which runs on
+//     the I/O thread before the next frame is read, so no push of a new watch can arrive
+//     before its sink. A push with `canceled` unregisters its sink; when the connection
+//     fails, every sink still registered gets on_lost exactly once.
 // Every completion runs exactly once: with the response, or with a transport failure.
 //
 // TLS (ClientOptions::tls): the socket is non-blocking and carries one OpenSSL session.
@@ -38,6 +45,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "client/client.hpp"
 #include "proto/kv.pb.h"
@@ -63,6 +71,16 @@ using Completion = std::function<void(Status status, pb::Response* response)>;
 
 // True on the I/O thread of any connection (where blocking calls are refused).
 [[nodiscard]] bool on_io_thread() noexcept;
+
+// Receives the WatchEvents pushes of one watch. Both members run on the I/O thread.
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  // One push (a revision split into fragments arrives as several pushes).
+  virtual void on_push(const pb::WatchEvents& push) = 0;
+  // The connection failed or was closed while the watch was registered: no push follows.
+  virtual void on_lost(const Status& why) = 0;
+};
 
 class Connection {
  public:
@@ -93,6 +111,15 @@ class Connection {
   // should go to a new connection.
   [[nodiscard]] bool usable() const;
   [[nodiscard]] std::size_t in_flight() const;
+
+  // Routes the pushes of `watch_id` to `sink` (see the invariants above). When the
+  // connection has already failed, `sink->on_lost` runs before this returns.
+  void add_watch(std::uint64_t watch_id, std::shared_ptr<WatchSink> sink);
+  // Stops routing pushes to the watch's sink (later pushes for it are dropped).
+  void remove_watch(std::uint64_t watch_id);
+  // Watches registered; pushes dropped because no sink was registered for them.
+  [[nodiscard]] std::size_t watches() const;
+  [[nodiscard]] std::uint64_t unrouted_pushes() const;
 
  private:
   std::shared_ptr<Core> core_;

@@ -41,6 +41,7 @@ void encode_op(pb::TxnOp& out, const TxnOp& op) {
       p->set_key(op.key);
       p->set_value(op.value);
       p->set_prev_kv(op.prev_kv);
+      p->set_lease(op.lease);
       break;
     }
     case TxnOp::Kind::kDelete: {
@@ -122,6 +123,44 @@ void encode_put(pb::Request& r, std::string_view key, std::string_view value, bo
   p->set_txn_id(txn_id);
 }
 
+void encode_put(pb::Request& r, std::string_view key, std::string_view value,
+                const PutOptions& options) {
+  encode_put(r, key, value, options.prev_kv, 0);
+  r.mutable_put()->set_lease(options.lease);
+  r.mutable_put()->set_ttl_seconds(options.ttl_seconds);
+}
+
+void encode_watch(pb::Request& r, const WatchKeys& keys, const WatchOptions& options) {
+  auto* w = r.mutable_watch();
+  w->set_key(keys.key);
+  w->set_range_end(keys.range_end);
+  w->set_prefix(keys.prefix);
+  w->set_start_revision(options.start_revision);
+  w->set_prev_kv(options.prev_kv);
+  w->set_no_put(options.no_put);
+  w->set_no_delete(options.no_delete);
+}
+
+void encode_cancel_watch(pb::Request& r, std::uint64_t watch_id) {
+  r.mutable_cancel_watch()->set_watch_id(watch_id);
+}
+
+void encode_lease_grant(pb::Request& r, std::int64_t ttl_seconds, std::uint64_t id) {
+  r.mutable_lease_grant()->set_ttl_seconds(ttl_seconds);
+  r.mutable_lease_grant()->set_id(id);
+}
+
+void encode_lease_revoke(pb::Request& r, std::uint64_t id) { r.mutable_lease_revoke()->set_id(id); }
+
+void encode_lease_keepalive(pb::Request& r, std::uint64_t id) {
+  r.mutable_lease_keepalive()->set_id(id);
+}
+
+void encode_lease_time_to_live(pb::Request& r, std::uint64_t id, bool keys) {
+  r.mutable_lease_time_to_live()->set_id(id);
+  r.mutable_lease_time_to_live()->set_keys(keys);
+}
+
 void encode_del(pb::Request& r, std::string_view key, bool prev_kv, std::uint64_t txn_id) {
   auto* d = r.mutable_del();
   d->set_key(std::string(key));
@@ -193,15 +232,18 @@ void encode_fault(pb::Request& r, std::uint32_t stall_ms) {
 Status status_of(const pb::Response& r) {
   const int code = r.status().code();
   if (code == 0) return Status();
-  if (code < 0 || code > static_cast<int>(Code::kStorageFailed)) {
+  if (code < 0 || code > static_cast<int>(Code::kLeaseNotFound)) {
     return Status(Code::kInternal,
                   "unknown status code " + std::to_string(code) + ": " + r.status().message());
   }
-  return Status(static_cast<Code>(code), r.status().message());
+  Status out(static_cast<Code>(code), r.status().message());
+  out.set_compact_revision(r.status().compact_revision());
+  return out;
 }
 
 KeyValue kv_of(const pb::KeyValue& kv) {
-  return KeyValue{kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.version()};
+  return KeyValue{kv.key(),          kv.value(),   kv.create_revision(),
+                  kv.mod_revision(), kv.version(), kv.lease()};
 }
 
 Result<std::string> decode_ping(const pb::Response& r) {
@@ -222,6 +264,7 @@ Result<PutResult> decode_put(const pb::Response& r) {
   PutResult out;
   out.revision = r.header().revision();
   if (r.put().has_prev_kv()) out.prev = kv_of(r.put().prev_kv());
+  out.lease = r.put().lease();
   return out;
 }
 
@@ -370,6 +413,71 @@ Result<SnapshotChunk> decode_snapshot(const pb::Response& r) {
   c.crc32c = m.crc32c();
   c.revision = m.revision();
   return c;
+}
+
+Result<WatchCreated> decode_watch(const pb::Response& r) {
+  Status s = check(r, pb::Response::kWatch);
+  if (!s.ok()) return s;
+  if (r.watch().watch_id() == 0) {
+    return Status(Code::kInternal, "protocol error: watch created with id 0");
+  }
+  return WatchCreated{r.watch().watch_id(), r.watch().start_revision()};
+}
+
+Result<LeaseGrant> decode_lease_grant(const pb::Response& r) {
+  Status s = check(r, pb::Response::kLeaseGrant);
+  if (!s.ok()) return s;
+  if (r.lease_grant().id() == 0) {
+    return Status(Code::kInternal, "protocol error: lease granted with id 0");
+  }
+  return LeaseGrant{r.lease_grant().id(), r.lease_grant().ttl_seconds()};
+}
+
+Result<LeaseRevokeResult> decode_lease_revoke(const pb::Response& r) {
+  Status s = check(r, pb::Response::kLeaseRevoke);
+  if (!s.ok()) return s;
+  return LeaseRevokeResult{r.header().revision(), r.lease_revoke().deleted()};
+}
+
+Result<LeaseGrant> decode_lease_keepalive(const pb::Response& r) {
+  Status s = check(r, pb::Response::kLeaseKeepalive);
+  if (!s.ok()) return s;
+  return LeaseGrant{r.lease_keepalive().id(), r.lease_keepalive().ttl_seconds()};
+}
+
+Result<LeaseInfo> decode_lease_time_to_live(const pb::Response& r) {
+  Status s = check(r, pb::Response::kLeaseTimeToLive);
+  if (!s.ok()) return s;
+  const auto& m = r.lease_time_to_live();
+  LeaseInfo out{m.id(), m.ttl_seconds(), m.granted_ttl_seconds(), {}};
+  out.keys.assign(m.keys().begin(), m.keys().end());
+  return out;
+}
+
+void append_watch_events(const pb::WatchEvents& push, WatchBatch& batch) {
+  batch.watch_id = push.watch_id();
+  if (push.revision() != 0) batch.revision = push.revision();
+  batch.events.reserve(batch.events.size() + static_cast<std::size_t>(push.events_size()));
+  for (const pb::Event& e : push.events()) {
+    WatchEvent out;
+    out.type = e.type() == pb::Event::DELETE ? WatchEvent::Type::kDelete : WatchEvent::Type::kPut;
+    out.kv = kv_of(e.kv());
+    if (e.has_prev_kv()) out.prev = kv_of(e.prev_kv());
+    batch.events.push_back(std::move(out));
+  }
+  if (push.canceled()) {
+    batch.canceled = true;
+    const int code = push.cancel_code();
+    if (code < 0 || code > static_cast<int>(Code::kLeaseNotFound)) {
+      batch.status =
+          Status(Code::kInternal, "watch ended with unknown code " + std::to_string(code) + ": " +
+                                      push.cancel_reason());
+    } else {
+      batch.status = Status(static_cast<Code>(code), push.cancel_reason());
+    }
+    batch.compact_revision = push.compact_revision();
+    batch.resume_revision = push.resume_revision();
+  }
 }
 
 }  // namespace detail

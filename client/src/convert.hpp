@@ -19,6 +19,9 @@ void encode_ping(pb::Request& r, std::string_view payload);
 void encode_get(pb::Request& r, std::string_view key, std::uint64_t txn_id);
 void encode_put(pb::Request& r, std::string_view key, std::string_view value, bool prev_kv,
                 std::uint64_t txn_id);
+// With PutOptions: prev_kv, lease and ttl_seconds (outside transactions).
+void encode_put(pb::Request& r, std::string_view key, std::string_view value,
+                const PutOptions& options);
 void encode_del(pb::Request& r, std::string_view key, bool prev_kv, std::uint64_t txn_id);
 void encode_delete_range(pb::Request& r, const Range& range, bool prev_kv);
 void encode_scan(pb::Request& r, const Range& range, const ScanOptions& options,
@@ -31,6 +34,12 @@ void encode_stats(pb::Request& r);
 void encode_fault(pb::Request& r, std::uint32_t stall_ms);
 void encode_checkpoint(pb::Request& r);
 void encode_snapshot(pb::Request& r, std::uint64_t stream_id, std::uint64_t offset);
+void encode_watch(pb::Request& r, const WatchKeys& keys, const WatchOptions& options);
+void encode_cancel_watch(pb::Request& r, std::uint64_t watch_id);
+void encode_lease_grant(pb::Request& r, std::int64_t ttl_seconds, std::uint64_t id);
+void encode_lease_revoke(pb::Request& r, std::uint64_t id);
+void encode_lease_keepalive(pb::Request& r, std::uint64_t id);
+void encode_lease_time_to_live(pb::Request& r, std::uint64_t id, bool keys);
 
 // --- Responses ------------------------------------------------------------------------------
 // The response's status as a client Status (unknown codes become INTERNAL).
@@ -63,5 +72,19 @@ struct SnapshotChunk {
   std::uint64_t revision = 0;
 };
 [[nodiscard]] Result<SnapshotChunk> decode_snapshot(const pb::Response& r);
+// WATCH: the watch id (non-zero) and its start revision.
+struct WatchCreated {
+  std::uint64_t watch_id = 0;
+  std::uint64_t start_revision = 0;
+};
+[[nodiscard]] Result<WatchCreated> decode_watch(const pb::Response& r);
+[[nodiscard]] Result<LeaseGrant> decode_lease_grant(const pb::Response& r);
+[[nodiscard]] Result<LeaseRevokeResult> decode_lease_revoke(const pb::Response& r);
+[[nodiscard]] Result<LeaseGrant> decode_lease_keepalive(const pb::Response& r);
+[[nodiscard]] Result<LeaseInfo> decode_lease_time_to_live(const pb::Response& r);
+// Appends the events of one WatchEvents push to `batch` (fragments of one revision
+// accumulate); sets the cancel fields when the push is the watch's last. Unknown cancel
+// codes become INTERNAL.
+void append_watch_events(const pb::WatchEvents& push, WatchBatch& batch);
 
 }  // namespace kv::client::detail

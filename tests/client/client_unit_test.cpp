@@ -136,8 +136,99 @@ TEST(Decode, AuthenticationCodesAreMapped) {
   EXPECT_EQ(code_name(Code::kPermissionDenied), "PERMISSION_DENIED");
   r.mutable_status()->set_code(pb::Status::STORAGE_FAILED);
   EXPECT_EQ(detail::status_of(r).code(), Code::kStorageFailed);
-  r.mutable_status()->set_code(static_cast<pb::Status::Code>(12));  // not known to this client
+  r.mutable_status()->set_code(static_cast<pb::Status::Code>(14));  // not known to this client
   EXPECT_EQ(detail::status_of(r).code(), Code::kInternal);
+}
+
+TEST(Decode, WatchAndLeaseCodesAreMapped) {
+  pb::Response r;
+  r.mutable_status()->set_code(pb::Status::COMPACTED);
+  r.mutable_status()->set_message("start revision 3 is compacted");
+  r.mutable_status()->set_compact_revision(17);
+  auto w = detail::decode_watch(r);
+  EXPECT_EQ(w.code(), Code::kCompacted);
+  EXPECT_EQ(w.status().compact_revision(), 17u);
+  EXPECT_EQ(code_name(Code::kCompacted), "COMPACTED");
+  r.mutable_status()->set_code(pb::Status::LEASE_NOT_FOUND);
+  EXPECT_EQ(detail::decode_lease_keepalive(r).code(), Code::kLeaseNotFound);
+  EXPECT_EQ(code_name(Code::kLeaseNotFound), "LEASE_NOT_FOUND");
+}
+
+TEST(Encode, PutWithLeaseOrTtlAndTxnPutWithLease) {
+  pb::Request r;
+  detail::encode_put(r, "k", "v", PutOptions{.prev_kv = true, .lease = 42});
+  EXPECT_EQ(r.put().lease(), 42u);
+  EXPECT_TRUE(r.put().prev_kv());
+  EXPECT_EQ(r.put().ttl_seconds(), 0);
+  pb::Request t;
+  detail::encode_put(t, "k", "v", PutOptions{.ttl_seconds = 5});
+  EXPECT_EQ(t.put().ttl_seconds(), 5);
+  EXPECT_EQ(t.put().lease(), 0u);
+  TxnRequest txn;
+  txn.success = {TxnOp::put("a", "1", 9)};
+  pb::Request x;
+  detail::encode_txn(x, txn);
+  EXPECT_EQ(x.txn().success(0).put().lease(), 9u);
+}
+
+TEST(Encode, WatchSelections) {
+  pb::Request r;
+  detail::encode_watch(r, WatchKeys::with_prefix("p/"),
+                       WatchOptions{.start_revision = 4, .prev_kv = true, .no_delete = true});
+  EXPECT_EQ(r.watch().key(), "p/");
+  EXPECT_TRUE(r.watch().prefix());
+  EXPECT_TRUE(r.watch().range_end().empty());
+  EXPECT_EQ(r.watch().start_revision(), 4u);
+  EXPECT_TRUE(r.watch().prev_kv());
+  EXPECT_TRUE(r.watch().no_delete());
+  EXPECT_FALSE(r.watch().no_put());
+  pb::Request single;
+  detail::encode_watch(single, WatchKeys::single("k"), {});
+  EXPECT_FALSE(single.watch().prefix());
+  EXPECT_TRUE(single.watch().range_end().empty());
+  pb::Request open;
+  detail::encode_watch(open, WatchKeys::between("m"), {});
+  EXPECT_EQ(open.watch().range_end(), std::string(1, '\0'));  // every key >= "m"
+  pb::Request closed;
+  detail::encode_watch(closed, WatchKeys::between("m", "n"), {});
+  EXPECT_EQ(closed.watch().range_end(), "n");
+}
+
+TEST(Decode, LeaseResultsAndKeyValueLease) {
+  pb::Response g;
+  g.mutable_lease_grant()->set_id(5);
+  g.mutable_lease_grant()->set_ttl_seconds(10);
+  auto grant = detail::decode_lease_grant(g);
+  ASSERT_TRUE(grant.ok());
+  EXPECT_EQ(grant->id, 5u);
+  EXPECT_EQ(grant->ttl_seconds, 10);
+  pb::Response zero;
+  zero.mutable_lease_grant();
+  EXPECT_EQ(detail::decode_lease_grant(zero).code(), Code::kInternal);
+  pb::Response t;
+  t.mutable_lease_time_to_live()->set_id(5);
+  t.mutable_lease_time_to_live()->set_ttl_seconds(3);
+  t.mutable_lease_time_to_live()->set_granted_ttl_seconds(10);
+  t.mutable_lease_time_to_live()->add_keys("a");
+  t.mutable_lease_time_to_live()->add_keys("b");
+  auto info = detail::decode_lease_time_to_live(t);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->granted_ttl_seconds, 10);
+  EXPECT_EQ(info->keys, (std::vector<std::string>{"a", "b"}));
+  pb::Response v;
+  v.mutable_header()->set_revision(8);
+  v.mutable_lease_revoke()->set_deleted(2);
+  auto rv = detail::decode_lease_revoke(v);
+  ASSERT_TRUE(rv.ok());
+  EXPECT_EQ(rv->deleted, 2u);
+  EXPECT_EQ(rv->revision, 8u);
+  pb::Response get;
+  get.mutable_get()->mutable_kv()->set_key("k");
+  get.mutable_get()->mutable_kv()->set_lease(5);
+  EXPECT_EQ(detail::decode_get(get)->lease, 5u);
+  pb::Response put;
+  put.mutable_put()->set_lease(6);
+  EXPECT_EQ(detail::decode_put(put)->lease, 6u);
 }
 
 TEST(Decode, MismatchedResultIsAProtocolError) {
@@ -409,6 +500,97 @@ TEST(Json, Strings) {
   EXPECT_FALSE(json_string("\xff", out));
   EXPECT_FALSE(json_string("\xc3", out));      // truncated sequence
   EXPECT_FALSE(json_string("\xc0\xaf", out));  // overlong
+}
+
+TEST(CommandLine, WatchAndLeaseCommands) {
+  auto w = parse({"watch", "cfg/", "--rev", "12", "--prev-kv", "--json"});
+  ASSERT_FALSE(w.exit) << w.output;
+  EXPECT_EQ(w.options.command.kind, Command::Kind::kWatch);
+  EXPECT_EQ(w.options.command.key, "cfg/");
+  EXPECT_EQ(w.options.command.revision, 12u);
+  EXPECT_TRUE(w.options.command.prev_kv);
+  EXPECT_TRUE(w.options.json);  // a global option after the watch's own
+
+  auto g = parse({"lease", "grant", "10"});
+  ASSERT_FALSE(g.exit) << g.output;
+  EXPECT_EQ(g.options.command.kind, Command::Kind::kLeaseGrant);
+  EXPECT_EQ(g.options.command.ttl, 10);
+  auto k = parse({"lease", "keepalive", "7", "--once"});
+  ASSERT_FALSE(k.exit) << k.output;
+  EXPECT_EQ(k.options.command.kind, Command::Kind::kLeaseKeepAlive);
+  EXPECT_EQ(k.options.command.lease, 7u);
+  EXPECT_TRUE(k.options.command.once);
+  auto r = parse({"lease", "revoke", "18446744073709551615"});
+  ASSERT_FALSE(r.exit) << r.output;
+  EXPECT_EQ(r.options.command.lease, 18446744073709551615ull);
+  auto t = parse({"lease", "ttl", "3", "--keys"});
+  ASSERT_FALSE(t.exit) << t.output;
+  EXPECT_EQ(t.options.command.kind, Command::Kind::kLeaseTtl);
+  EXPECT_TRUE(t.options.command.keys);
+  auto pl = parse({"put", "k", "v", "--lease", "9"});
+  ASSERT_FALSE(pl.exit) << pl.output;
+  EXPECT_EQ(pl.options.command.lease, 9u);
+  auto pt = parse({"put", "k", "v", "--ttl", "30"});
+  ASSERT_FALSE(pt.exit) << pt.output;
+  EXPECT_EQ(pt.options.command.ttl, 30);
+
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"watch"},
+                                              {"watch", "p", "--rev", "-1"},
+                                              {"lease", "grant", "0"},
+                                              {"lease", "grant", "-5"},
+                                              {"lease", "revoke", "0"},
+                                              {"lease", "keepalive"},
+                                              {"lease"},
+                                              {"lease", "frob", "1"},
+                                              {"put", "k", "v", "--lease", "1", "--ttl", "2"},
+                                              {"put", "k", "v", "--ttl", "x"}}) {
+    auto p = parse(bad);
+    EXPECT_TRUE(p.exit) << bad[0];
+    EXPECT_EQ(p.code, kExitUsage) << bad[0];
+  }
+}
+
+TEST(ShellCommand, LeaseCommandsAndPutWithLease) {
+  Command c;
+  std::string error;
+  ASSERT_TRUE(parse_shell_command(words("put k v --lease 4"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kPut);
+  EXPECT_EQ(c.lease, 4u);
+  EXPECT_EQ(c.value, "v");
+  ASSERT_TRUE(parse_shell_command(words("put k v --ttl 2"), c, error)) << error;
+  EXPECT_EQ(c.ttl, 2);
+  ASSERT_TRUE(parse_shell_command(words("lease grant 5"), c, error)) << error;
+  EXPECT_EQ(c.kind, Command::Kind::kLeaseGrant);
+  ASSERT_TRUE(parse_shell_command(words("lease keepalive 5 --once"), c, error)) << error;
+  EXPECT_TRUE(c.once);
+  ASSERT_TRUE(parse_shell_command(words("lease ttl 5 --keys"), c, error)) << error;
+  EXPECT_TRUE(c.keys);
+  for (const char* bad :
+       {"put k v --lease", "put k v --lease 0", "put k v --ttl 1 --lease 2", "lease", "lease grant",
+        "lease keepalive 5", "lease revoke x", "watch p"}) {
+    EXPECT_FALSE(parse_shell_command(words(bad), c, error)) << bad;
+    EXPECT_FALSE(error.empty());
+  }
+}
+
+TEST(Json, WatchEvents) {
+  client::WatchEvent put;
+  put.type = client::WatchEvent::Type::kPut;
+  put.kv = client::KeyValue{"k", "v\n", 3, 5, 2, 9};
+  put.prev = client::KeyValue{"k", "old", 3, 4, 1, 0};
+  EXPECT_EQ(json_watch_event(put, 5),
+            "{\"type\":\"put\",\"key\":\"k\",\"value\":\"v\\n\",\"revision\":5,\"mod_revision\":5,"
+            "\"create_revision\":3,\"version\":2,\"lease\":9,\"prev_kv\":{\"key\":\"k\","
+            "\"value\":\"old\",\"create_revision\":3,\"mod_revision\":4,\"version\":1}}");
+  client::WatchEvent del;
+  del.type = client::WatchEvent::Type::kDelete;
+  del.kv.key = std::string("\xff\x01", 2);
+  del.kv.mod_revision = 6;
+  EXPECT_EQ(json_watch_event(del, 6),
+            "{\"type\":\"delete\",\"key_base64\":\"/wE=\",\"value\":\"\",\"revision\":6,"
+            "\"mod_revision\":6,\"create_revision\":0,\"version\":0,\"lease\":0}");
+  EXPECT_EQ(plain_watch_event(put, 5, false), "5\tPUT\tk\tv\\n\tprev=old");
+  EXPECT_EQ(plain_watch_event(del, 6, false), "6\tDELETE\t\\xff\\x01");
 }
 
 }  // namespace

@@ -21,6 +21,11 @@
 // independent connections (for example to spread load over the server's worker threads)
 // create several Clients.
 //
+// Watches (Client::watch, docs/CLIENT.md "Watch and leases") share that connection: the
+// server's WatchEvents pushes (Response id 0) come between the answers; the I/O thread
+// hands each push to its watch by watch id and goes on pairing answers with requests in
+// order.
+//
 // Failures. A lost connection (the server closed it, a read or write failed, or requests
 // were outstanding and nothing arrived for `request_timeout`) fails every call in flight
 // on it with UNAVAILABLE; writes among them report Status::outcome_unknown(). The next
@@ -43,12 +48,16 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "client/status.hpp"
 #include "client/types.hpp"
@@ -57,7 +66,9 @@ namespace kv::client {
 
 namespace detail {
 class Connection;
-}
+class WatchState;
+class StreamQueue;
+}  // namespace detail
 
 struct ClientOptions {
   // Upper bound on opening a TCP connection (name resolution excluded).
@@ -166,6 +177,110 @@ class Transaction {
   bool open_ = false;
 };
 
+// A watch (docs/CLIENT.md "Watch"), from Client::watch: its callback receives one
+// WatchBatch per revision, in revision order, on the client's I/O thread (the rules of
+// asynchronous callbacks apply: do not block, make no synchronous call). The last batch
+// has `canceled` set (the server ended the watch, or the connection was lost); none
+// follows it. Destroying the Watch cancels it.
+//
+// Thread safety: cancel() may be called from any thread, the callback included. It keeps
+// its connection alive; it does not need its Client to stay alive.
+class Watch {
+ public:
+  explicit Watch(std::shared_ptr<detail::WatchState> state);
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+  ~Watch();
+
+  [[nodiscard]] std::uint64_t id() const noexcept;
+  // Every event of the watch has mod_revision >= this.
+  [[nodiscard]] std::uint64_t start_revision() const noexcept;
+  // False once the final batch was delivered or cancel() was called.
+  [[nodiscard]] bool active() const;
+  // The first revision not delivered yet (where a new watch would resume).
+  [[nodiscard]] std::uint64_t resume_revision() const;
+  // Ends the watch: once it returns, the callback is not running and never runs again
+  // (called from the callback itself: after that callback returns). Sends CANCEL_WATCH
+  // (waiting for its answer unless called on the I/O thread); a watch that had already
+  // ended is not an error.
+  Status cancel();
+
+ private:
+  std::shared_ptr<detail::WatchState> state_;
+};
+
+// A watch read by pulling (Client::watch_stream): next() returns the batches in revision
+// order. Up to `max_buffered` batches wait for the reader; a reader that falls further
+// behind loses the watch: it is canceled and its final batch says RESOURCE_EXHAUSTED with
+// the resume revision (so a stalled reader never makes the client's memory grow without
+// bound). Thread safety: one reader at a time; cancel() from any thread.
+class WatchStream {
+ public:
+  WatchStream(std::shared_ptr<detail::WatchState> state,
+              std::shared_ptr<detail::StreamQueue> queue);
+  WatchStream(const WatchStream&) = delete;
+  WatchStream& operator=(const WatchStream&) = delete;
+  ~WatchStream();
+
+  [[nodiscard]] std::uint64_t id() const noexcept;
+  [[nodiscard]] std::uint64_t start_revision() const noexcept;
+  // The next batch, waiting up to `timeout`. nullopt on timeout, after cancel(), and once
+  // the final batch (canceled set) has been returned.
+  [[nodiscard]] std::optional<WatchBatch> next(
+      std::chrono::milliseconds timeout = std::chrono::milliseconds::max());
+  // The final batch has been returned, or cancel() was called.
+  [[nodiscard]] bool ended() const;
+  Status cancel();
+
+ private:
+  std::shared_ptr<detail::WatchState> state_;
+  std::shared_ptr<detail::StreamQueue> queue_;
+};
+
+class Client;
+
+// Keeps a lease alive from a background thread (docs/CLIENT.md "Leases"): sends
+// LEASE_KEEPALIVE about every ttl/3 (the TTL of the latest answer), and after a failed
+// attempt (connection lost) retries every half second. It reports the lease lost -- and
+// stops -- when the server says LEASE_NOT_FOUND, or when no renewal succeeded for a whole
+// TTL (the server has then expired it). `on_lost` runs once, on the helper's thread.
+// Destroying the helper stops the renewals (it does not revoke the lease). `client` must
+// outlive the helper.
+class LeaseKeepAlive {
+ public:
+  LeaseKeepAlive(Client& client, std::uint64_t lease_id, std::int64_t ttl_seconds,
+                 std::function<void(const Status&)> on_lost = {});
+  LeaseKeepAlive(const LeaseKeepAlive&) = delete;
+  LeaseKeepAlive& operator=(const LeaseKeepAlive&) = delete;
+  ~LeaseKeepAlive();
+
+  [[nodiscard]] std::uint64_t lease_id() const noexcept { return id_; }
+  // False once the lease is known (or presumed) lost.
+  [[nodiscard]] bool alive() const;
+  // Why the lease was lost (OK while alive).
+  [[nodiscard]] Status lost_reason() const;
+  [[nodiscard]] std::uint64_t renewals() const;
+  // Waits until the lease is lost (and on_lost has returned) or `timeout` passes; true
+  // when lost.
+  [[nodiscard]] bool wait_lost(std::chrono::milliseconds timeout) const;
+
+ private:
+  void run();
+
+  Client& client_;
+  const std::uint64_t id_;
+  std::int64_t ttl_;
+  std::function<void(const Status&)> on_lost_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool stop_ = false;           // guarded by mu_
+  bool lost_ = false;           // guarded by mu_
+  bool reported_ = false;       // guarded by mu_: lost_, and on_lost has returned
+  Status reason_;               // guarded by mu_
+  std::uint64_t renewals_ = 0;  // guarded by mu_
+  std::thread thread_;
+};
+
 struct TransactOptions {
   std::uint32_t max_attempts = 10;
   Isolation isolation = Isolation::kSerializable;
@@ -204,6 +319,9 @@ class Client {
   [[nodiscard]] Result<KeyValue> get(std::string_view key);
   [[nodiscard]] Result<PutResult> put(std::string_view key, std::string_view value,
                                       bool prev_kv = false);
+  // put with a lease (PutOptions::lease) or a new one-key lease (PutOptions::ttl_seconds).
+  [[nodiscard]] Result<PutResult> put(std::string_view key, std::string_view value,
+                                      const PutOptions& options);
   // Deleting a missing key is OK with deleted == 0.
   [[nodiscard]] Result<DeleteResult> del(std::string_view key, bool prev_kv = false);
   [[nodiscard]] Result<DeleteRangeResult> delete_range(const Range& range, bool prev_kv = false);
@@ -225,6 +343,30 @@ class Client {
   // (UNAVAILABLE); start again.
   [[nodiscard]] Result<SnapshotInfo> save_snapshot(
       const std::function<bool(std::string_view chunk)>& sink);
+
+  // --- Watch (docs/CLIENT.md "Watch") ------------------------------------------------
+  // Creates a watch on the current connection and returns once the server accepted it
+  // (COMPACTED when options.start_revision is older than the server keeps:
+  // status().compact_revision() is the oldest revision a watch can start from). `on_batch` then
+  // receives every revision's events (see Watch). Many watches share the connection with
+  // ordinary calls, whose answers keep their request order.
+  [[nodiscard]] Result<std::unique_ptr<Watch>> watch(
+      const WatchKeys& keys, const WatchOptions& options,
+      std::function<void(const WatchBatch&)> on_batch);
+  // The same, read by pulling (see WatchStream).
+  [[nodiscard]] Result<std::unique_ptr<WatchStream>> watch_stream(const WatchKeys& keys,
+                                                                  const WatchOptions& options = {},
+                                                                  std::size_t max_buffered = 65536);
+
+  // --- Leases (docs/CLIENT.md "Leases") ------------------------------------------------
+  // Grants a lease of `ttl_seconds` (>= 1); `id` 0 lets the server choose the id.
+  [[nodiscard]] Result<LeaseGrant> lease_grant(std::int64_t ttl_seconds, std::uint64_t id = 0);
+  // Revokes the lease and deletes its keys in one transaction. LEASE_NOT_FOUND when it is
+  // not alive.
+  [[nodiscard]] Result<LeaseRevokeResult> lease_revoke(std::uint64_t id);
+  // Renews the lease once (for a background helper, see LeaseKeepAlive).
+  [[nodiscard]] Result<LeaseGrant> lease_keepalive(std::uint64_t id);
+  [[nodiscard]] Result<LeaseInfo> lease_time_to_live(std::uint64_t id, bool keys = false);
 
   // --- Interactive transactions --------------------------------------------------------
   [[nodiscard]] Result<Transaction> begin(Isolation isolation = Isolation::kSerializable);

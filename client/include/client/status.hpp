@@ -46,6 +46,12 @@ enum class Code : std::uint8_t {
   // A durable server refuses writes after a storage failure (its log could not be written
   // or fsynced, e.g. a full disk): the write was not acknowledged. Reads keep working.
   kStorageFailed = 11,
+  // WATCH from a start revision older than anything the server still keeps; also the code
+  // of a watch the server ended because the watcher fell behind its history
+  // (WatchBatch::compact_revision: the oldest revision a watch can start from now).
+  kCompacted = 12,
+  // A lease id that was never granted, was revoked, or expired.
+  kLeaseNotFound = 13,
 };
 
 // "OK", "NOT_FOUND", ... (the names of docs/PROTOCOL.md).
@@ -62,6 +68,12 @@ class [[nodiscard]] Status {
   [[nodiscard]] bool ok() const noexcept { return code_ == Code::kOk; }
   [[nodiscard]] Code code() const noexcept { return code_; }
   [[nodiscard]] const std::string& message() const noexcept { return message_; }
+  // With COMPACTED: the oldest revision a watch can start from now (0 otherwise).
+  [[nodiscard]] std::uint64_t compact_revision() const noexcept { return compact_revision_; }
+  Status& set_compact_revision(std::uint64_t revision) noexcept {
+    compact_revision_ = revision;
+    return *this;
+  }
   // True only for a write whose connection was lost while it was in flight.
   [[nodiscard]] bool outcome_unknown() const noexcept { return outcome_unknown_; }
 
@@ -78,6 +90,7 @@ class [[nodiscard]] Status {
   Code code_ = Code::kOk;
   bool outcome_unknown_ = false;
   std::string message_;
+  std::uint64_t compact_revision_ = 0;
 };
 
 // A value or the Status explaining why there is none. The value is default-constructed

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "client/status.hpp"
+
 namespace kv::client {
 
 // A key with its etcd-style metadata (docs/PROTOCOL.md, 2.2).
@@ -21,6 +23,7 @@ struct KeyValue {
   std::uint64_t create_revision = 0;
   std::uint64_t mod_revision = 0;
   std::uint64_t version = 0;
+  std::uint64_t lease = 0;  // the lease the key is attached to (0: none)
   friend bool operator==(const KeyValue&, const KeyValue&) = default;
 };
 
@@ -55,9 +58,21 @@ struct ScanResult {
   bool more = false;        // the limit (or the frame size) cut the result
 };
 
+// Options of Client::put beyond the key and the value.
+struct PutOptions {
+  bool prev_kv = false;  // return the value the put replaced
+  // Attach the key to this lease (LEASE_NOT_FOUND when it is not alive). 0: no lease (a put
+  // without a lease detaches the key from the lease it had).
+  std::uint64_t lease = 0;
+  // Non-zero: the server grants a new lease of this many seconds and attaches the key to it
+  // (PutResult::lease names it); `lease` must then be 0.
+  std::int64_t ttl_seconds = 0;
+};
+
 struct PutResult {
   std::uint64_t revision = 0;    // the commit revision of the put
   std::optional<KeyValue> prev;  // when prev_kv was requested and the key existed
+  std::uint64_t lease = 0;       // with PutOptions::ttl_seconds: the lease granted
 };
 
 struct DeleteResult {
@@ -109,8 +124,9 @@ struct TxnOp {
   std::string key;    // get, put, del
   std::string value;  // put
   bool prev_kv = false;
-  Range range;       // delete_range, scan
-  ScanOptions scan;  // scan
+  std::uint64_t lease = 0;  // put: attach the key to this lease (0: none)
+  Range range;              // delete_range, scan
+  ScanOptions scan;         // scan
 
   [[nodiscard]] static TxnOp get(std::string key) {
     TxnOp op;
@@ -118,11 +134,12 @@ struct TxnOp {
     op.key = std::move(key);
     return op;
   }
-  [[nodiscard]] static TxnOp put(std::string key, std::string value) {
+  [[nodiscard]] static TxnOp put(std::string key, std::string value, std::uint64_t lease = 0) {
     TxnOp op;
     op.kind = Kind::kPut;
     op.key = std::move(key);
     op.value = std::move(value);
+    op.lease = lease;
     return op;
   }
   [[nodiscard]] static TxnOp del(std::string key) {
@@ -196,6 +213,86 @@ struct SnapshotInfo {
   std::uint64_t revision = 0;  // the revision the image holds
   std::uint64_t bytes = 0;
   std::uint32_t crc32c = 0;
+};
+
+// --- Watch (docs/CLIENT.md "Watch", docs/PROTOCOL.md 3.15) -----------------------------
+
+// What a watch follows: one key, the keys with a prefix, or a key range.
+struct WatchKeys {
+  std::string key;
+  // Wire encoding (WatchRequest.range_end): empty: the single key `key`; one zero byte:
+  // every key >= key; otherwise keys in [key, range_end). Use the factories.
+  std::string range_end;
+  bool prefix = false;
+
+  [[nodiscard]] static WatchKeys single(std::string key) {
+    return WatchKeys{std::move(key), {}, false};
+  }
+  // Keys starting with `p` (every key when `p` is empty).
+  [[nodiscard]] static WatchKeys with_prefix(std::string p) {
+    return WatchKeys{std::move(p), {}, true};
+  }
+  // Keys k with start <= k < end; an empty `end`: no upper bound.
+  [[nodiscard]] static WatchKeys between(std::string start, std::string end = {}) {
+    if (end.empty()) end.assign(1, '\0');
+    return WatchKeys{std::move(start), std::move(end), false};
+  }
+};
+
+struct WatchOptions {
+  // The first revision to report; 0: changes committed after the watch is created.
+  std::uint64_t start_revision = 0;
+  bool prev_kv = false;    // each event carries the key-value the change replaced
+  bool no_put = false;     // leave out puts
+  bool no_delete = false;  // leave out deletes
+};
+
+struct WatchEvent {
+  enum class Type : std::uint8_t { kPut = 0, kDelete = 1 };
+  Type type = Type::kPut;
+  // kPut: the new key-value. kDelete: the key, with mod_revision = the delete's revision.
+  KeyValue kv;
+  std::optional<KeyValue> prev;  // with WatchOptions::prev_kv, when the key existed before
+};
+
+// Every event of one revision in the watched range (one transaction), in key order; or,
+// with `canceled`, the watch's last delivery.
+struct WatchBatch {
+  std::uint64_t watch_id = 0;
+  std::uint64_t revision = 0;
+  std::vector<WatchEvent> events;  // may be empty on the final batch
+
+  // The watch ended (this is its last batch), and why, in `status`:
+  //   COMPACTED: the watcher fell behind everything the server keeps (or started before
+  //     it); compact_revision is the oldest revision available: re-read, then watch again
+  //     from the read's revision + 1.
+  //   RESOURCE_EXHAUSTED: the server ended it for another limit, or this client's buffer
+  //     for a WatchStream overflowed (the reader fell behind);
+  //   UNAVAILABLE: the connection was lost or the server shut down.
+  // Otherwise: watch again from resume_revision (the first revision not delivered).
+  bool canceled = false;
+  Status status;
+  std::uint64_t compact_revision = 0;
+  std::uint64_t resume_revision = 0;
+};
+
+// --- Leases (docs/CLIENT.md "Leases", docs/PROTOCOL.md 3.16) ---------------------------
+
+struct LeaseGrant {
+  std::uint64_t id = 0;
+  std::int64_t ttl_seconds = 0;  // granted (grant) or renewed for (keep-alive)
+};
+
+struct LeaseRevokeResult {
+  std::uint64_t revision = 0;  // the revision of the deletion of its keys
+  std::uint64_t deleted = 0;   // keys deleted with it
+};
+
+struct LeaseInfo {
+  std::uint64_t id = 0;
+  std::int64_t ttl_seconds = 0;          // remaining, rounded up
+  std::int64_t granted_ttl_seconds = 0;  // as granted
+  std::vector<std::string> keys;         // with keys requested, in key order
 };
 
 }  // namespace kv::client

@@ -32,7 +32,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import kv_pb2 as pb
 
@@ -115,7 +115,23 @@ class PermissionDenied(KvError):
     code = "PERMISSION_DENIED"
 
 
+class Compacted(KvError):
+    """A watch's start revision (or the revision a lagging watch needed next) is older than
+    anything the server keeps. ``compact_revision``: the oldest revision available. Re-read
+    the range, then watch again from the read's revision + 1."""
+    code = "COMPACTED"
+    compact_revision = 0
+    resume_revision = 0
+
+
+class LeaseNotFound(KvError):
+    """The lease was never granted, was revoked, or expired."""
+    code = "LEASE_NOT_FOUND"
+
+
 _BY_CODE = {
+    pb.Status.COMPACTED: Compacted,
+    pb.Status.LEASE_NOT_FOUND: LeaseNotFound,
     pb.Status.NOT_FOUND: NotFound,
     pb.Status.CONFLICT: Conflict,
     pb.Status.TXN_EXPIRED: TxnExpired,
@@ -157,6 +173,7 @@ def _raise_for(status) -> None:
         err = _BY_CODE.get(status.code, Internal)(status.message)
         # A per-user rate quota says how long to wait (RESOURCE_EXHAUSTED only).
         err.retry_after_ms = status.retry_after_ms
+        err.compact_revision = status.compact_revision
         raise err
 
 
@@ -187,10 +204,11 @@ class KeyValue:
     create_revision: int = 0
     mod_revision: int = 0
     version: int = 0
+    lease: int = 0
 
     @staticmethod
     def of(m) -> "KeyValue":
-        return KeyValue(m.key, m.value, m.create_revision, m.mod_revision, m.version)
+        return KeyValue(m.key, m.value, m.create_revision, m.mod_revision, m.version, m.lease)
 
 
 @dataclass
@@ -199,6 +217,35 @@ class ScanResult:
     count: int
     more: bool
     revision: int
+
+
+@dataclass
+class LeaseGrant:
+    id: int
+    ttl_seconds: int
+
+
+@dataclass
+class LeaseInfo:
+    id: int
+    ttl_seconds: int          # remaining, rounded up
+    granted_ttl_seconds: int
+    keys: List[bytes] = field(default_factory=list)
+
+
+@dataclass
+class WatchEvent:
+    type: str                        # "put" or "delete"
+    kv: KeyValue                     # delete: the key, mod_revision = the delete's revision
+    prev_kv: Optional[KeyValue]      # with prev_kv=True, when the key existed before
+    revision: int
+
+
+@dataclass
+class WatchBatch:
+    """Every event of one revision in the watched range (one transaction), in key order."""
+    revision: int
+    events: List[WatchEvent]
 
 
 @dataclass
@@ -244,8 +291,8 @@ def op_get(key: Bytes):
     return pb.TxnOp(get=pb.GetRequest(key=_b(key)))
 
 
-def op_put(key: Bytes, value: Bytes, prev_kv: bool = False):
-    return pb.TxnOp(put=pb.PutRequest(key=_b(key), value=_b(value), prev_kv=prev_kv))
+def op_put(key: Bytes, value: Bytes, prev_kv: bool = False, lease: int = 0):
+    return pb.TxnOp(put=pb.PutRequest(key=_b(key), value=_b(value), prev_kv=prev_kv, lease=lease))
 
 
 def op_delete(key: Bytes):
@@ -435,6 +482,8 @@ class Client:
                 sent = True
                 while True:
                     resp = self._read_response()
+                    if resp.id == 0 and resp.WhichOneof("result") == "watch_events":
+                        continue  # a watch push answers no request (watches use Watcher)
                     if resp.id == 0 and resp.status.code != pb.Status.INVALID_ARGUMENT:
                         # A connection notice (PROTOCOL.md 5): the server will close and
                         # executes nothing it has not answered before the notice; an
@@ -487,14 +536,83 @@ class Client:
             return None
         return KeyValue.of(resp.get.kv)
 
-    def put(self, key: Bytes, value: Bytes, prev_kv: bool = False):
-        """Returns the commit revision, or (revision, previous KeyValue or None) with prev_kv."""
+    def put(self, key: Bytes, value: Bytes, prev_kv: bool = False, lease: int = 0):
+        """Returns the commit revision, or (revision, previous KeyValue or None) with prev_kv.
+        ``lease``: attach the key to that lease (LeaseNotFound when it is not alive)."""
         resp = self._call(pb.Request(put=pb.PutRequest(key=_b(key), value=_b(value),
-                                                       prev_kv=prev_kv)), "put")
+                                                       prev_kv=prev_kv, lease=lease)), "put")
         if prev_kv:
             prev = KeyValue.of(resp.put.prev_kv) if resp.put.HasField("prev_kv") else None
             return resp.header.revision, prev
         return resp.header.revision
+
+    def put_with_ttl(self, key: Bytes, value: Bytes, ttl_seconds: int) -> Tuple[int, int]:
+        """Writes the key attached to a new lease of ``ttl_seconds``: (revision, lease id)."""
+        resp = self._call(pb.Request(put=pb.PutRequest(key=_b(key), value=_b(value),
+                                                       ttl_seconds=ttl_seconds)), "put")
+        return resp.header.revision, resp.put.lease
+
+    # -- leases --------------------------------------------------------------------------
+
+    def lease_grant(self, ttl_seconds: int, lease_id: int = 0) -> "LeaseGrant":
+        """Grants a lease (``lease_id`` 0: the server chooses the id)."""
+        resp = self._call(pb.Request(lease_grant=pb.LeaseGrantRequest(
+            ttl_seconds=ttl_seconds, id=lease_id)), "lease_grant")
+        return LeaseGrant(resp.lease_grant.id, resp.lease_grant.ttl_seconds)
+
+    def lease_revoke(self, lease_id: int) -> int:
+        """Revokes the lease; its keys are deleted in one revision. Returns how many."""
+        resp = self._call(pb.Request(lease_revoke=pb.LeaseRevokeRequest(id=lease_id)),
+                          "lease_revoke")
+        return resp.lease_revoke.deleted
+
+    def lease_keepalive(self, lease_id: int) -> int:
+        """Renews the lease once; returns the TTL it was renewed for."""
+        resp = self._call(pb.Request(lease_keepalive=pb.LeaseKeepAliveRequest(id=lease_id)),
+                          "lease_keepalive")
+        return resp.lease_keepalive.ttl_seconds
+
+    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> "LeaseInfo":
+        resp = self._call(pb.Request(lease_time_to_live=pb.LeaseTimeToLiveRequest(
+            id=lease_id, keys=keys)), "lease_time_to_live")
+        m = resp.lease_time_to_live
+        return LeaseInfo(m.id, m.ttl_seconds, m.granted_ttl_seconds, list(m.keys))
+
+    # -- watch ---------------------------------------------------------------------------
+
+    def watch(self, key: Bytes = b"", range_end: Bytes = b"", prefix: bool = False,
+              start_revision: int = 0, prev_kv: bool = False, no_put: bool = False,
+              no_delete: bool = False) -> "Watcher":
+        """Starts a watch on a connection of its own (same address, TLS and user) and
+        returns its ``Watcher``: iterate over it for the events. ``prefix``: keys starting
+        with ``key``; else ``range_end`` empty: the single key; ``b"\\0"``: every key >=
+        ``key``; otherwise keys in [key, range_end). Raises Compacted when
+        ``start_revision`` is older than the server keeps."""
+        conn = self._sibling()
+        req = pb.Request(watch=pb.WatchRequest(key=_b(key), range_end=_b(range_end),
+                                               prefix=prefix, start_revision=start_revision,
+                                               prev_kv=prev_kv, no_put=no_put,
+                                               no_delete=no_delete))
+        try:
+            resp = conn._call(req, "watch")
+        except BaseException:
+            conn.close()
+            raise
+        return Watcher(conn, resp.watch.watch_id, resp.watch.start_revision)
+
+    def _sibling(self) -> "Client":
+        """A new connection with this client's settings (address, TLS context, user)."""
+        conn = Client.__new__(Client)
+        for name in ("host", "port", "timeout", "max_frame_bytes", "user", "_password",
+                     "_ssl", "_server_name"):
+            setattr(conn, name, getattr(self, name))
+        conn._lock = threading.Lock()
+        conn._sock = None
+        conn._next_id = 1
+        conn.generation = 0
+        with conn._lock:
+            conn._connect()
+        return conn
 
     def delete(self, key: Bytes) -> int:
         """1 if a live key was deleted, 0 if there was none."""
@@ -684,3 +802,158 @@ class Transaction:
 
     def __exit__(self, *exc) -> None:
         self._abort_quietly()
+
+
+class Watcher:
+    """A watch on its own connection (from ``Client.watch``). Iterating yields
+    ``WatchEvent`` objects in revision order (``batches()`` yields one ``WatchBatch`` per
+    revision instead). The iteration ends after ``cancel()`` or ``close()``. When the server
+    ends the watch it raises: ``Compacted`` (the watch fell behind what the server keeps:
+    re-read, then watch again from the read's revision + 1), ``Unavailable`` (shutdown or
+    connection lost: watch again from ``resume_revision``), or another ``KvError``; the
+    exception carries ``resume_revision`` (the first revision not delivered) and
+    ``compact_revision``."""
+
+    def __init__(self, conn: Client, watch_id: int, start_revision: int):
+        self._conn = conn
+        self.id = watch_id
+        self.start_revision = start_revision
+        self.resume_revision = start_revision  # the first revision not delivered yet
+        self._write_lock = threading.Lock()
+        self._cancel_id: Optional[int] = None
+        self._closed = False
+        if conn._sock is not None:
+            conn._sock.settimeout(None)  # a quiet range is not an error
+
+    def batches(self) -> Iterator[WatchBatch]:
+        pending: List[WatchEvent] = []
+        while not self._closed:
+            try:
+                resp = self._conn._read_response()
+            except (OSError, ConnectionError, ValueError) as e:
+                if self._closed or self._cancel_id is not None:
+                    return
+                self.close()
+                err = Unavailable(f"watch lost: {e}")
+                err.resume_revision = self.resume_revision
+                raise err from None
+            if resp.id != 0:
+                if resp.id == self._cancel_id:
+                    self.close()
+                    return
+                continue
+            if resp.WhichOneof("result") != "watch_events":
+                continue  # a connection notice; the close follows
+            m = resp.watch_events
+            if m.watch_id != self.id:
+                continue
+            for e in m.events:
+                pending.append(WatchEvent("delete" if e.type == pb.Event.DELETE else "put",
+                                          KeyValue.of(e.kv),
+                                          KeyValue.of(e.prev_kv) if e.HasField("prev_kv") else None,
+                                          m.revision))
+            if m.fragment and not m.canceled:
+                continue
+            if pending:
+                batch = WatchBatch(m.revision, pending)
+                pending = []
+                self.resume_revision = m.revision + 1
+                yield batch
+            if m.canceled:
+                self.close()
+                err = _BY_CODE.get(m.cancel_code, Internal)(m.cancel_reason)
+                err.compact_revision = m.compact_revision
+                err.resume_revision = m.resume_revision or self.resume_revision
+                raise err
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for batch in self.batches():
+            yield from batch.events
+
+    def cancel(self) -> None:
+        """Sends CANCEL_WATCH; the iteration ends when its answer arrives. Safe from
+        another thread than the one iterating."""
+        with self._write_lock:
+            if self._closed or self._cancel_id is not None or self._conn._sock is None:
+                return
+            req = pb.Request(id=self._conn._next_id,
+                             cancel_watch=pb.CancelWatchRequest(watch_id=self.id))
+            self._conn._next_id += 1
+            self._cancel_id = req.id
+            payload = req.SerializeToString()
+            try:
+                self._conn._sock.sendall(_HEADER.pack(len(payload)) + payload)
+            except OSError:
+                self.close()
+
+    def close(self) -> None:
+        """Closes the watch's connection (which ends the watch on the server)."""
+        self._closed = True
+        sock = self._conn._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn._sock = None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LeaseKeepAlive:
+    """Keeps a lease alive from a background thread: renews it about every ttl/3 over its
+    own connection (retrying every half second after a failure) until ``stop()``; sets
+    ``lost`` (with ``error``) and stops when the server says LeaseNotFound or no renewal
+    succeeded for a whole TTL. ``on_lost(error)`` is called once from that thread."""
+
+    def __init__(self, client: Client, lease_id: int, ttl_seconds: int,
+                 on_lost: Optional[Callable[[KvError], None]] = None):
+        self.lease_id, self.ttl = lease_id, max(1, ttl_seconds)
+        self.lost = threading.Event()
+        self.error: Optional[KvError] = None
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._client = client
+        self._on_lost = on_lost
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        expires = time.monotonic() + self.ttl
+        wait = self.ttl / 3
+        while not self._stop.wait(wait):
+            sent = time.monotonic()
+            try:
+                self.ttl = self._client.lease_keepalive(self.lease_id) or self.ttl
+                self.renewals += 1
+                expires = sent + self.ttl
+                wait = self.ttl / 3
+                continue
+            except LeaseNotFound as e:
+                error: KvError = e
+            except KvError as e:
+                if time.monotonic() < expires:
+                    wait = min(0.5, max(0.0, expires - time.monotonic()))
+                    continue
+                error = LeaseNotFound(f"lease {self.lease_id} not renewed within its TTL: {e}")
+            self.error = error
+            self.lost.set()
+            if self._on_lost is not None:
+                self._on_lost(error)
+            return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> "LeaseKeepAlive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

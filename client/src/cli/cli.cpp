@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <limits>
 #include <ostream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 namespace kv::cli {
@@ -29,7 +31,9 @@ using client::Status;
 constexpr std::string_view kHelp =
     "Commands (words with blanks in quotes: put k \"a value\"):\n"
     "  get KEY                    read a key\n"
-    "  put KEY VALUE              write a key\n"
+    "  put KEY VALUE [--lease ID | --ttl SECONDS]\n"
+    "                             write a key (attached to a lease, or to a new\n"
+    "                             lease of SECONDS)\n"
     "  del KEY                    delete a key\n"
     "  range START [END] [--limit N] [--prefix]\n"
     "                             keys in [START, END) (no END: no upper bound),\n"
@@ -42,6 +46,10 @@ constexpr std::string_view kHelp =
     "  ping                       round trip to the server\n"
     "  checkpoint                 write a checkpoint now (servers with --data-dir)\n"
     "  snapshot save FILE         save a consistent snapshot of the store into FILE\n"
+    "  lease grant TTL            grant a lease of TTL seconds\n"
+    "  lease keepalive ID --once  renew a lease once\n"
+    "  lease revoke ID            revoke a lease (deletes its keys)\n"
+    "  lease ttl ID [--keys]      a lease's remaining TTL (and its keys)\n"
     "  help                       this text\n"
     "  quit                       leave (an open transaction is aborted)\n";
 
@@ -138,8 +146,23 @@ std::string json_kv(const KeyValue& kv, bool with_value = true) {
   }
   out += ",\"create_revision\":" + std::to_string(kv.create_revision);
   out += ",\"mod_revision\":" + std::to_string(kv.mod_revision);
-  out += ",\"version\":" + std::to_string(kv.version) + "}";
+  out += ",\"version\":" + std::to_string(kv.version);
+  if (kv.lease != 0) out += ",\"lease\":" + std::to_string(kv.lease);
+  out += "}";
   return out;
+}
+
+// A decimal lease TTL in seconds: 1 to 2^63 - 1.
+bool parse_ttl(std::string_view text, std::int64_t& out) {
+  std::uint64_t v = 0;
+  if (!parse_u64(text, v) || v == 0 || v > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  out = static_cast<std::int64_t>(v);
+  return true;
+}
+
+// A lease id: 1 to 2^64 - 1.
+bool parse_lease_id(std::string_view text, std::uint64_t& out) {
+  return parse_u64(text, out) && out != 0;
 }
 
 std::string json_error(const Status& s) {
@@ -153,6 +176,10 @@ int code_exit(const Status& s) {
   if (s.ok()) return kExitOk;
   if (s.is_not_found()) return kExitNotFound;
   return kExitError;
+}
+
+int lease_exit(const Status& s) {
+  return s.code() == Code::kLeaseNotFound ? kExitNotFound : code_exit(s);
 }
 
 int report_error(const Status& s, bool json, std::ostream& out, std::ostream& err) {
@@ -480,9 +507,67 @@ bool parse_shell_command(const std::vector<std::string>& words, Command& out, st
     out.key = words[1];
   } else if (name == "put" || name == "set") {
     out.kind = K::kPut;
-    if (!want(2, "put KEY VALUE")) return false;
-    out.key = words[1];
-    out.value = words[2];
+    constexpr std::string_view kUsage = "put KEY VALUE [--lease ID | --ttl SECONDS]";
+    std::vector<std::string> positional;
+    for (std::size_t i = 1; i < words.size(); ++i) {
+      const std::string& w = words[i];
+      if (w == "--lease" || w == "--ttl") {
+        const bool ok =
+            i + 1 < words.size() && (w == "--lease" ? parse_lease_id(words[i + 1], out.lease)
+                                                    : parse_ttl(words[i + 1], out.ttl));
+        if (!ok) {
+          error = w == "--lease" ? "--lease needs a lease id (1 to 18446744073709551615)"
+                                 : "--ttl needs a number of seconds (at least 1)";
+          return false;
+        }
+        ++i;
+      } else {
+        positional.push_back(w);
+      }
+    }
+    if (positional.size() != 2 || (out.lease != 0 && out.ttl != 0)) {
+      error = "usage: " + std::string(kUsage);
+      return false;
+    }
+    out.key = positional[0];
+    out.value = positional[1];
+  } else if (name == "lease") {
+    constexpr std::string_view kUsage =
+        "lease grant TTL | lease keepalive ID --once | lease revoke ID | lease ttl ID [--keys]";
+    const std::string sub = argc >= 1 ? words[1] : "";
+    std::vector<std::string> rest(words.begin() + (argc >= 1 ? 2 : 1), words.end());
+    auto flag = [&](std::string_view f) {
+      const auto it = std::find(rest.begin(), rest.end(), f);
+      if (it == rest.end()) return false;
+      rest.erase(it);
+      return true;
+    };
+    bool ok = false;
+    if (sub == "grant") {
+      out.kind = K::kLeaseGrant;
+      ok = rest.size() == 1 && parse_ttl(rest[0], out.ttl);
+    } else if (sub == "keepalive") {
+      out.kind = K::kLeaseKeepAlive;
+      out.once = flag("--once");
+      ok = out.once && rest.size() == 1 && parse_lease_id(rest[0], out.lease);
+    } else if (sub == "revoke") {
+      out.kind = K::kLeaseRevoke;
+      ok = rest.size() == 1 && parse_lease_id(rest[0], out.lease);
+    } else if (sub == "ttl" || sub == "timetolive") {
+      out.kind = K::kLeaseTtl;
+      out.keys = flag("--keys");
+      ok = rest.size() == 1 && parse_lease_id(rest[0], out.lease);
+    }
+    if (!ok) {
+      error = "usage: " + std::string(kUsage) +
+              (sub == "keepalive" ? " (the shell renews once: kovan-cli lease keepalive ID "
+                                    "renews until interrupted)"
+                                  : "");
+      return false;
+    }
+  } else if (name == "watch") {
+    error = "watch runs until interrupted: use it as a command, kovan-cli watch PREFIX";
+    return false;
   } else if (name == "del" || name == "delete") {
     out.kind = K::kDel;
     if (!want(1, "del KEY")) return false;
@@ -620,6 +705,34 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   auto* put = app.add_subcommand("put", "Write a key");
   put->add_option("key", c.key, "Key")->required();
   put->add_option("value", c.value, "Value")->required();
+  // Numbers as text, checked here (CLI11 would wrap "-1" into an unsigned).
+  auto number_check = [](bool (*parse)(std::string_view, std::string&), const char* what) {
+    return CLI::Validator(
+        [parse, what](std::string& v) -> std::string {
+          std::string ignored;
+          return parse(v, ignored) ? std::string() : std::string(what);
+        },
+        "");
+  };
+  auto lease_text_ok = [](std::string_view v, std::string&) {
+    std::uint64_t n = 0;
+    return parse_lease_id(v, n);
+  };
+  auto ttl_text_ok = [](std::string_view v, std::string&) {
+    std::int64_t n = 0;
+    return parse_ttl(v, n);
+  };
+  constexpr const char* kLeaseIdError = "a lease id is a number from 1 to 18446744073709551615";
+  constexpr const char* kTtlError = "a TTL is a number of seconds from 1 to 9223372036854775807";
+  std::string put_lease;
+  std::string put_ttl;
+  auto* put_lease_opt = put->add_option("--lease", put_lease, "Attach the key to this lease")
+                            ->check(number_check(lease_text_ok, kLeaseIdError))
+                            ->type_name("ID");
+  put->add_option("--ttl", put_ttl, "Attach the key to a new lease of SECONDS")
+      ->check(number_check(ttl_text_ok, kTtlError))
+      ->type_name("SECONDS")
+      ->excludes(put_lease_opt);
   auto* del = app.add_subcommand("del", "Delete a key (exit 1 when it did not exist)");
   del->add_option("key", c.key, "Key")->required();
   auto* range = app.add_subcommand("range", "List keys in [START, END), or with a prefix");
@@ -647,6 +760,47 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
       ->required()
       ->type_name("FILE");
   auto* ping = app.add_subcommand("ping", "Round trip to the server");
+  auto* watch = app.add_subcommand(
+      "watch", "Print every change under PREFIX as it happens, until interrupted (Ctrl-C)");
+  watch->add_option("prefix", c.key, "Key prefix (\"\" for every key)")->required();
+  std::string watch_rev;
+  watch->add_option("--rev", watch_rev, "Start at this revision (default: changes from now on)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            std::uint64_t n = 0;
+            return parse_u64(v, n) ? std::string()
+                                   : "--rev needs a number from 0 to 18446744073709551615";
+          },
+          ""))
+      ->type_name("N");
+  watch->add_flag("--prev-kv", c.prev_kv, "Show the value each change replaced");
+  watch->fallthrough();  // `watch PREFIX --json`: the global options may follow
+  auto* lease = app.add_subcommand("lease", "Leases: keys that vanish with their lease");
+  lease->require_subcommand(1);
+  lease->fallthrough();
+  std::string lease_ttl;
+  std::string lease_id;
+  auto* lease_grant = lease->add_subcommand("grant", "Grant a lease of TTL seconds");
+  lease_grant->add_option("ttl", lease_ttl, "TTL in seconds")
+      ->required()
+      ->check(number_check(ttl_text_ok, kTtlError));
+  auto* lease_keepalive = lease->add_subcommand(
+      "keepalive", "Renew a lease about every TTL/3 until interrupted (or once with --once)");
+  lease_keepalive->add_option("id", lease_id, "Lease id")
+      ->required()
+      ->check(number_check(lease_text_ok, kLeaseIdError));
+  lease_keepalive->add_flag("--once", c.once, "Renew once and exit");
+  auto* lease_revoke =
+      lease->add_subcommand("revoke", "Revoke a lease: its keys are deleted (one revision)");
+  lease_revoke->add_option("id", lease_id, "Lease id")
+      ->required()
+      ->check(number_check(lease_text_ok, kLeaseIdError));
+  auto* lease_ttl_cmd = lease->add_subcommand("ttl", "A lease's remaining and granted TTL");
+  lease_ttl_cmd->add_option("id", lease_id, "Lease id")
+      ->required()
+      ->check(number_check(lease_text_ok, kLeaseIdError));
+  lease_ttl_cmd->add_flag("--keys", c.keys, "List the keys attached to it");
+  for (auto* sub : {lease_grant, lease_keepalive, lease_revoke, lease_ttl_cmd}) sub->fallthrough();
 
   try {
     app.parse(argc, argv);
@@ -673,6 +827,17 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   if (ping->parsed()) c.kind = K::kPing;
   if (checkpoint->parsed()) c.kind = K::kCheckpoint;
   if (snapshot_save->parsed()) c.kind = K::kSnapshotSave;
+  if (watch->parsed()) c.kind = K::kWatch;
+  if (lease_grant->parsed()) c.kind = K::kLeaseGrant;
+  if (lease_keepalive->parsed()) c.kind = K::kLeaseKeepAlive;
+  if (lease_revoke->parsed()) c.kind = K::kLeaseRevoke;
+  if (lease_ttl_cmd->parsed()) c.kind = K::kLeaseTtl;
+  // Each passed its check above.
+  if (!put_lease.empty()) (void)parse_lease_id(put_lease, c.lease);
+  if (!put_ttl.empty()) (void)parse_ttl(put_ttl, c.ttl);
+  if (!lease_ttl.empty()) (void)parse_ttl(lease_ttl, c.ttl);
+  if (!lease_id.empty()) (void)parse_lease_id(lease_id, c.lease);
+  if (!watch_rev.empty()) (void)parse_u64(watch_rev, c.revision);
   if (c.kind == K::kRange && c.prefix && !c.value.empty()) {
     outcome.exit = true;
     outcome.code = kExitUsage;
@@ -729,6 +894,21 @@ int execute(client::Client& client, const Command& command, const Format& format
         settle();
         if (!s.ok()) return report_error(s, json, out, err);
         out << (json ? "{\"ok\":true}" : "OK") << '\n';
+        return kExitOk;
+      }
+      if (command.lease != 0 || command.ttl != 0) {
+        auto r = client.put(command.key, command.value,
+                            client::PutOptions{.lease = command.lease, .ttl_seconds = command.ttl});
+        if (!r.ok()) {
+          report_error(r.status(), json, out, err);
+          return lease_exit(r.status());
+        }
+        const std::uint64_t lease_id = command.ttl != 0 ? r->lease : command.lease;
+        if (json) {
+          out << "{\"ok\":true,\"revision\":" << r->revision << ",\"lease\":" << lease_id << "}\n";
+        } else {
+          out << "OK (revision " << r->revision << ", lease " << lease_id << ")\n";
+        }
         return kExitOk;
       }
       auto r = client.put(command.key, command.value);
@@ -840,6 +1020,88 @@ int execute(client::Client& client, const Command& command, const Format& format
       }
       return kExitOk;
     }
+    case K::kWatch:
+      return report_error(
+          Status(Code::kInvalidArgument, "watch runs until interrupted: kovan-cli watch PREFIX"),
+          json, out, err);
+    case K::kLeaseGrant: {
+      auto r = client.lease_grant(command.ttl);
+      if (!r.ok()) return report_error(r.status(), json, out, err);
+      if (json) {
+        out << "{\"ok\":true,\"id\":" << r->id << ",\"ttl_seconds\":" << r->ttl_seconds << "}\n";
+      } else {
+        out << "lease " << r->id << " granted with TTL " << r->ttl_seconds << "s\n";
+      }
+      return kExitOk;
+    }
+    case K::kLeaseKeepAlive: {
+      if (!command.once) {
+        return report_error(Status(Code::kInvalidArgument,
+                                   "lease keepalive without --once runs until interrupted: "
+                                   "kovan-cli lease keepalive ID"),
+                            json, out, err);
+      }
+      auto r = client.lease_keepalive(command.lease);
+      if (!r.ok()) {
+        report_error(r.status(), json, out, err);
+        return lease_exit(r.status());
+      }
+      if (json) {
+        out << "{\"ok\":true,\"id\":" << r->id << ",\"ttl_seconds\":" << r->ttl_seconds << "}\n";
+      } else {
+        out << "lease " << r->id << " kept alive with TTL " << r->ttl_seconds << "s\n";
+      }
+      return kExitOk;
+    }
+    case K::kLeaseRevoke: {
+      auto r = client.lease_revoke(command.lease);
+      if (!r.ok()) {
+        report_error(r.status(), json, out, err);
+        return lease_exit(r.status());
+      }
+      if (json) {
+        out << "{\"ok\":true,\"deleted\":" << r->deleted << ",\"revision\":" << r->revision
+            << "}\n";
+      } else {
+        out << "lease " << command.lease << " revoked (" << r->deleted << " keys deleted, revision "
+            << r->revision << ")\n";
+      }
+      return kExitOk;
+    }
+    case K::kLeaseTtl: {
+      auto r = client.lease_time_to_live(command.lease, command.keys);
+      if (!r.ok()) {
+        report_error(r.status(), json, out, err);
+        return lease_exit(r.status());
+      }
+      if (json) {
+        out << "{\"ok\":true,\"id\":" << r->id << ",\"ttl_seconds\":" << r->ttl_seconds
+            << ",\"granted_ttl_seconds\":" << r->granted_ttl_seconds;
+        if (command.keys) {
+          // Keys as JSON strings when every one is UTF-8, else all in base64.
+          bool utf8 = true;
+          std::vector<std::string> quoted;
+          for (const auto& k : r->keys) {
+            std::string q;
+            utf8 = utf8 && json_string(k, q);
+            quoted.push_back(std::move(q));
+          }
+          out << (utf8 ? ",\"keys\":[" : ",\"keys_base64\":[");
+          for (std::size_t i = 0; i < r->keys.size(); ++i) {
+            out << (i == 0 ? "" : ",") << (utf8 ? quoted[i] : "\"" + base64(r->keys[i]) + "\"");
+          }
+          out << "]";
+        }
+        out << "}\n";
+      } else {
+        out << "lease " << r->id << ": " << r->ttl_seconds << "s left of " << r->granted_ttl_seconds
+            << "s\n";
+        if (command.keys) {
+          for (const auto& k : r->keys) out << shown(k) << '\n';
+        }
+      }
+      return kExitOk;
+    }
     case K::kBegin: {
       if (txn == nullptr)
         return report_error(Status(Code::kInvalidArgument, "begin is a shell command"), json, out,
@@ -890,6 +1152,108 @@ int execute(client::Client& client, const Command& command, const Format& format
     }
   }
   return kExitOk;
+}
+
+std::string json_watch_event(const client::WatchEvent& event, std::uint64_t revision) {
+  const bool put = event.type == client::WatchEvent::Type::kPut;
+  std::string o = put ? "{\"type\":\"put\"," : "{\"type\":\"delete\",";
+  json_bytes_field(o, "key", event.kv.key);
+  o += ',';
+  json_bytes_field(o, "value", event.kv.value);
+  o += ",\"revision\":" + std::to_string(revision);
+  o += ",\"mod_revision\":" + std::to_string(event.kv.mod_revision);
+  o += ",\"create_revision\":" + std::to_string(event.kv.create_revision);
+  o += ",\"version\":" + std::to_string(event.kv.version);
+  o += ",\"lease\":" + std::to_string(event.kv.lease);
+  if (event.prev) o += ",\"prev_kv\":" + json_kv(*event.prev);
+  o += '}';
+  return o;
+}
+
+std::string plain_watch_event(const client::WatchEvent& event, std::uint64_t revision, bool raw) {
+  auto shown = [raw](const std::string& b) { return raw ? b : escape_bytes(b); };
+  std::string o = std::to_string(revision);
+  if (event.type == client::WatchEvent::Type::kPut) {
+    o += "\tPUT\t" + shown(event.kv.key) + '\t' + shown(event.kv.value);
+  } else {
+    o += "\tDELETE\t" + shown(event.kv.key);
+  }
+  if (event.prev) o += "\tprev=" + shown(event.prev->value);
+  return o;
+}
+
+int run_watch(client::Client& client, const Command& command, const Format& format,
+              std::ostream& out, std::ostream& err, const std::atomic<bool>& stop) {
+  client::WatchOptions options;
+  options.start_revision = command.revision;
+  options.prev_kv = command.prev_kv;
+  auto w = client.watch_stream(client::WatchKeys::with_prefix(command.key), options);
+  if (!w.ok()) {
+    if (format.json && w.code() == Code::kCompacted) {
+      out << "{\"ok\":false,\"error\":\"COMPACTED\",\"compact_revision\":"
+          << w.status().compact_revision() << "}\n";
+      err << "(error) " << escape_bytes(w.status().to_string()) << '\n';
+      return kExitError;
+    }
+    return report_error(w.status(), format.json, out, err);
+  }
+  client::WatchStream& stream = *w.value();
+  err << "(watching prefix '" << escape_bytes(command.key) << "' from revision "
+      << stream.start_revision() << ")" << std::endl;
+  while (!stop.load(std::memory_order_relaxed)) {
+    auto batch = stream.next(std::chrono::milliseconds(100));
+    if (!batch) continue;
+    for (const auto& e : batch->events) {
+      out << (format.json ? json_watch_event(e, batch->revision)
+                          : plain_watch_event(e, batch->revision, format.raw))
+          << '\n';
+    }
+    out << std::flush;
+    if (batch->canceled) {
+      const Status& s = batch->status;
+      if (format.json) {
+        std::string msg;
+        if (!json_string(s.message(), msg)) msg = "\"\"";
+        out << "{\"ok\":false,\"error\":\"" << client::code_name(s.code())
+            << "\",\"message\":" << msg << ",\"compact_revision\":" << batch->compact_revision
+            << ",\"resume_revision\":" << batch->resume_revision << "}" << std::endl;
+      }
+      err << "(watch ended) " << escape_bytes(s.to_string()) << " (resume from revision "
+          << batch->resume_revision;
+      if (batch->compact_revision != 0) err << ", oldest available " << batch->compact_revision;
+      err << ")" << std::endl;
+      return kExitError;
+    }
+  }
+  (void)stream.cancel();
+  return kExitOk;
+}
+
+int run_lease_keepalive(client::Client& client, const Command& command, const Format& format,
+                        std::ostream& out, std::ostream& err, const std::atomic<bool>& stop) {
+  for (;;) {
+    auto r = client.lease_keepalive(command.lease);
+    if (!r.ok()) {
+      report_error(r.status(), format.json, out, err);
+      return lease_exit(r.status());
+    }
+    if (format.json) {
+      out << "{\"ok\":true,\"id\":" << r->id << ",\"ttl_seconds\":" << r->ttl_seconds << "}"
+          << std::endl;
+    } else {
+      out << "lease " << r->id << " kept alive with TTL " << r->ttl_seconds << "s" << std::endl;
+    }
+    if (command.once) return kExitOk;
+    // The next renewal after a third of the TTL; `stop` is looked at every 100 ms.
+    const auto next =
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(std::max<std::int64_t>(r->ttl_seconds, 1) * 1000 / 3);
+    while (std::chrono::steady_clock::now() < next) {
+      if (stop.load(std::memory_order_relaxed)) return kExitOk;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (stop.load(std::memory_order_relaxed)) return kExitOk;
+  }
 }
 
 int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::ostream& err,

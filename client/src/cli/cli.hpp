@@ -3,6 +3,7 @@
 // that the parsers can be unit-tested without a server.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
@@ -33,6 +34,11 @@ struct Command {
     kQuit,
     kCheckpoint,    // durable servers: write a checkpoint now
     kSnapshotSave,  // stream a snapshot image to the file named by `key`
+    kWatch,         // one-shot only: print the events under the prefix `key` until stopped
+    kLeaseGrant,
+    kLeaseKeepAlive,  // `once`: one renewal; otherwise (one-shot only) until stopped
+    kLeaseRevoke,
+    kLeaseTtl,
   };
   Kind kind = Kind::kNone;
   std::string key;    // get/put/del; range start
@@ -40,6 +46,12 @@ struct Command {
   std::uint64_t limit = 0;
   bool prefix = false;
   client::Isolation isolation = client::Isolation::kSerializable;
+  std::uint64_t lease = 0;     // put --lease; the lease of lease keepalive/revoke/ttl
+  std::int64_t ttl = 0;        // put --ttl; lease grant TTL
+  std::uint64_t revision = 0;  // watch --rev
+  bool prev_kv = false;        // watch --prev-kv
+  bool once = false;           // lease keepalive --once
+  bool keys = false;           // lease ttl --keys
 };
 
 // How results are printed: plain text (bytes of keys and values escaped, see
@@ -135,6 +147,30 @@ int run_shell(client::Client& client, std::istream& in, std::ostream& out, std::
 [[nodiscard]] bool save_snapshot_file(client::Client& client, const std::string& path,
                                       client::SnapshotInfo& info, std::string& error,
                                       client::Code& code);
+
+// One watch event as `watch --json` prints it (one line, no newline): {"type":"put" or
+// "delete","key":...,"value":...,"revision":R,"mod_revision":...,"create_revision":...,
+// "version":...,"lease":...} plus "prev_kv":{...} when it carries one. Keys and values as
+// in the other --json output: a JSON string when UTF-8, else "key_base64"/"value_base64".
+[[nodiscard]] std::string json_watch_event(const client::WatchEvent& event, std::uint64_t revision);
+
+// One watch event in plain output: "R<TAB>PUT<TAB>key<TAB>value" or "R<TAB>DELETE<TAB>key",
+// then "<TAB>prev=<value>" with a previous value (keys and values escaped unless raw).
+[[nodiscard]] std::string plain_watch_event(const client::WatchEvent& event, std::uint64_t revision,
+                                            bool raw);
+
+// `watch PREFIX`: prints every event under the prefix (from command.revision when not 0) as
+// it arrives, until `stop` turns true (checked at least every 100 ms) or the watch ends. A
+// line on `err` says when the watch is in place. Returns 0 when stopped, 3 when the
+// watch ended (connection lost, COMPACTED: the reason is printed, as JSON on `out` with
+// --json, with compact_revision and resume_revision).
+int run_watch(client::Client& client, const Command& command, const Format& format,
+              std::ostream& out, std::ostream& err, const std::atomic<bool>& stop);
+
+// `lease keepalive ID` without --once: renews the lease about every TTL/3, one line per
+// renewal, until `stop` (exit 0) or the lease is lost (exit 1 for LEASE_NOT_FOUND, else 3).
+int run_lease_keepalive(client::Client& client, const Command& command, const Format& format,
+                        std::ostream& out, std::ostream& err, const std::atomic<bool>& stop);
 
 // The text printed by `help` in the shell.
 [[nodiscard]] std::string_view shell_help();

@@ -2,9 +2,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <iostream>
 
 #include "cli.hpp"
+
+namespace {
+// Set by SIGINT / SIGTERM: `watch` and `lease keepalive` stop and exit 0.
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int /*signal*/) { g_stop.store(true, std::memory_order_relaxed); }
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace kv::cli;
@@ -57,6 +65,20 @@ int main(int argc, char** argv) {
     shell.stop_on_error = o.stop_on_error;
     shell.format = Format{o.json, o.raw};
     return run_shell(client, std::cin, std::cout, std::cerr, shell);
+  }
+  const bool long_running = o.command.kind == Command::Kind::kWatch ||
+                            (o.command.kind == Command::Kind::kLeaseKeepAlive && !o.command.once);
+  if (long_running) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    if (o.command.kind == Command::Kind::kWatch) {
+      return run_watch(client, o.command, Format{o.json, o.raw}, std::cout, std::cerr, g_stop);
+    }
+    return run_lease_keepalive(client, o.command, Format{o.json, o.raw}, std::cout, std::cerr,
+                               g_stop);
   }
   return execute(client, o.command, Format{o.json, o.raw}, nullptr, std::cout, std::cerr);
 }
