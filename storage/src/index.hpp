@@ -140,8 +140,8 @@ struct Version final : kovan::Node {
   }
 
   const Revision commit_ts;
-  const Revision create_rev;    // 0 for a tombstone
-  const std::int64_t version;   // 0 for a tombstone
+  const Revision create_rev;   // 0 for a tombstone
+  const std::int64_t version;  // 0 for a tombstone
   // The lease the key is attached to (0: none; always 0 for a tombstone).
   const std::uint64_t lease;
   kovan::Atomic<Version> next;  // the next older version (or null)
