@@ -543,9 +543,20 @@ TEST(Watch, SlowWatcherLeavesMemoryFlatAndEndsCompacted) {
   EXPECT_GT(metric("kv_watch_wakeups_total"), 0u);
   EXPECT_LE(metric("kv_watch_history_bytes"), 2u << 20);
   ASSERT_NE(base_rss.load(), 0u);
+  // The server's own accounting: the connections hold at most their output budget (which
+  // is at least --max-frame-bytes, 4 MiB; one push may pass it), whatever the updates.
+  const auto out_at = metrics.find("kv_connection_buffer_bytes{direction=\"out\"} ");
+  ASSERT_NE(out_at, std::string::npos);
+  EXPECT_LE(std::strtoull(metrics.c_str() + out_at + 44, nullptr, 10), 5u << 20)
+      << "output held for the watcher beyond its budget";
   // Unbounded buffering would hold about 160 MB of events; the bounds (2 MiB of history,
-  // 256 KiB of output) let the peak grow by 1-3 MiB past the warm-up in practice.
+  // the output budget) let the peak grow by 1-3 MiB past the warm-up in practice. Under
+  // AddressSanitizer the process's memory is the allocator's quarantine of freed blocks
+  // (hundreds of MiB by design), not what the server holds: the accounting above is the
+  // check there, and this one runs in the default (Release) suite.
+#if !defined(__SANITIZE_ADDRESS__)
   EXPECT_LT(hwm, base_rss.load() + 12 * 1024) << "server memory grew with the updates";
+#endif
   // Now the watcher reads: what was buffered, then the end of its watch.
   ASSERT_TRUE(slow.read_until(
       [&] { return !slow.pushes.empty() && slow.pushes.back().watch_events().canceled(); }, 120s));
