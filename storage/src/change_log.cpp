@@ -20,6 +20,31 @@ bool touches(const ChangeGroup& g, std::string_view start, std::string_view end)
   return it != g.events.end() && in_change_range(it->key, start, end);
 }
 
+// The key-value `old` (the head a change replaces) as the event's prev, when it is live.
+void set_prev(ChangeEvent& e, const Version* old) {
+  if (old == nullptr || old->tombstone) return;
+  e.has_prev = true;
+  e.prev_value = old->value();
+  e.prev_create_revision = old->create_rev;
+  e.prev_mod_revision = old->commit_ts;
+  e.prev_version = old->version;
+  e.prev_lease = old->lease;
+}
+
+// The event of one op of a WAL commit record (no prev: the record does not hold it).
+ChangeEvent event_of(const WalCommitOp& op) {
+  ChangeEvent e;
+  e.key = std::string(op.key);
+  e.is_delete = !op.put;
+  if (op.put) {
+    e.value = std::string(op.value);
+    e.create_revision = op.create_rev;
+    e.version = op.version;
+    e.lease = op.lease;
+  }
+  return e;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -127,15 +152,7 @@ std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
     }
     // Not yet published: the head is the version this commit replaces, stable under the
     // key's lock (E1), so the previous key-value is exact.
-    const Version* old = n->head.load(g);
-    if (old != nullptr && !old->tombstone) {
-      e.has_prev = true;
-      e.prev_value = old->value();
-      e.prev_create_revision = old->create_rev;
-      e.prev_mod_revision = old->commit_ts;
-      e.prev_version = old->version;
-      e.prev_lease = old->lease;
-    }
+    set_prev(e, n->head.load(g));
     bytes += change_event_bytes(e);
     group->events.push_back(std::move(e));
   }
@@ -171,27 +188,9 @@ void EngineImpl::refill_changes(std::string_view payload) {
   std::size_t bytes = kChangeGroupOverhead;
   kovan::Guard g = kovan::pin();
   for (const WalCommitOp& op : ops) {
-    ChangeEvent e;
-    e.key = std::string(op.key);
-    e.is_delete = !op.put;
-    if (op.put) {
-      e.value = std::string(op.value);
-      e.create_revision = op.create_rev;
-      e.version = op.version;
-      e.lease = op.lease;
-    }
+    ChangeEvent e = event_of(op);
     // CL4: before the record is applied, the head is what it replaces.
-    if (const KeyNode* n = index_.find(op.key, g); n != nullptr) {
-      const Version* old = n->head.load(g);
-      if (old != nullptr && !old->tombstone) {
-        e.has_prev = true;
-        e.prev_value = old->value();
-        e.prev_create_revision = old->create_rev;
-        e.prev_mod_revision = old->commit_ts;
-        e.prev_version = old->version;
-        e.prev_lease = old->lease;
-      }
-    }
+    if (const KeyNode* n = index_.find(op.key, g); n != nullptr) set_prev(e, n->head.load(g));
     bytes += change_event_bytes(e);
     group->events.push_back(std::move(e));
   }
@@ -283,16 +282,7 @@ ChangeBatch EngineImpl::read_wal_changes(const ChangeQuery& q, Revision visible,
         group->has_prev = false;  // the WAL does not hold the replaced values
         std::size_t gb = kChangeGroupOverhead;
         for (const WalCommitOp& op : ops) {
-          ChangeEvent e;
-          e.key = std::string(op.key);
-          e.is_delete = !op.put;
-          if (op.put) {
-            e.value = std::string(op.value);
-            e.create_revision = op.create_rev;
-            e.version = op.version;
-            e.lease = op.lease;
-            e.lease = op.lease;
-          }
+          ChangeEvent e = event_of(op);
           gb += change_event_bytes(e);
           group->events.push_back(std::move(e));
         }
