@@ -539,7 +539,10 @@ TEST(Watch, SlowWatcherLeavesMemoryFlatAndEndsCompacted) {
   std::printf("slow watcher: kv_watch_pushes_total %llu, kv_watch_wakeups_total %llu\n",
               static_cast<unsigned long long>(metric("kv_watch_pushes_total")),
               static_cast<unsigned long long>(metric("kv_watch_wakeups_total")));
-  EXPECT_EQ(metric("kv_watches_open"), 1u);
+  // The watch is open, or already ended: the server ends a watch that fell past the history
+  // as soon as its connection's output has room to pull, which a kernel send buffer that
+  // drained part of the budget can give it before the writers stop.
+  EXPECT_LE(metric("kv_watches_open"), 1u);
   EXPECT_GT(metric("kv_watch_wakeups_total"), 0u);
   EXPECT_LE(metric("kv_watch_history_bytes"), 2u << 20);
   ASSERT_NE(base_rss.load(), 0u);
