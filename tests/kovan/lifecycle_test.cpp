@@ -4,6 +4,8 @@
 
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "kovan/kovan.hpp"
 #include "tracked.hpp"
@@ -223,20 +225,25 @@ TEST(Header, EachRetiredTypeIsDeletedByItsOwnDeleter) {
   EXPECT_GE(s1.reclaimed - s0.reclaimed, 3u * kEach);
 }
 
-// The birth era is never shared: a protected node keeps reading its birth while its batch
-// is emitted and attached (its other words then hold links and the count).
+// The birth era is never shared: protected nodes keep reading their births while their
+// batches are emitted and attached (their other words then hold slot links and counts).
 TEST(Header, BirthStaysReadableWhileRetiredAndAttached) {
-  kovan::Atomic<Item> cell{new Item(7)};
+  kovan::Atomic<Item> cell{new Item(-1)};
   kovan::Guard g = kovan::pin();
-  Item* p = cell.load(g);
-  const std::uint64_t birth = p->birth_era();
-  kovan::retire(cell.exchange(new Item(8), g));
-  // Enough retires (each batch mixing old and new births) to emit p's batch onto this
-  // thread's own slot, which holds it until g is reset.
+  // Every node retired below was loaded (or exchanged out) under g: all stay protected, and
+  // their batches attach to this thread's own slot until g is reset. Among them are list
+  // nodes and counting nodes of many batches.
+  std::vector<std::pair<Item*, std::uint64_t>> retired;
   for (std::uint32_t i = 0; i < 8 * kovan::kRetireBatch; ++i) {
-    kovan::retire(cell.exchange(new Item(static_cast<int>(i)), g));
-    ASSERT_EQ(p->birth_era(), birth);
-    ASSERT_TRUE(p->alive());
+    Item* old = cell.exchange(new Item(static_cast<int>(i)), g);
+    retired.emplace_back(old, old->birth_era());
+    kovan::retire(old);
+    if (i % 16 == 15) {
+      for (const auto& [p, birth] : retired) {
+        ASSERT_EQ(p->birth_era(), birth);
+        ASSERT_TRUE(p->alive());
+      }
+    }
   }
   g.reset();
   kovan::flush();
