@@ -343,8 +343,8 @@ std::size_t drain(ThreadRec* me, std::size_t quota) noexcept {
     void (*del)(Node*) = &delete_dummy;
     if (type != kPaddingType) {
       me->reclaimed.add(1);
-      // acquire: pairs with register_deleter's release store (already ordered before us by
-      // the retire of n; kept explicit).
+      // acquire: pairs with type_id_slow's release store (already ordered before us by the
+      // retire of n; kept explicit).
       del = g_deleters[type].load(std::memory_order_acquire);
     }
     del(n);  // user code: may pin, retire, allocate (the queue is consistent here)
@@ -924,17 +924,25 @@ std::uint64_t on_allocate() noexcept {
 
 ThreadRec* register_thread() noexcept { return claim_record(); }
 
-std::uint16_t register_deleter(void (*deleter)(Node*)) noexcept {
+std::uint16_t type_id_slow(std::atomic<std::uint16_t>& id, void (*deleter)(Node*)) noexcept {
   // relaxed: only uniqueness matters; the deleter is published by the store below.
-  const std::uint32_t id = g_deleter_count.fetch_add(1, std::memory_order_relaxed);
-  if (id >= kMaxNodeTypes || id > UINT16_MAX) {
+  const std::uint32_t fresh = g_deleter_count.fetch_add(1, std::memory_order_relaxed);
+  if (fresh >= kMaxNodeTypes || fresh > UINT16_MAX) {
     std::fprintf(stderr, "kovan: more than %zu node types retired; raise kovan::kMaxNodeTypes\n",
                  kMaxNodeTypes - 1);
     std::abort();
   }
-  // release: pairs with drain()'s acquire load.
-  g_deleters[id].store(deleter, std::memory_order_release);
-  return static_cast<std::uint16_t>(id);
+  // release: pairs with drain()'s acquire load (also ordered before it through the retire
+  // of a node of this type, which read the id published below).
+  g_deleters[fresh].store(deleter, std::memory_order_release);
+  std::uint16_t expected = 0;
+  // release: pairs with type_of<T>'s acquire load: the deleter is registered before its id
+  // is seen. acquire on failure: the winner's registration is visible to us.
+  if (id.compare_exchange_strong(expected, static_cast<std::uint16_t>(fresh),
+                                 std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return static_cast<std::uint16_t>(fresh);
+  }
+  return expected;  // a racing first retire of the same type won; our id stays unused
 }
 
 // A cache miss (or a block too large for the cache): allocate at the class size, so that

@@ -57,7 +57,8 @@
 //    published stack of finished nodes, adopts at most 2R orphans, splits at most s + 3R
 //    nodes into batches and pushes each batch onto its slots (a CAS loop that fails only
 //    when another thread changed that slot's list); then at most Q node deletions and one
-//    publication of what is left.
+//    publication of what is left. The first retire of each type T also registers T's
+//    deleter (one fetch_add, one store and one CAS; at most kMaxNodeTypes types).
 //  * flush() and thread exit: not bounded: they delete everything this thread has queued
 //    (flush also adopts every orphan and attaches what is left), repeating while
 //    destructors retire more. Thread exit also advances the era once if the allocations
@@ -221,12 +222,24 @@ struct Access;  // the runtime's view of Node's private header
 std::uint64_t on_allocate() noexcept;
 // A retired node records its type as a 16-bit id in the top bits of its batch link (see
 // Node's header below); the id names the function that deletes it. Id 0 is kovan's own
-// padding node; retire<T> registers one id per T, on its first call.
-std::uint16_t register_deleter(void (*deleter)(Node*)) noexcept;
+// padding node; retire<T> takes one id per T on its first call (type_id_slow).
 void retire_node(Node* n, std::uint16_t type) noexcept;
 template <class T>
 void delete_node(Node* n) noexcept {
   delete static_cast<T*>(n);
+}
+// Registers `deleter` under a fresh id and installs it in `id` unless another thread
+// installed one first (then that id is returned; ours stays registered, unused). Lock-free:
+// one fetch_add, one store, one CAS.
+std::uint16_t type_id_slow(std::atomic<std::uint16_t>& id, void (*deleter)(Node*)) noexcept;
+// T's id, 0 until its first retire (constant-initialized: no guard, no lock).
+template <class T>
+inline constinit std::atomic<std::uint16_t> type_id{0};
+template <class T>
+std::uint16_t type_of() noexcept {
+  // acquire: pairs with type_id_slow's release CAS (the deleter is registered before).
+  const std::uint16_t t = type_id<T>.load(std::memory_order_acquire);
+  return t != 0 ? t : type_id_slow(type_id<T>, &delete_node<T>);
 }
 }  // namespace detail
 
@@ -421,9 +434,7 @@ template <class T>
 void retire(T* p) noexcept {
   static_assert(std::is_base_of_v<Node, T>, "kovan::retire: T must derive from kovan::Node");
   if (p == nullptr) return;
-  // One id per T, registered on the first retire of a T (a guarded static: thread-safe).
-  static const std::uint16_t type = detail::register_deleter(&detail::delete_node<T>);
-  detail::retire_node(static_cast<Node*>(p), type);
+  detail::retire_node(static_cast<Node*>(p), detail::type_of<T>());
 }
 
 // Hands over this thread's partial batch (padding it so that it can be attached now),
