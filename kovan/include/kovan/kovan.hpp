@@ -107,7 +107,8 @@
 //    references as counted handles (`Atom<T>` handles are fine for short scopes only too).
 //  * When every node must be freed the instant it is unlinked: reclamation is deferred by
 //    design (nodes are freed in batches).
-//  * On platforms other than x86-64 (the 16-byte CAS is only written for x86-64).
+//  * On platforms other than x86-64 (the 16-byte CAS is only written for x86-64, and the
+//    node header keeps links in 48 bits: retire() aborts on a node above 2^48).
 //
 // EXAMPLE
 // -------
