@@ -66,8 +66,9 @@ TEST(EngineMemory, HeapBytesPerKeyAfterLoadAndAfterOverwrites) {
   // Measured: about 389 with a separately allocated value and the 112-byte node (128 + 112
   // for version and value, 144..160 for the node, plus the hash table); 341 with the value
   // inline (208) and the 96-byte node (128..144); 309 with kovan's 32-byte header instead of
-  // 48 (a 192-byte version, a 112..128-byte node). A header 8 bytes longer again would give
-  // about 325 (the node back in the next glibc class): the bound sits below that.
+  // 48 (a 192-byte version, a 112..128-byte node). With a header 8 bytes longer (40 bytes,
+  // tried on purpose) it measured 338 (the version back in glibc's 208-byte class): the
+  // bound sits between.
   constexpr double kMaxBytesPerKey = 320;
   const std::string value(100, 'x');
   Options o;
