@@ -21,6 +21,7 @@
 #   bench/scripts/memory-per-key.sh                 # 1 M and 10 M keys (10 M needs ~5 GB)
 #   KEYS=1000000 bench/scripts/memory-per-key.sh    # 1 M only
 #   KOVAN_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ...  # Kovan on another malloc
+#   KOVAN_ARGS="--watch-history 0" ...             # without the watch feed's history
 #
 # Traffic stays on 127.0.0.1; the servers are stopped by PID.
 set -euo pipefail
@@ -50,6 +51,10 @@ SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-300}
 STABLE_POLLS=${STABLE_POLLS:-4}
 LOAD_TIMEOUT=${LOAD_TIMEOUT:-3600}
 KOVAN_PRELOAD=${KOVAN_PRELOAD:-}  # a malloc library to run kovan-server with (LD_PRELOAD)
+# Extra kovan-server flags, split on spaces; e.g. "--watch-history 0" leaves out the watch
+# feed's history (a fixed budget, 64 MiB by default: about 67 bytes per key at 1 M keys).
+KOVAN_ARGS=${KOVAN_ARGS:-}
+read -r -a kovan_args <<<"$KOVAN_ARGS"
 OUT=${OUT:-$(mktemp -d /tmp/memory-per-key.XXXXXX)}
 mkdir -p "$OUT"
 
@@ -102,6 +107,7 @@ echo "keys,phase,server,rss_kb,hwm_kb,empty_rss_kb,used_memory,empty_used_memory
 echo "machine: $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $($REDIS_SERVER --version | cut -d' ' -f1-3)"
 echo "records: 16 B keys, $VALUE_SIZE B values; loader: kovan-bench, $CONNECTIONS connections, pipeline $PIPELINE; results in $OUT"
 [[ -z $KOVAN_PRELOAD ]] || echo "kovan-server runs with LD_PRELOAD=$KOVAN_PRELOAD"
+[[ -z $KOVAN_ARGS ]] || echo "kovan-server flags added: $KOVAN_ARGS"
 
 for n in $KEYS; do
   REDIS_PORT=$(free_port)
@@ -110,7 +116,7 @@ for n in $KEYS; do
   REDIS_PID=$!
   pids+=("$REDIS_PID")
   env ${KOVAN_PRELOAD:+LD_PRELOAD=$KOVAN_PRELOAD} "$KOVAN_SERVER" --listen 127.0.0.1:0 --threads 1 \
-    >"$OUT/kovan-$n.log" 2>&1 &
+    "${kovan_args[@]}" >"$OUT/kovan-$n.log" 2>&1 &
   KOVAN_PID=$!
   pids+=("$KOVAN_PID")
   KOVAN_PORT=""

@@ -33,6 +33,43 @@
 //  I11. Every batch has at most B = max(R, s + 1) + s nodes (emit_chunked); a partial batch
 //      has at most s + 3R nodes when an attempt starts (s carried, R retired, 2R adopted).
 //
+//
+// THE NODE HEADER (32 bytes; docs/RECLAIMER.md, "The node header"). A node is ALIVE (built,
+// not retired), PARTIAL (in its retirer's partial batch or a Chain of try_attach: owner
+// only), EMITTED (in a batch pushed onto slots whose count has not reached 0: its COUNTING
+// node is the chain's tail, the others are LIST nodes, the first k of them ATTACHED, one per
+// slot), ORPHAN (orphan stack or an adopter's `adopted` chain), FREE (a free queue: owner
+// only) or READY (a ready stack). Who writes (W) and reads (R) each word, by state:
+//
+//   word            ALIVE        PARTIAL           EMITTED                    ORPHAN/FREE/READY
+//   birth_          W ctor; R    R (min birth,     R (free_batch's min        R by users while
+//                   by users     split by birth)   birth; users)              protected
+//   slot_or_refs_   -            -                 counting: refs (W emit     READY head only:
+//                                                  store 0 + fetch_add, RMW   the stack's tail
+//                                                  by walk); attached list:   (W publish_ready,
+//                                                  slot link (W emit before   R take_ready_of)
+//                                                  its release CAS, R walk)
+//   link_and_type_  -            type W retire;    counting: link to first    type R drain (FREE);
+//                                link W append     (R free_batch); list:      link unused
+//                                (unused)          link to counting (R walk)
+//   batch_next_     -            W/R owner         W emit; R emit, free_batch W/R by the chain's
+//                                                                             owner
+//  H1. slot_or_refs_ is a count only in the counting node of an EMITTED batch (from emit's
+//      store(0) to the RMW that brings it to 0), a slot-list link only in an ATTACHED list
+//      node (from emit's push to the walk that releases it) or a READY stack's head.
+//  H2. A counting node is never attached: emit attaches at most k nodes of a chain of at
+//      least k + 1, from the head, and the counting node is the tail. So while a batch is
+//      EMITTED its count and its slot links live in different nodes.
+//  H3. The top 16 bits of link_and_type_ hold the node's type id from retire to deletion
+//      (every write of the link keeps them; drain picks the deleter by them); the low 48
+//      bits hold a node address, below 2^48 (checked by retire).
+//  H4. A word changes use only after its last use happened-before: a walk reads the list
+//      link before its acq_rel decrement; the RMW that finishes a batch happens-after every
+//      other RMW on its count, and the batch's nodes reach any later state (own free queue,
+//      orphan push with release, adoption with acquire, a new batch) only after it.
+//  The birth is shared with nothing and never written after construction (I8): it may be
+//  read (birth_era()) at any time the node is protected.
+//
 //  C1-C4 (the node cache, runtime.hpp): a cached block belongs to one thread and to no live
 //      object; a block of class c has room for (c + 1) * 16 bytes (cache_alloc_slow); a
 //      class holds at most kCacheDepth blocks; a thread caches only once its exit step will
@@ -68,20 +105,59 @@
 namespace kovan {
 namespace detail {
 
-// The runtime's access to Node's private header.
+// The runtime's access to Node's private header (the layout and H1-H4 are at the top).
 struct Access {
+  static constexpr unsigned kTypeShift = 48;
+  static constexpr std::uint64_t kLinkMask = (std::uint64_t{1} << kTypeShift) - 1;
+
   static std::uint64_t birth(const Node* n) noexcept { return n->birth_; }
-  static std::atomic<Node*>& slot_next(Node* n) noexcept { return n->slot_next_; }
-  static Node*& batch_link(Node* n) noexcept { return n->batch_link_; }
+  // H1: slot_or_refs_ as a list link (attached list node, ready-stack head). Relaxed: the
+  // list's publication (the attacher's release CAS, publish_ready's release store) and its
+  // detachment (acquire exchange) order these accesses.
+  static Node* slot_next(const Node* n) noexcept {
+    return reinterpret_cast<Node*>(n->slot_or_refs_.load(std::memory_order_relaxed));
+  }
+  static void set_slot_next(Node* n, Node* next) noexcept {
+    n->slot_or_refs_.store(reinterpret_cast<std::uint64_t>(next), std::memory_order_relaxed);
+  }
+  // H1: slot_or_refs_ as the count of an emitted batch's counting node (modulo 2^64).
+  static std::atomic<std::uint64_t>& refs(Node* n) noexcept { return n->slot_or_refs_; }
+  // H3: the batch link keeps the type id in the top bits.
+  static Node* batch_link(const Node* n) noexcept {
+    return reinterpret_cast<Node*>(n->link_and_type_ & kLinkMask);
+  }
+  static void set_batch_link(Node* n, Node* link) noexcept {
+    n->link_and_type_ = (n->link_and_type_ & ~kLinkMask) | reinterpret_cast<std::uint64_t>(link);
+  }
+  static std::uint16_t type(const Node* n) noexcept {
+    return static_cast<std::uint16_t>(n->link_and_type_ >> kTypeShift);
+  }
+  static void set_type(Node* n, std::uint16_t type) noexcept {
+    n->link_and_type_ = (std::uint64_t{type} << kTypeShift) | (n->link_and_type_ & kLinkMask);
+  }
   static Node*& batch_next(Node* n) noexcept { return n->batch_next_; }
-  static std::atomic<std::int64_t>& refs(Node* n) noexcept { return n->refs_; }
-  static void (*&deleter(Node* n) noexcept)(Node*) { return n->deleter_; }
 };
 
 namespace {
 
 using A = Access;
 constexpr std::uint64_t kPending = ~std::uint64_t{0};  // result.lo while a request is open
+constexpr std::uint16_t kPaddingType = 0;              // flush()'s padding nodes (Dummy)
+
+// The deleter of each type id (H3). Ids are handed out once and never reused.
+std::atomic<void (*)(Node*)> g_deleters[kMaxNodeTypes];
+std::atomic<std::uint32_t> g_deleter_count{kPaddingType + 1};
+
+// H3: a batch link shares its word with the type id, so every retired node (and so every
+// batch link) must lie below 2^48. x86-64 user addresses do (below 2^47, or 2^56 with 5-level
+// paging only where a mapping asks for it with a hint above 2^47): checked on each retire.
+void check_address(const Node* n) noexcept {
+  if ((reinterpret_cast<std::uint64_t>(n) >> Access::kTypeShift) != 0) {
+    std::fprintf(stderr, "kovan: node %p lies above 2^48; its header cannot hold it\n",
+                 static_cast<const void*>(n));
+    std::abort();
+  }
+}
 
 }  // namespace
 
@@ -228,11 +304,12 @@ void push_orphans(ThreadRec* me, Node* first, Node* last) noexcept;
 void walk(ThreadRec* me, Node* l) noexcept {
   while (is_list_node(l)) {
     // Read both links before the decrement: once it is done, another thread may free l.
-    Node* next = A::slot_next(l).load(std::memory_order_relaxed);
+    Node* next = A::slot_next(l);
     Node* refs = A::batch_link(l);
     // acq_rel: release orders this thread's reads of the batch's nodes (made under the
     // guard) before the free; acquire makes the attacher's writes and other releasers'
-    // reads happen-before our free if we finish the batch.
+    // reads happen-before our free if we finish the batch. (l is a list node, refs the
+    // counting node: two words of two nodes, H1-H2.)
     if (A::refs(refs).fetch_sub(1, std::memory_order_acq_rel) == 1) free_batch(me, refs);
     l = next;
   }
@@ -262,8 +339,14 @@ std::size_t drain(ThreadRec* me, std::size_t quota) noexcept {
     Node* n = me->free_head;
     me->free_head = A::batch_next(n);
     if (me->free_head == nullptr) me->free_tail = nullptr;
-    auto* del = A::deleter(n);
-    if (del != &delete_dummy) me->reclaimed.add(1);
+    const std::uint16_t type = A::type(n);
+    void (*del)(Node*) = &delete_dummy;
+    if (type != kPaddingType) {
+      me->reclaimed.add(1);
+      // acquire: pairs with type_id_slow's release store (already ordered before us by the
+      // retire of n; kept explicit).
+      del = g_deleters[type].load(std::memory_order_acquire);
+    }
     del(n);  // user code: may pin, retire, allocate (the queue is consistent here)
     ++done;
   }
@@ -287,9 +370,9 @@ void publish_ready(ThreadRec* me) noexcept {
   Node* tail = me->free_tail;
   if (old != nullptr) {
     A::batch_next(tail) = old;
-    tail = A::slot_next(old).load(std::memory_order_relaxed);
+    tail = A::slot_next(old);
   }
-  A::slot_next(me->free_head).store(tail, std::memory_order_relaxed);
+  A::set_slot_next(me->free_head, tail);  // H1: finished nodes, no count left
   // release: pairs with the acquire exchange in take_ready(), publishing the links.
   me->ready.store(me->free_head, std::memory_order_release);
   me->free_head = nullptr;
@@ -302,7 +385,7 @@ bool take_ready_of(ThreadRec* me, ThreadRec& r) noexcept {
   // acquire: pairs with publish_ready's release store.
   Node* head = r.ready.exchange(nullptr, std::memory_order_acquire);
   if (head == nullptr) return false;
-  Node* tail = A::slot_next(head).load(std::memory_order_relaxed);
+  Node* tail = A::slot_next(head);
   if (me->free_tail == nullptr) {
     me->free_head = head;
   } else {
@@ -376,9 +459,9 @@ void append(ThreadRec* me, Node* n) noexcept {
     b.min_birth = A::birth(n);
     b.count = 1;
     A::batch_next(n) = nullptr;
-    A::batch_link(n) = n;
+    A::set_batch_link(n, n);
   } else {
-    A::batch_link(n) = b.refs;
+    A::set_batch_link(n, b.refs);
     A::batch_next(n) = b.first;
     b.first = n;
     b.min_birth = std::min(b.min_birth, A::birth(n));
@@ -447,10 +530,12 @@ void emit(ThreadRec* me, const Eligible& el, Chain& chain) noexcept {
 #endif
   Node* const refs = chain.tail;  // the counting node ends the chain
   const std::uint64_t min_birth = chain.min_birth;
-  for (Node* n = chain.head; n != refs; n = A::batch_next(n)) A::batch_link(n) = refs;
+  for (Node* n = chain.head; n != refs; n = A::batch_next(n)) A::set_batch_link(n, refs);
   A::batch_next(refs) = nullptr;
-  A::batch_link(refs) = chain.head;
-  A::refs(refs).store(0, std::memory_order_relaxed);  // published by the pushes' release
+  A::set_batch_link(refs, chain.head);
+  // H1: from here the counting node's shared word is its count (published by the pushes'
+  // release; the node is never attached, H2).
+  A::refs(refs).store(0, std::memory_order_relaxed);
   chain = Chain{};
   Node* c = A::batch_link(refs);
   std::int64_t attached = 0;
@@ -462,7 +547,7 @@ void emit(ThreadRec* me, const Eligible& el, Chain& chain) noexcept {
       // A slot that left (INACTIVE) or re-pinned with a lower era since the scan needs
       // nothing from this batch: its new guard started after fence Y (see the header).
       if (prev == nullptr || s.era.load(std::memory_order_relaxed) < min_birth) break;
-      A::slot_next(c).store(prev, std::memory_order_relaxed);
+      A::set_slot_next(c, prev);  // H1-H2: c != refs (at most k of >= k + 1 nodes)
       // release: pairs with the acquire exchange of the slot's owner (leave/help), which
       // then sees c's links and the counting node's fields.
       if (s.list.compare_exchange_weak(prev, c, std::memory_order_release,
@@ -475,7 +560,9 @@ void emit(ThreadRec* me, const Eligible& el, Chain& chain) noexcept {
   }
   // acq_rel: acquire the releasers' reads if the count reaches 0 here; release our
   // writes to the batch for whoever finishes it.
-  if (A::refs(refs).fetch_add(attached, std::memory_order_acq_rel) == -attached) {
+  // (Modulo 2^64: the count is back at 0 exactly when it was -attached before the add.)
+  if (A::refs(refs).fetch_add(static_cast<std::uint64_t>(attached), std::memory_order_acq_rel) ==
+      static_cast<std::uint64_t>(-attached)) {
     free_batch(me, refs);
   }
 }
@@ -590,7 +677,8 @@ void try_attach(ThreadRec* me, bool force) noexcept {
     while (carry.count < need) {
       Dummy* d = new (std::nothrow) Dummy();
       if (d == nullptr) break;  // out of memory: hand the nodes over below
-      A::deleter(d) = &delete_dummy;
+      check_address(d);
+      A::set_type(d, kPaddingType);
       carry.push(d);
     }
     if (carry.count >= need) emit(me, el, carry);
@@ -836,6 +924,27 @@ std::uint64_t on_allocate() noexcept {
 
 ThreadRec* register_thread() noexcept { return claim_record(); }
 
+std::uint16_t type_id_slow(std::atomic<std::uint16_t>& id, void (*deleter)(Node*)) noexcept {
+  // relaxed: only uniqueness matters; the deleter is published by the store below.
+  const std::uint32_t fresh = g_deleter_count.fetch_add(1, std::memory_order_relaxed);
+  if (fresh >= kMaxNodeTypes || fresh > UINT16_MAX) {
+    std::fprintf(stderr, "kovan: more than %zu node types retired; raise kovan::kMaxNodeTypes\n",
+                 kMaxNodeTypes - 1);
+    std::abort();
+  }
+  // release: pairs with drain()'s acquire load (also ordered before it through the retire
+  // of a node of this type, which read the id published below).
+  g_deleters[fresh].store(deleter, std::memory_order_release);
+  std::uint16_t expected = 0;
+  // release: pairs with type_of<T>'s acquire load: the deleter is registered before its id
+  // is seen. acquire on failure: the winner's registration is visible to us.
+  if (id.compare_exchange_strong(expected, static_cast<std::uint16_t>(fresh),
+                                 std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return static_cast<std::uint16_t>(fresh);
+  }
+  return expected;  // a racing first retire of the same type won; our id stays unused
+}
+
 // A cache miss (or a block too large for the cache): allocate at the class size, so that
 // the block can later serve any size of its class.
 void* cache_alloc_slow(std::size_t size) {
@@ -936,9 +1045,10 @@ Node* protect_slow(ThreadRec* me, const std::atomic<Node*>& src, std::memory_ord
   return slow_path(me, src, order);
 }
 
-void retire_node(Node* n, void (*deleter)(Node*)) noexcept {
+void retire_node(Node* n, std::uint16_t type) noexcept {
   ThreadRec* me = self();
-  A::deleter(n) = deleter;
+  check_address(n);
+  A::set_type(n, type);  // H3: kept by every later write of the batch link
   me->retired.add(1);
   append(me, n);
   maybe_attach(me);

@@ -4,6 +4,8 @@
 
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "kovan/kovan.hpp"
 #include "tracked.hpp"
@@ -169,6 +171,83 @@ TEST(Atom, ConcurrentUpdatesAreNotLost) {
     });
   for (auto& t : ts) t.join();
   EXPECT_EQ(*counter.load(), long{kThreads} * kPer);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// The node header (kovan.cpp, THE NODE HEADER, H1-H4): four words, three of them shared by
+// uses whose lifetimes never overlap.
+static_assert(sizeof(kovan::Node) == 32, "kovan::Node's header is 32 bytes");
+
+namespace {
+
+// Node types of different sizes, each counting its own destructions: a node deleted through
+// another type's deleter (a lost or overwritten type id, H3) shows up as a wrong count, and
+// under ASan as a sized delete of the wrong size.
+template <int Pad>
+struct Sized : Tracked {
+  static inline std::atomic<std::int64_t> deleted{0};
+  ~Sized() { deleted.fetch_add(1, std::memory_order_relaxed); }
+  char pad[Pad] = {};
+};
+
+TEST(Header, EachRetiredTypeIsDeletedByItsOwnDeleter) {
+  using A = Sized<8>;
+  using B = Sized<40>;
+  using C = Sized<200>;
+  const auto a0 = A::deleted.load(), b0 = B::deleted.load(), c0 = C::deleted.load();
+  const auto s0 = kovan::stats();
+  // A pinned reader on another thread makes every batch attach to its slot (list nodes and
+  // counting nodes both in use, H1-H2) until it lets go.
+  std::atomic<bool> pinned{false}, done{false};
+  std::thread reader([&] {
+    kovan::Guard g = kovan::pin();
+    pinned.store(true);
+    while (!done.load()) std::this_thread::yield();
+  });
+  while (!pinned.load()) std::this_thread::yield();
+  constexpr int kEach = 3000;
+  for (int i = 0; i < kEach; ++i) {  // interleaved: every batch mixes the three types
+    kovan::retire(new A());
+    kovan::retire(new B());
+    kovan::retire(new C());
+  }
+  done.store(true);
+  reader.join();
+  kovan::flush();
+  EXPECT_EQ(A::deleted.load() - a0, kEach);
+  EXPECT_EQ(B::deleted.load() - b0, kEach);
+  EXPECT_EQ(C::deleted.load() - c0, kEach);
+  const auto s1 = kovan::stats();
+  EXPECT_EQ(s1.retired - s0.retired, 3u * kEach);
+  // Process-wide: nodes that earlier tests left on other threads' stacks may be freed too.
+  EXPECT_GE(s1.reclaimed - s0.reclaimed, 3u * kEach);
+}
+
+// The birth era is never shared: protected nodes keep reading their births while their
+// batches are emitted and attached (their other words then hold slot links and counts).
+TEST(Header, BirthStaysReadableWhileRetiredAndAttached) {
+  kovan::Atomic<Item> cell{new Item(-1)};
+  kovan::Guard g = kovan::pin();
+  // Every node retired below was loaded (or exchanged out) under g: all stay protected, and
+  // their batches attach to this thread's own slot until g is reset. Among them are list
+  // nodes and counting nodes of many batches.
+  std::vector<std::pair<Item*, std::uint64_t>> retired;
+  for (std::uint32_t i = 0; i < 8 * kovan::kRetireBatch; ++i) {
+    Item* old = cell.exchange(new Item(static_cast<int>(i)), g);
+    retired.emplace_back(old, old->birth_era());
+    kovan::retire(old);
+    if (i % 16 == 15) {
+      for (const auto& [p, birth] : retired) {
+        ASSERT_EQ(p->birth_era(), birth);
+        ASSERT_TRUE(p->alive());
+      }
+    }
+  }
+  g.reset();
+  kovan::flush();
+  delete cell.load_unprotected();
 }
 
 }  // namespace

@@ -28,15 +28,15 @@ using kovan::detail::kCacheClassBytes;
 using kovan::detail::kCacheDepth;
 using kovan::detail::tl_cache;
 
-// 48-byte header + 8 = 56 bytes, and 48 + 16 = 64 bytes: both in the class of 64-byte blocks.
+// 32-byte header + 8 = 40 bytes, and 32 + 16 = 48 bytes: both in the class of 48-byte blocks.
 struct Small : kovan::Node {
   std::uint64_t v = 1;
 };
 struct Full : kovan::Node {
   std::uint64_t a = 2, b = 3;
 };
-static_assert(sizeof(Small) == 56 && sizeof(Full) == 64);
-constexpr std::size_t kClass64 = (64 - 1) / kCacheClassBytes;
+static_assert(sizeof(Small) == 40 && sizeof(Full) == 48);
+constexpr std::size_t kClass48 = (48 - 1) / kCacheClassBytes;
 
 struct alignas(128) Wide : kovan::Node {
   std::uint64_t v = 4;
@@ -55,11 +55,11 @@ TEST(NodeCache, ABatchOfDeletedNodesIsReusedByTheSameThread) {
     for (int i = 0; i < kBatch; ++i) first.push_back(new Small());
     const std::set<void*> addresses(first.begin(), first.end());
     for (Small* s : first) delete s;
-    EXPECT_EQ(tl_cache.count[kClass64], static_cast<std::uint32_t>(kBatch));
+    EXPECT_EQ(tl_cache.count[kClass48], static_cast<std::uint32_t>(kBatch));
     std::vector<Small*> second;
     for (int i = 0; i < kBatch; ++i) second.push_back(new Small());
     for (Small* s : second) EXPECT_EQ(addresses.count(s), 1u);  // every block came back
-    EXPECT_EQ(tl_cache.count[kClass64], 0u);
+    EXPECT_EQ(tl_cache.count[kClass48], 0u);
     for (Small* s : second) delete s;
   }).join();
 }
@@ -69,7 +69,7 @@ TEST(NodeCache, RetiredNodesGoBackToTheThreadThatDeletesThem) {
   std::thread([] {
     for (int i = 0; i < 1000; ++i) kovan::retire(new Small());
     kovan::flush();  // deletes them here: their blocks are cached on this thread
-    EXPECT_GE(tl_cache.count[kClass64], 64u);
+    EXPECT_GE(tl_cache.count[kClass48], 64u);
   }).join();
 }
 
@@ -77,8 +77,8 @@ TEST(NodeCache, BlocksServeEverySizeOfTheirClass) {
   SKIP_WITHOUT_CACHE();
   std::thread([] {
     Small* s = new Small();
-    // Allocated at the class size (64), not at sizeof(Small) (56).
-    EXPECT_GE(malloc_usable_size(s), 64u);
+    // Allocated at the class size (48), not at sizeof(Small) (40).
+    EXPECT_GE(malloc_usable_size(s), 48u);
     void* block = s;
     delete s;
     Full* f = new Full();  // same class: the block just cached
@@ -98,7 +98,7 @@ TEST(NodeCache, AClassHoldsAtMostKCacheDepthBlocks) {
     std::vector<Small*> nodes;
     for (std::uint32_t i = 0; i < 8 * kCacheDepth; ++i) nodes.push_back(new Small());
     for (Small* s : nodes) delete s;
-    EXPECT_EQ(tl_cache.count[kClass64], kCacheDepth);
+    EXPECT_EQ(tl_cache.count[kClass48], kCacheDepth);
     EXPECT_LE(hooks::cached_blocks.load() - before, static_cast<std::int64_t>(kCacheDepth));
   }).join();
 }

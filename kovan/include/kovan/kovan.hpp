@@ -57,7 +57,8 @@
 //    published stack of finished nodes, adopts at most 2R orphans, splits at most s + 3R
 //    nodes into batches and pushes each batch onto its slots (a CAS loop that fails only
 //    when another thread changed that slot's list); then at most Q node deletions and one
-//    publication of what is left.
+//    publication of what is left. The first retire of each type T also registers T's
+//    deleter (one fetch_add, one store and one CAS; at most kMaxNodeTypes types).
 //  * flush() and thread exit: not bounded: they delete everything this thread has queued
 //    (flush also adopts every orphan and attaches what is left), repeating while
 //    destructors retire more. Thread exit also advances the era once if the allocations
@@ -106,7 +107,8 @@
 //    references as counted handles (`Atom<T>` handles are fine for short scopes only too).
 //  * When every node must be freed the instant it is unlinked: reclamation is deferred by
 //    design (nodes are freed in batches).
-//  * On platforms other than x86-64 (the 16-byte CAS is only written for x86-64).
+//  * On platforms other than x86-64 (the 16-byte CAS is only written for x86-64, and the
+//    node header keeps links in 48 bits: retire() aborts on a node above 2^48).
 //
 // EXAMPLE
 // -------
@@ -211,6 +213,7 @@ inline constexpr std::uint32_t kRetireBatch = 64;    // retires between attach a
 inline constexpr std::uint32_t kEraFrequency = 128;  // allocations per thread per era step
 inline constexpr int kFastPathTries = 16;            // protected-load tries before helping
 inline constexpr std::uint32_t kFreeQuota = 128;     // nodes deleted per retire or unpin (Q)
+inline constexpr std::size_t kMaxNodeTypes = 1024;   // distinct T passed to retire<T>
 
 struct Node;
 
@@ -218,11 +221,34 @@ namespace detail {
 struct Access;  // the runtime's view of Node's private header
 // Called by Node's constructor; counts allocations and advances the era when due.
 std::uint64_t on_allocate() noexcept;
-void retire_node(Node* n, void (*deleter)(Node*)) noexcept;
+// A retired node records its type as a 16-bit id in the top bits of its batch link (see
+// Node's header below); the id names the function that deletes it. Id 0 is kovan's own
+// padding node; retire<T> takes one id per T on its first call (type_id_slow).
+void retire_node(Node* n, std::uint16_t type) noexcept;
+template <class T>
+void delete_node(Node* n) noexcept {
+  delete static_cast<T*>(n);
+}
+// Registers `deleter` under a fresh id and installs it in `id` unless another thread
+// installed one first (then that id is returned; ours stays registered, unused). Lock-free:
+// one fetch_add, one store, one CAS.
+std::uint16_t type_id_slow(std::atomic<std::uint16_t>& id, void (*deleter)(Node*)) noexcept;
+// T's id, 0 until its first retire (constant-initialized: no guard, no lock).
+template <class T>
+inline constinit std::atomic<std::uint16_t> type_id{0};
+template <class T>
+std::uint16_t type_of() noexcept {
+  // acquire: pairs with type_id_slow's release CAS (the deleter is registered before).
+  const std::uint16_t t = type_id<T>.load(std::memory_order_acquire);
+  return t != 0 ? t : type_id_slow(type_id<T>, &delete_node<T>);
+}
 }  // namespace detail
 
 // Intrusive header. A type managed by kovan derives publicly from Node; its birth era is
-// stamped when it is constructed. The header is 48 bytes.
+// stamped when it is constructed. The header is 32 bytes: the birth era and three words
+// that only a retired node uses, each shared by uses whose lifetimes never overlap (the
+// table of who writes and reads each word in which state is at the top of
+// kovan/src/kovan.cpp and in docs/RECLAIMER.md, "The node header").
 struct Node {
   Node() noexcept : birth_(detail::on_allocate()) {}
   // Copies get a header of their own (the header is not data).
@@ -266,19 +292,25 @@ struct Node {
 
  private:
   friend struct detail::Access;
+  // Written once, by the constructor; read by users and the runtime at any time (I8).
   const std::uint64_t birth_;
-  // Link in a reservation slot's list (one node of a batch per slot it is attached to); in
-  // the head of a ready stack, that stack's last node.
-  std::atomic<Node*> slot_next_{nullptr};
-  // Counting node: the first node of its batch. Other nodes: the counting node.
-  Node* batch_link_ = nullptr;
+  // One word, two uses that never overlap in time (H1 in kovan.cpp):
+  //  * a list node (a node of an emitted batch other than its counting node) that is
+  //    attached to a reservation slot: the next node in that slot's list; the head of a
+  //    ready stack: that stack's last node;
+  //  * the counting node of an emitted batch (never attached: H2): the attachments not yet
+  //    released, as a 64-bit two's-complement count (it may dip below 0 while the emitter
+  //    is still pushing).
+  std::atomic<std::uint64_t> slot_or_refs_{0};
+  // Retired node: low 48 bits, the batch link (counting node: the batch's first node;
+  // other nodes: the counting node); high 16 bits, the node's type id (which deleter runs),
+  // set by retire and kept by every later write of the link (H3).
+  std::uint64_t link_and_type_ = 0;
   // Next node in the batch (the counting node ends the chain with nullptr); also the link
-  // in orphan stacks, free queues and ready stacks.
+  // in partial batches, orphan stacks, free queues and ready stacks.
   Node* batch_next_ = nullptr;
-  // Counting node only: attachments not yet released.
-  std::atomic<std::int64_t> refs_{0};
-  void (*deleter_)(Node*) = nullptr;
 };
+static_assert(sizeof(Node) == 32, "kovan::Node's header is 4 words (docs/RECLAIMER.md)");
 
 // RAII pin of the calling thread. While a Guard lives, nodes loaded through Atomic<T>::load
 // with it stay allocated. Guards nest (an inner guard is a counter increment); they are
@@ -403,7 +435,7 @@ template <class T>
 void retire(T* p) noexcept {
   static_assert(std::is_base_of_v<Node, T>, "kovan::retire: T must derive from kovan::Node");
   if (p == nullptr) return;
-  detail::retire_node(static_cast<Node*>(p), [](Node* n) { delete static_cast<T*>(n); });
+  detail::retire_node(static_cast<Node*>(p), detail::type_of<T>());
 }
 
 // Hands over this thread's partial batch (padding it so that it can be attached now),
