@@ -309,8 +309,11 @@ void print(const char* label, const RetryFigures& f) {
 TEST(Contention, SnapshotTransactionsDoNotStarveAgainstOneShotWriter) {
   const RetryFigures f = starve(Options{}.contention_hold_off, scaled(5000), 200);
   print("with windows", f);
+  // No transaction gives up (200 attempts in a row): before the windows 3-10 gave up in
+  // every run. The worst one needs 2-12 attempts on an idle machine; with the two cores
+  // oversubscribed (load average 14) 104-118 were seen, so the bound is the give-up limit.
   EXPECT_EQ(f.gave_up, 0);
-  EXPECT_LT(f.max_attempts, 100);
+  EXPECT_LT(f.max_attempts, 200);
   EXPECT_GT(f.writer_puts, 0U);
 }
 
