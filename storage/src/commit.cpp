@@ -49,7 +49,7 @@ constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
 constexpr std::chrono::nanoseconds kInteractiveLockWait = std::chrono::milliseconds(10);
 
 LockResult lock_waiting(KeyNode* n, std::uint64_t owner, std::chrono::nanoseconds limit,
-                        std::atomic<std::uint64_t>& waits) noexcept {
+                        ShardedCounter& waits) noexcept {
   std::chrono::steady_clock::time_point deadline{};
   for (unsigned round = 0;; ++round) {
     const LockResult lr = try_lock(n, owner);

@@ -116,10 +116,61 @@ inline Status budget_exceeded(std::size_t budget, std::string_view what) {
                                                     std::string(what) + "); nothing was applied");
 }
 
+// A statistic updated on hot paths (commits, GC) by many threads at once: one cell per
+// thread shard, each on its own cache line, so concurrent committers never write the same
+// line (a single shared atomic per statistic, or adjacent ones, would bounce one line between
+// the cores on every commit). load() sums the cells. Same interface as the std::atomic it
+// replaces (fetch_add, fetch_sub, load), so call sites read alike.
+//
+// Exactness: every update is one relaxed RMW on one cell, so the sum of the cells is the sum
+// of the updates; a decrement on another thread's cell is fine (unsigned arithmetic wraps,
+// and the sum is taken modulo 2^64 as well, so a counter that goes up and down still sums to
+// its value). A load() that happens-after every update (e.g. after the updating threads were
+// joined) is exact; a load() concurrent with updates sees each cell at some recent value (as
+// a relaxed std::atomic read did: the statistics were never a consistent snapshot).
+// Memory orders: all relaxed. A counter orders no other data; the `order` arguments are
+// accepted for interface compatibility and ignored.
+class ShardedCounter {
+ public:
+  static constexpr std::size_t kShards = 16;  // a power of two; threads share cells past it
+
+  void fetch_add(std::uint64_t d, std::memory_order = std::memory_order_relaxed) noexcept {
+    cells_[shard()].v.fetch_add(d, std::memory_order_relaxed);
+  }
+  void fetch_sub(std::uint64_t d, std::memory_order = std::memory_order_relaxed) noexcept {
+    cells_[shard()].v.fetch_sub(d, std::memory_order_relaxed);
+  }
+  std::uint64_t load(std::memory_order = std::memory_order_relaxed) const noexcept {
+    std::uint64_t sum = 0;
+    for (const Cell& c : cells_) sum += c.v.load(std::memory_order_relaxed);
+    return sum;
+  }
+
+  // This thread's cell index, given out round-robin at a thread's first update (process-wide,
+  // so threads of one engine spread over its cells in the order they first counted).
+  static std::size_t shard() noexcept {
+    // Constant-initialized (no TLS guard on the hot path); 0 means "not given out yet".
+    thread_local std::size_t idx = 0;
+    if (idx == 0) [[unlikely]] {
+      // relaxed: the index only spreads threads; any value is correct.
+      idx = 1 + (next_shard_.fetch_add(1, std::memory_order_relaxed) & (kShards - 1));
+    }
+    return idx - 1;
+  }
+
+ private:
+  struct alignas(64) Cell {
+    std::atomic<std::uint64_t> v{0};
+  };
+  static inline std::atomic<std::size_t> next_shard_{0};
+  Cell cells_[kShards];
+};
+
 // The write-set bytes of one transaction, also added to an engine-wide total (for the
 // memory limit) until released: when the write set is cleared or the state destroyed.
 // Relaxed: the total is a statistic and a limit checked against other relaxed counters; it
-// orders no other data.
+// orders no other data. The release may run on another thread than the adjustments (the
+// expiry sweeper): the total's cells still sum exactly (ShardedCounter).
 class WriteCharge {
  public:
   WriteCharge() noexcept = default;
@@ -129,18 +180,18 @@ class WriteCharge {
 
   std::uint64_t bytes() const noexcept { return bytes_; }
   // Changes this transaction's charge by `delta` bytes (an entry added, replaced or removed).
-  void adjust(std::atomic<std::uint64_t>& total, std::int64_t delta) noexcept {
+  void adjust(ShardedCounter& total, std::int64_t delta) noexcept {
     total_ = &total;
     bytes_ = static_cast<std::uint64_t>(static_cast<std::int64_t>(bytes_) + delta);
-    total.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+    total.fetch_add(static_cast<std::uint64_t>(delta));
   }
   void release() noexcept {
-    if (total_ != nullptr && bytes_ != 0) total_->fetch_sub(bytes_, std::memory_order_relaxed);
+    if (total_ != nullptr && bytes_ != 0) total_->fetch_sub(bytes_);
     bytes_ = 0;
   }
 
  private:
-  std::atomic<std::uint64_t>* total_ = nullptr;
+  ShardedCounter* total_ = nullptr;
   std::uint64_t bytes_ = 0;
 };
 
@@ -403,21 +454,22 @@ class EngineImpl {
   std::atomic<Revision> removed_before_snapshot_{0};
   std::atomic<bool> shutdown_{false};
 
-  // Counters for stats(); relaxed: each is a standalone statistic, read without ordering.
-  std::atomic<std::uint64_t> live_keys_{0};
-  std::atomic<std::uint64_t> live_versions_{0};
-  std::atomic<std::uint64_t> version_bytes_{0};
-  std::atomic<std::uint64_t> txn_write_bytes_{0};  // WriteCharge totals of unfinished txns
-  std::atomic<std::uint64_t> versions_pruned_{0};
-  std::atomic<std::uint64_t> commits_{0};
-  std::atomic<std::uint64_t> aborts_conflict_{0};
-  std::atomic<std::uint64_t> aborts_expired_{0};
-  std::atomic<std::uint64_t> aborts_user_{0};
-  std::atomic<std::uint64_t> aborts_oom_{0};
-  std::atomic<std::uint64_t> gc_sweeps_{0};
-  std::atomic<std::uint64_t> nodes_removed_{0};
-  std::atomic<std::uint64_t> lock_waits_{0};  // commits that waited for a busy commit lock
-  std::atomic<std::uint64_t> hold_offs_{0};   // one-shot writes that waited for a window
+  // Counters for stats(): per-thread cells summed on read (ShardedCounter; false sharing:
+  // docs/STORAGE.md, "Statistics"). Each is a standalone statistic, read without ordering.
+  ShardedCounter live_keys_;
+  ShardedCounter live_versions_;
+  ShardedCounter version_bytes_;
+  ShardedCounter txn_write_bytes_;  // WriteCharge totals of unfinished txns
+  ShardedCounter versions_pruned_;
+  ShardedCounter commits_;
+  ShardedCounter aborts_conflict_;
+  ShardedCounter aborts_expired_;
+  ShardedCounter aborts_user_;
+  ShardedCounter aborts_oom_;
+  ShardedCounter gc_sweeps_;
+  ShardedCounter nodes_removed_;
+  ShardedCounter lock_waits_;  // commits that waited for a busy commit lock
+  ShardedCounter hold_offs_;   // one-shot writes that waited for a window
 
   // Loss streaks and hold-off windows per key hash (contention.hpp).
   HotKeys hot_{opts_.contention_hold_off};
