@@ -388,6 +388,8 @@ class EngineImpl {
   void stop_checkpointer();
 
   // reads.cpp
+  // The key-value of a live version v of `key` (counted in value_bytes_copied).
+  static KeyValue read_value(std::string_view key, const Version* v);
   template <bool kReverse, class Emit>
   void merge_scan(const TxnState& t, std::string_view start, std::string_view end,
                   const kovan::Guard& g, Emit&& emit);
@@ -448,7 +450,6 @@ class EngineImpl {
 
   mutable std::mutex txns_mu_;  // guards txns_; never held while taking a TxnState::mu
   std::unordered_map<std::uint64_t, std::shared_ptr<TxnState>> txns_;
-  std::atomic<std::uint64_t> next_id_{kGcOwner + 1};
   // The newest tombstone whose key was removed while an older snapshot was registered (E8);
   // snapshot-isolation validation treats an empty chain as changed for older snapshots.
   std::atomic<Revision> removed_before_snapshot_{0};

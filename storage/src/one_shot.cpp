@@ -7,9 +7,31 @@ namespace kv::storage::detail {
 
 Result<KeyValue> EngineImpl::get(std::string_view key) {
   if (Status s = check_open(); !s.ok()) return s;
+  if (Status s = check_key(key); !s.ok()) return s;
+  {
+    // The head read (docs/STORAGE.md, "One-shot get without a snapshot"): no snapshot is
+    // registered. The newest version, if W covers it (W read after the head), is the value
+    // at the moment W passed it or at the head load, whichever is later: no newer version
+    // can be visible before that moment (a later version of the key has a larger timestamp,
+    // E1, and W grows in order, C1). Pruning never unlinks a head (E4), and the guard keeps
+    // the version's memory (I1), so nothing needs to be pinned for the copy.
+    kovan::Guard g = kovan::pin();
+    const KeyNode* n = index_.find(key, g);
+    if (n == nullptr) return Status(StatusCode::kNotFound, "");
+    // acquire (kovan load): pairs with publish()'s release store of the head.
+    const Version* v = n->head.load(g);
+    if (v == nullptr) return Status(StatusCode::kNotFound, "");
+    // seq_cst load, after the head's acquire load in program order (an acquire load keeps
+    // later loads after it): pairs with the clock's seq_cst updates of W (snapshots.hpp).
+    if (v->commit_ts <= clock_.visible()) {
+      if (v->tombstone) return Status(StatusCode::kNotFound, "");
+      return read_value(key, v);
+    }
+  }
+  // The newest version is not visible yet (its commit is finishing, or waiting for the log,
+  // E9): read at a registered snapshot, which returns the version before it.
   TxnState t;
   t.track_reads = false;
-  if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = open_snapshot(t); !s.ok()) return s;
   SnapshotCloser closer(this, t);
   return txn_get(t, key);

@@ -69,6 +69,10 @@ Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key, std::siz
   const Version* v = visible_at(n, t.start_ts, g);
   if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
   if (over(v->value_size)) return budget_exceeded(budget, "reading one key");
+  return read_value(key, v);
+}
+
+KeyValue EngineImpl::read_value(std::string_view key, const Version* v) {
   KeyValue kv;
   fill(&kv, key, v, true);
   return kv;
