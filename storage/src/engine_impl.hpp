@@ -264,6 +264,9 @@ class EngineImpl {
   Status txn_put(TxnState& t, std::string_view key, std::string_view value,
                  std::uint64_t lease = 0);
   Status txn_del(TxnState& t, std::string_view key);
+  // The memory limits for a write that adds `grow` bytes to a transaction already charged
+  // `charged` bytes: OK, or RESOURCE_EXHAUSTED (max_txn_bytes, max_memory_bytes).
+  Status check_write_room(std::uint64_t charged, std::uint64_t grow) const;
 
   // commit.cpp: commits t (locks, timestamp, validation, install, visibility, pruning). On
   // return t is finished (committed or aborted) and its snapshot released.
@@ -274,6 +277,7 @@ class EngineImpl {
   Result<ScanResult> scan(std::string_view start, std::string_view end, const ScanOptions& o);
   Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv,
                         std::size_t budget, std::uint64_t lease = 0);
+  Result<PutResult> put_blind(std::string_view key, std::string_view value, std::uint64_t lease);
 
   // lease.cpp (see engine.hpp, "Leases", and the invariants there)
   Result<LeaseGrantResult> lease_grant(std::int64_t ttl_seconds, std::uint64_t id);
@@ -342,6 +346,10 @@ class EngineImpl {
       Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
       const std::vector<std::unique_ptr<Version>>& fresh, const std::vector<KeyNode*>& nodes,
       const kovan::Guard& g) const;
+  // The group of a commit that installs one version v of `key` into n (v not yet published).
+  std::shared_ptr<const ChangeGroup> change_group_one(Revision ts, std::string_view key,
+                                                      const Version* v, const KeyNode* n,
+                                                      const kovan::Guard& g) const;
   // After the commit of ts is visible: tells the listener.
   void changed(Revision ts) const noexcept;
   // Recovery: the group of a replayed WAL record, built from the heads it replaces (CL4).
@@ -397,6 +405,10 @@ class EngineImpl {
   // commit.cpp
   bool validate(const TxnState& t, const std::vector<KeyNode*>& locked, const kovan::Guard& g);
   Result<Revision> commit_writes(TxnState& t);
+  // A blind one-shot put of one key (no prev_kv: it reads nothing), committed without a
+  // write set; `id` is its lock owner id. May throw bad_alloc (nothing applied, nothing held).
+  Result<Revision> commit_blind(std::uint64_t id, std::string_view key, std::string_view value,
+                                std::uint64_t lease);
   std::unique_ptr<Version> make_version(const KeyNode* n, const std::optional<std::string>& value,
                                         Revision ts, const kovan::Guard& g,
                                         std::uint64_t lease = 0);

@@ -51,6 +51,7 @@ Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, 
                                   std::size_t budget, std::uint64_t lease) {
   if (Status s = check_key(key); !s.ok()) return s;
   if (Status s = check_value(value); !s.ok()) return s;
+  if (!prev_kv) return put_blind(key, value, lease);
   return one_shot<PutResult>(
       [&](TxnState& t) -> Result<PutResult> {
         PutResult pr;
@@ -66,6 +67,39 @@ Result<PutResult> EngineImpl::put(std::string_view key, std::string_view value, 
         return pr;
       },
       [](PutResult& pr, Revision rev) { pr.revision = rev; });
+}
+
+// A put that returns no previous value reads nothing: a serializable commit of it has
+// nothing to validate and cannot lose (one-shot writes wait for busy locks), so it needs no
+// snapshot, no write set and no retry loop (docs/STORAGE.md, "The blind one-shot put"). Its
+// outcomes are those of the general path: the same limit checks and messages, the same
+// hold-off on a key whose committers keep losing, the same statistics.
+Result<PutResult> EngineImpl::put_blind(std::string_view key, std::string_view value,
+                                        std::uint64_t lease) {
+  if (Status s = check_open(); !s.ok()) return s;
+  // As txn_put() on a fresh write set (nothing charged yet). The bytes are not charged to
+  // txn_write_bytes while the commit runs: they go straight into the version.
+  if (Status s = check_write_room(0, key.size() + value.size() + kWriteEntryOverhead); !s.ok()) {
+    return s;
+  }
+  // "Contention": a fresh write keeps off a key whose committers keep losing, at most one cap.
+  const std::pair<std::string_view, bool> keys[1] = {{key, true}};
+  if (hot_.window_open(keys)) {
+    hot_.hold_off(keys);
+    hold_offs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  try {
+    Result<Revision> c = commit_blind(next_id(), key, value, lease);
+    if (!c.ok()) return c.status();
+    PutResult pr;
+    pr.revision = c.value();
+    return pr;
+  } catch (const std::bad_alloc&) {
+    // commit_blind gave back its lock and its timestamp, and published nothing.
+    aborts_oom_.fetch_add(1, std::memory_order_relaxed);
+    return Status(StatusCode::kResourceExhausted,
+                  "out of memory while committing; nothing was applied");
+  }
 }
 
 Result<DeleteResult> EngineImpl::delete_range(std::string_view start, std::string_view end,
