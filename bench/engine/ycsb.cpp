@@ -89,6 +89,7 @@ struct Config {
   // When set: each thread runs exactly this many operations instead of running for
   // `seconds` (deterministic work, for instruction counts under callgrind).
   std::uint64_t ops = 0;
+  long long watch_history = -1;  // the engine's watch history bytes (-1: its default, 64 MiB)
   std::string workloads = "ABCFDE";
   std::vector<std::string> dists{"zipfian", "uniform"};
   std::vector<std::string> stores{"engine", "map", "cds"};
@@ -109,7 +110,8 @@ std::vector<std::string> split(const std::string& s) {
 const char* kUsage =
     "kovan-engine-bench ycsb [--records N] [--value-size B] [--threads 1,2] [--seconds S]\n"
     "    [--workloads ABCFDE] [--dists zipfian,uniform] [--stores engine,map,cds]\n"
-    "    [--max-scan N] [--csv FILE] [--ops N (per thread, instead of --seconds)]\n";
+    "    [--max-scan N] [--csv FILE] [--ops N (per thread, instead of --seconds)]\n"
+    "    [--watch-history BYTES (engine; default 64 MiB, 0: no watch feed)]\n";
 
 bool parse(const std::vector<std::string>& args, Config& c) {
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -134,6 +136,8 @@ bool parse(const std::vector<std::string>& args, Config& c) {
       c.stores = split(v);
     } else if (a == "--max-scan") {
       c.max_scan = std::stoull(v);
+    } else if (a == "--watch-history") {
+      c.watch_history = std::stoll(v);
     } else if (a == "--ops") {
       c.ops = std::stoull(v);
     } else if (a == "--csv") {
@@ -240,7 +244,7 @@ int run_ycsb(const std::vector<std::string>& args) {
     Loaded l;
     const std::uint64_t rss0 = rss_bytes();
     if (s == "engine") {
-      l.store = make_engine_store();
+      l.store = make_engine_store(cfg.watch_history);
     } else if (s == "map") {
       l.store = make_map_store();
     } else if (s == "cds") {
