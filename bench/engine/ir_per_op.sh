@@ -7,6 +7,7 @@
 #
 #   bench/engine/ir_per_op.sh [BIN] [WORKLOADS] [DISTS] [RECORDS] [OPS]
 #   defaults: build/rel/bench/engine/kovan-engine-bench CU zipfian,uniform 100000 20000
+#   EXTRA="--watch-history 0" adds arguments to every run.
 set -euo pipefail
 BIN=${1:-build/rel/bench/engine/kovan-engine-bench}
 WORKLOADS=${2:-CU}
@@ -23,7 +24,7 @@ for ((i = 0; i < ${#WORKLOADS}; i++)); do
       valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.$w.$d.$n" \
         --toggle-collect='*EngineStore::read*' --toggle-collect='*EngineStore::write*' \
         "$BIN" ycsb --records "$RECORDS" --workloads "$w" --dists "$d" --threads 1 \
-        --stores engine --ops "$n" >/dev/null 2>"$OUT/log"
+        --stores engine --ops "$n" ${EXTRA:-} >/dev/null 2>"$OUT/log"
       irs+=("$(grep -E '^(summary|totals):' "$OUT/cg.$w.$d.$n" | head -1 | awk '{print $2}')")
     done
     printf '%s %-8s %8.0f Ir/op\n' "$w" "$d" "$(echo "(${irs[1]} - ${irs[0]}) / $OPS" | bc -l)"
