@@ -33,7 +33,8 @@ class Store {
   virtual bool supports_scan() const noexcept { return true; }
 };
 
-std::unique_ptr<Store> make_engine_store();
+// watch_history_bytes: the engine's Options::watch_history_bytes (< 0: its default).
+std::unique_ptr<Store> make_engine_store(long long watch_history_bytes = -1);
 std::unique_ptr<Store> make_map_store();
 // Null when the benchmark was built without libcds.
 std::unique_ptr<Store> make_cds_store();

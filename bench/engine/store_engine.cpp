@@ -8,6 +8,8 @@ namespace {
 
 class EngineStore final : public Store {
  public:
+  explicit EngineStore(const storage::Options& o) : engine_(o) {}
+
   std::string_view name() const noexcept override { return "kovan-engine"; }
 
   bool read(std::string_view key, std::string& out) override {
@@ -40,6 +42,11 @@ class EngineStore final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> make_engine_store() { return std::make_unique<EngineStore>(); }
+std::unique_ptr<Store> make_engine_store(long long watch_history_bytes) {
+  storage::Options o;
+  if (watch_history_bytes >= 0)
+    o.watch_history_bytes = static_cast<std::size_t>(watch_history_bytes);
+  return std::make_unique<EngineStore>(o);
+}
 
 }  // namespace kv::bench

@@ -86,6 +86,10 @@ struct Config {
   std::size_t value_size = 100;
   std::vector<int> threads{1, 2};
   double seconds = 2.0;
+  // When set: each thread runs exactly this many operations instead of running for
+  // `seconds` (deterministic work, for instruction counts under callgrind).
+  std::uint64_t ops = 0;
+  long long watch_history = -1;  // the engine's watch history bytes (-1: its default, 64 MiB)
   std::string workloads = "ABCFDE";
   std::vector<std::string> dists{"zipfian", "uniform"};
   std::vector<std::string> stores{"engine", "map", "cds"};
@@ -106,7 +110,8 @@ std::vector<std::string> split(const std::string& s) {
 const char* kUsage =
     "kovan-engine-bench ycsb [--records N] [--value-size B] [--threads 1,2] [--seconds S]\n"
     "    [--workloads ABCFDE] [--dists zipfian,uniform] [--stores engine,map,cds]\n"
-    "    [--max-scan N] [--csv FILE]\n";
+    "    [--max-scan N] [--csv FILE] [--ops N (per thread, instead of --seconds)]\n"
+    "    [--watch-history BYTES (engine; default 64 MiB, 0: no watch feed)]\n";
 
 bool parse(const std::vector<std::string>& args, Config& c) {
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -131,6 +136,10 @@ bool parse(const std::vector<std::string>& args, Config& c) {
       c.stores = split(v);
     } else if (a == "--max-scan") {
       c.max_scan = std::stoull(v);
+    } else if (a == "--watch-history") {
+      c.watch_history = std::stoll(v);
+    } else if (a == "--ops") {
+      c.ops = std::stoull(v);
     } else if (a == "--csv") {
       c.csv = v;
     } else {
@@ -173,7 +182,8 @@ double run_cell(Store& store, const Workload& w, bool uniform, int threads, Shar
       };
       ready.arrive_and_wait();
       // Relaxed: `stop` carries no data; the per-thread counts are read after join().
-      while (!stop.load(std::memory_order_relaxed)) {
+      const std::uint64_t fixed = sh.cfg->ops;
+      while (fixed != 0 ? n < fixed : !stop.load(std::memory_order_relaxed)) {
         const double op = u01(rng);
         if (op < w.read) {
           static_cast<void>(store.read(make_key(pick()), out));
@@ -201,7 +211,7 @@ double run_cell(Store& store, const Workload& w, bool uniform, int threads, Shar
   }
   ready.arrive_and_wait();
   const auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(std::chrono::duration<double>(sh.cfg->seconds));
+  if (sh.cfg->ops == 0) std::this_thread::sleep_for(std::chrono::duration<double>(sh.cfg->seconds));
   stop.store(true, std::memory_order_relaxed);
   for (auto& th : pool) th.join();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -234,7 +244,7 @@ int run_ycsb(const std::vector<std::string>& args) {
     Loaded l;
     const std::uint64_t rss0 = rss_bytes();
     if (s == "engine") {
-      l.store = make_engine_store();
+      l.store = make_engine_store(cfg.watch_history);
     } else if (s == "map") {
       l.store = make_map_store();
     } else if (s == "cds") {

@@ -128,6 +128,23 @@ ChangeLogStats ChangeLog::stats() const {
 // Building groups: the commit path and recovery
 // ---------------------------------------------------------------------------------------
 
+namespace {
+// The event of one installed version v of `key`; `prev` is the head it replaces.
+ChangeEvent change_event(std::string_view key, const Version* v, const Version* prev) {
+  ChangeEvent e;
+  e.key = key;
+  e.is_delete = v->tombstone;
+  if (!v->tombstone) {
+    e.value = v->value();
+    e.create_revision = v->create_rev;
+    e.version = v->version;
+    e.lease = v->lease;
+  }
+  set_prev(e, prev);
+  return e;
+}
+}  // namespace
+
 std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
     Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
     const std::vector<std::unique_ptr<Version>>& fresh, const std::vector<KeyNode*>& nodes,
@@ -141,23 +158,25 @@ std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
     const KeyNode* n = nodes[i];
     ++i;
     if (v == nullptr) continue;  // a delete of an absent key installs nothing
-    ChangeEvent e;
-    e.key = entry.first;
-    e.is_delete = v->tombstone;
-    if (!v->tombstone) {
-      e.value = v->value();
-      e.create_revision = v->create_rev;
-      e.version = v->version;
-      e.lease = v->lease;
-    }
     // Not yet published: the head is the version this commit replaces, stable under the
     // key's lock (E1), so the previous key-value is exact.
-    set_prev(e, n->head.load(g));
+    ChangeEvent e = change_event(entry.first, v, n->head.load(g));
     bytes += change_event_bytes(e);
     group->events.push_back(std::move(e));
   }
   if (group->events.empty()) return nullptr;
   group->bytes = bytes;
+  return group;
+}
+
+std::shared_ptr<const ChangeGroup> EngineImpl::change_group_one(Revision ts, std::string_view key,
+                                                                const Version* v, const KeyNode* n,
+                                                                const kovan::Guard& g) const {
+  auto group = std::make_shared<ChangeGroup>();
+  group->revision = ts;
+  // As change_group(): the head is the version v replaces (stable under the key's lock).
+  group->events.push_back(change_event(key, v, n->head.load(g)));
+  group->bytes = kChangeGroupOverhead + change_event_bytes(group->events.back());
   return group;
 }
 

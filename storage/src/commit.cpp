@@ -49,7 +49,7 @@ constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
 constexpr std::chrono::nanoseconds kInteractiveLockWait = std::chrono::milliseconds(10);
 
 LockResult lock_waiting(KeyNode* n, std::uint64_t owner, std::chrono::nanoseconds limit,
-                        std::atomic<std::uint64_t>& waits) noexcept {
+                        ShardedCounter& waits) noexcept {
   std::chrono::steady_clock::time_point deadline{};
   for (unsigned round = 0;; ++round) {
     const LockResult lr = try_lock(n, owner);
@@ -149,6 +149,32 @@ class PendingTimestamp {
   bool logged_ = false;
 };
 
+// One put or delete of a WAL commit record (docs/PERSISTENCE.md, "WAL record").
+void append_op(std::string& payload, std::string_view key, const Version* v) {
+  if (v->tombstone) {
+    put_u8(payload, kOpDelete);
+    put_bytes(payload, key);
+  } else {
+    put_u8(payload, v->lease != 0 ? kOpPutLease : kOpPut);
+    put_bytes(payload, key);
+    put_bytes(payload, v->value());
+    put_u64(payload, v->create_rev);
+    put_u64(payload, static_cast<std::uint64_t>(v->version));
+    if (v->lease != 0) put_u64(payload, v->lease);
+  }
+}
+
+std::size_t op_size(std::string_view key, const Version* v) {
+  return 32 + key.size() + (v->tombstone ? 0 : v->value_size);
+}
+
+std::string frame(const std::string& payload) {
+  std::string record;
+  record.reserve(payload.size() + kFrameHeader);
+  append_frame(record, payload);
+  return record;
+}
+
 // The WAL record of one commit (docs/PERSISTENCE.md, "WAL record"): the versions it
 // installs, in key order. Built before anything is published (E7: may throw bad_alloc).
 std::string encode_commit(
@@ -159,8 +185,8 @@ std::string encode_commit(
   {
     std::size_t i = 0;
     for (const auto& [key, value] : writes) {
-      if (fresh[i++]) {
-        size += 32 + key.size() + (value ? value->size() : 0);
+      if (const Version* v = fresh[i++].get()) {
+        size += op_size(key, v);
         ++ops;
       }
     }
@@ -172,25 +198,39 @@ std::string encode_commit(
   put_u32(payload, ops);
   std::size_t i = 0;
   for (const auto& [key, value] : writes) {
-    const Version* v = fresh[i++].get();
-    if (v == nullptr) continue;
-    if (v->tombstone) {
-      put_u8(payload, kOpDelete);
-      put_bytes(payload, key);
-    } else {
-      put_u8(payload, v->lease != 0 ? kOpPutLease : kOpPut);
-      put_bytes(payload, key);
-      put_bytes(payload, v->value());
-      put_u64(payload, v->create_rev);
-      put_u64(payload, static_cast<std::uint64_t>(v->version));
-      if (v->lease != 0) put_u64(payload, v->lease);
-    }
+    if (const Version* v = fresh[i++].get()) append_op(payload, key, v);
   }
-  std::string record;
-  record.reserve(payload.size() + kFrameHeader);
-  append_frame(record, payload);
-  return record;
+  return frame(payload);
 }
+
+// The record of a commit that installs one version (the same bytes encode_commit makes for
+// a write set of that one key).
+std::string encode_one(Revision ts, std::string_view key, const Version* v) {
+  std::string payload;
+  payload.reserve(16 + op_size(key, v));
+  put_u8(payload, kRecCommit);
+  put_u64(payload, ts);
+  put_u32(payload, 1);
+  append_op(payload, key, v);
+  return frame(payload);
+}
+
+// The commit lock of one key (a blind one-shot put): given back by unlock() or, if the
+// commit unwinds (bad_alloc), by the destructor.
+class OneLock {
+ public:
+  explicit OneLock(KeyNode* n) noexcept : n_(n) {}
+  ~OneLock() { unlock(); }
+  OneLock(const OneLock&) = delete;
+  OneLock& operator=(const OneLock&) = delete;
+  void unlock() noexcept {
+    if (n_ != nullptr) ::kv::storage::detail::unlock(n_);
+    n_ = nullptr;
+  }
+
+ private:
+  KeyNode* n_;
+};
 
 }  // namespace
 
@@ -410,6 +450,78 @@ void EngineImpl::prune_written(const std::vector<KeyNode*>& nodes, const kovan::
     }
   } catch (const std::bad_alloc&) {
   }
+}
+
+// A blind put of one key (docs/STORAGE.md, "The blind one-shot put"): the commit protocol
+// of commit_writes() for a write set of one key that read nothing, without building one.
+// The same steps in the same order: lock the key (waiting for a busy lock, as every one-shot
+// write: E1, E6), take the timestamp, (validation: nothing was read, so a serializable
+// commit has nothing to check), build the version straight from the caller's value, the
+// lease check, the WAL record and the watch group, publish, unlock, durability, finish, wait
+// for visibility (E3), prune the chain. E7 holds: every allocation happens before the
+// version is published, with the lock and the timestamp held by RAII objects.
+Result<Revision> EngineImpl::commit_blind(std::uint64_t id, std::string_view key,
+                                          std::string_view value, std::uint64_t lease) {
+  if (wal_ && wal_->failed()) return wal_->failure();  // before taking a lock or a timestamp
+  kovan::Guard g = kovan::pin();
+  KeyNode* n = nullptr;
+  for (int tries = 0;; ++tries) {
+    // E6: a removed node is replaced by a fresh one (as in commit_writes()).
+    if (tries > 0) std::this_thread::yield();
+    bool inserted = false;
+    fault_point(AllocationFaults::Site::kIndexInsert);
+    n = index_.find_or_insert(key, g, &inserted);
+    // Waits for the holder as long as it takes: never kBusy.
+    if (lock_waiting(n, id, kForever, lock_waits_) == LockResult::kLocked) break;
+  }
+  OneLock lock(n);
+  LeaseHold lease_hold(this);
+  PendingTimestamp ts(clock_, wal_.get());
+  // The head is stable: we hold the key's lock (I5).
+  const Version* old = n->head.load(g);
+  const bool old_live = old != nullptr && !old->tombstone;
+  fault_point(AllocationFaults::Site::kVersion);
+  std::unique_ptr<Version> fresh(
+      old_live ? Version::make(ts.value(), old->create_rev, old->version + 1, false, value, lease)
+               : Version::make(ts.value(), ts.value(), 1, false, value, lease));
+  const std::uint64_t old_lease = old_live ? old->lease : 0;
+  if (old_lease != 0 || lease != 0) {
+    const std::string k(key);
+    const std::vector<LeaseChange> changes{LeaseChange{&k, old_lease, lease}};
+    if (Status s = lease_commit(changes, &lease_hold); !s.ok()) {
+      lock.unlock();
+      ts.finish();  // abandoned: installs nothing
+      return s;
+    }
+  }
+  std::string record;
+  if (wal_) record = encode_one(ts.value(), key, fresh.get());
+  // The watch feed (change_log.hpp CL1): the group goes in before the timestamp finishes.
+  if (changes_) changes_->insert(change_group_one(ts.value(), key, fresh.get(), n, g));
+  // Nothing below allocates.
+  publish(n, fresh.release(), g);
+  lock.unlock();
+  if (wal_) {
+    // Durability before visibility, as in commit_writes().
+    ts.logged();
+    wal_->submit(ts.value(), std::move(record));
+    if (Status s = wal_->wait(ts.value()); !s.ok()) {
+      ts.leave_unfinished();
+      return s;
+    }
+  }
+  ts.finish();
+  clock_.wait_visible(ts.value());  // E3
+  changed(ts.value());              // the watch feed's listener: after visibility
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  // The chain it lengthened (as prune_written(), for one node).
+  if (opts_.gc_policy != GcPolicy::kWatermark && needs_prune(n, g)) {
+    try {
+      prune_key(n, gc_view(), g);
+    } catch (const std::bad_alloc&) {  // the view's points: the commit stands, the sweeper prunes
+    }
+  }
+  return ts.value();
 }
 
 }  // namespace kv::storage::detail

@@ -15,6 +15,10 @@
 //     last prioritized commit, and within kForget of each other), and a prioritized commit
 //     on the slot closes it at once.
 //
+// H4. `lost_any_` is set by the first loss and never cleared: until then no window can be
+//     open, and window_open()/hold_off() return without hashing the key or touching a slot
+//     (a write that reads it stale just misses a window that opened a moment ago: H1).
+//
 // Memory orders: every field is relaxed. The fields order no other data (H1): a thread
 // that sees an old value waits a little longer or a little less, nothing else.
 #pragma once
@@ -46,6 +50,8 @@ class HotKeys {
   // the window (H3).
   void lost(std::string_view key) noexcept {
     if (!enabled()) return;
+    if (!lost_any_.load(std::memory_order_relaxed))
+      lost_any_.store(true, std::memory_order_relaxed);
     Slot& s = slot(key);
     const std::int64_t t = now();
     if (t - s.last.load(std::memory_order_relaxed) > kForget) {
@@ -71,7 +77,7 @@ class HotKeys {
   // Whether a window is open on any of `keys` (a range of pairs whose .first is the key).
   template <class Writes>
   bool window_open(const Writes& keys) const noexcept {
-    if (!enabled()) return false;
+    if (!enabled() || !lost_any_.load(std::memory_order_relaxed)) return false;  // H4
     for (const auto& kv : keys) {
       const Slot& s = slot(kv.first);
       const std::int64_t until = s.until.load(std::memory_order_relaxed);
@@ -122,7 +128,8 @@ class HotKeys {
   }
 
   const std::int64_t base_ns_;
-  Slot slots_[kSlots];
+  std::atomic<bool> lost_any_{false};  // H4; on its own line (read by every fresh write)
+  alignas(64) Slot slots_[kSlots];
 };
 
 }  // namespace kv::storage::detail

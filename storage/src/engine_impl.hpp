@@ -116,10 +116,61 @@ inline Status budget_exceeded(std::size_t budget, std::string_view what) {
                                                     std::string(what) + "); nothing was applied");
 }
 
+// A statistic updated on hot paths (commits, GC) by many threads at once: one cell per
+// thread shard, each on its own cache line, so concurrent committers never write the same
+// line (a single shared atomic per statistic, or adjacent ones, would bounce one line between
+// the cores on every commit). load() sums the cells. Same interface as the std::atomic it
+// replaces (fetch_add, fetch_sub, load), so call sites read alike.
+//
+// Exactness: every update is one relaxed RMW on one cell, so the sum of the cells is the sum
+// of the updates; a decrement on another thread's cell is fine (unsigned arithmetic wraps,
+// and the sum is taken modulo 2^64 as well, so a counter that goes up and down still sums to
+// its value). A load() that happens-after every update (e.g. after the updating threads were
+// joined) is exact; a load() concurrent with updates sees each cell at some recent value (as
+// a relaxed std::atomic read did: the statistics were never a consistent snapshot).
+// Memory orders: all relaxed. A counter orders no other data; the `order` arguments are
+// accepted for interface compatibility and ignored.
+class ShardedCounter {
+ public:
+  static constexpr std::size_t kShards = 16;  // a power of two; threads share cells past it
+
+  void fetch_add(std::uint64_t d, std::memory_order = std::memory_order_relaxed) noexcept {
+    cells_[shard()].v.fetch_add(d, std::memory_order_relaxed);
+  }
+  void fetch_sub(std::uint64_t d, std::memory_order = std::memory_order_relaxed) noexcept {
+    cells_[shard()].v.fetch_sub(d, std::memory_order_relaxed);
+  }
+  std::uint64_t load(std::memory_order = std::memory_order_relaxed) const noexcept {
+    std::uint64_t sum = 0;
+    for (const Cell& c : cells_) sum += c.v.load(std::memory_order_relaxed);
+    return sum;
+  }
+
+  // This thread's cell index, given out round-robin at a thread's first update (process-wide,
+  // so threads of one engine spread over its cells in the order they first counted).
+  static std::size_t shard() noexcept {
+    // Constant-initialized (no TLS guard on the hot path); 0 means "not given out yet".
+    thread_local std::size_t idx = 0;
+    if (idx == 0) [[unlikely]] {
+      // relaxed: the index only spreads threads; any value is correct.
+      idx = 1 + (next_shard_.fetch_add(1, std::memory_order_relaxed) & (kShards - 1));
+    }
+    return idx - 1;
+  }
+
+ private:
+  struct alignas(64) Cell {
+    std::atomic<std::uint64_t> v{0};
+  };
+  static inline std::atomic<std::size_t> next_shard_{0};
+  Cell cells_[kShards];
+};
+
 // The write-set bytes of one transaction, also added to an engine-wide total (for the
 // memory limit) until released: when the write set is cleared or the state destroyed.
 // Relaxed: the total is a statistic and a limit checked against other relaxed counters; it
-// orders no other data.
+// orders no other data. The release may run on another thread than the adjustments (the
+// expiry sweeper): the total's cells still sum exactly (ShardedCounter).
 class WriteCharge {
  public:
   WriteCharge() noexcept = default;
@@ -129,18 +180,18 @@ class WriteCharge {
 
   std::uint64_t bytes() const noexcept { return bytes_; }
   // Changes this transaction's charge by `delta` bytes (an entry added, replaced or removed).
-  void adjust(std::atomic<std::uint64_t>& total, std::int64_t delta) noexcept {
+  void adjust(ShardedCounter& total, std::int64_t delta) noexcept {
     total_ = &total;
     bytes_ = static_cast<std::uint64_t>(static_cast<std::int64_t>(bytes_) + delta);
-    total.fetch_add(static_cast<std::uint64_t>(delta), std::memory_order_relaxed);
+    total.fetch_add(static_cast<std::uint64_t>(delta));
   }
   void release() noexcept {
-    if (total_ != nullptr && bytes_ != 0) total_->fetch_sub(bytes_, std::memory_order_relaxed);
+    if (total_ != nullptr && bytes_ != 0) total_->fetch_sub(bytes_);
     bytes_ = 0;
   }
 
  private:
-  std::atomic<std::uint64_t>* total_ = nullptr;
+  ShardedCounter* total_ = nullptr;
   std::uint64_t bytes_ = 0;
 };
 
@@ -213,6 +264,9 @@ class EngineImpl {
   Status txn_put(TxnState& t, std::string_view key, std::string_view value,
                  std::uint64_t lease = 0);
   Status txn_del(TxnState& t, std::string_view key);
+  // The memory limits for a write that adds `grow` bytes to a transaction already charged
+  // `charged` bytes: OK, or RESOURCE_EXHAUSTED (max_txn_bytes, max_memory_bytes).
+  Status check_write_room(std::uint64_t charged, std::uint64_t grow) const;
 
   // commit.cpp: commits t (locks, timestamp, validation, install, visibility, pruning). On
   // return t is finished (committed or aborted) and its snapshot released.
@@ -223,6 +277,7 @@ class EngineImpl {
   Result<ScanResult> scan(std::string_view start, std::string_view end, const ScanOptions& o);
   Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv,
                         std::size_t budget, std::uint64_t lease = 0);
+  Result<PutResult> put_blind(std::string_view key, std::string_view value, std::uint64_t lease);
 
   // lease.cpp (see engine.hpp, "Leases", and the invariants there)
   Result<LeaseGrantResult> lease_grant(std::int64_t ttl_seconds, std::uint64_t id);
@@ -291,6 +346,10 @@ class EngineImpl {
       Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
       const std::vector<std::unique_ptr<Version>>& fresh, const std::vector<KeyNode*>& nodes,
       const kovan::Guard& g) const;
+  // The group of a commit that installs one version v of `key` into n (v not yet published).
+  std::shared_ptr<const ChangeGroup> change_group_one(Revision ts, std::string_view key,
+                                                      const Version* v, const KeyNode* n,
+                                                      const kovan::Guard& g) const;
   // After the commit of ts is visible: tells the listener.
   void changed(Revision ts) const noexcept;
   // Recovery: the group of a replayed WAL record, built from the heads it replaces (CL4).
@@ -337,6 +396,8 @@ class EngineImpl {
   void stop_checkpointer();
 
   // reads.cpp
+  // The key-value of a live version v of `key` (counted in value_bytes_copied).
+  static KeyValue read_value(std::string_view key, const Version* v);
   template <bool kReverse, class Emit>
   void merge_scan(const TxnState& t, std::string_view start, std::string_view end,
                   const kovan::Guard& g, Emit&& emit);
@@ -344,6 +405,10 @@ class EngineImpl {
   // commit.cpp
   bool validate(const TxnState& t, const std::vector<KeyNode*>& locked, const kovan::Guard& g);
   Result<Revision> commit_writes(TxnState& t);
+  // A blind one-shot put of one key (no prev_kv: it reads nothing), committed without a
+  // write set; `id` is its lock owner id. May throw bad_alloc (nothing applied, nothing held).
+  Result<Revision> commit_blind(std::uint64_t id, std::string_view key, std::string_view value,
+                                std::uint64_t lease);
   std::unique_ptr<Version> make_version(const KeyNode* n, const std::optional<std::string>& value,
                                         Revision ts, const kovan::Guard& g,
                                         std::uint64_t lease = 0);
@@ -397,27 +462,27 @@ class EngineImpl {
 
   mutable std::mutex txns_mu_;  // guards txns_; never held while taking a TxnState::mu
   std::unordered_map<std::uint64_t, std::shared_ptr<TxnState>> txns_;
-  std::atomic<std::uint64_t> next_id_{kGcOwner + 1};
   // The newest tombstone whose key was removed while an older snapshot was registered (E8);
   // snapshot-isolation validation treats an empty chain as changed for older snapshots.
   std::atomic<Revision> removed_before_snapshot_{0};
   std::atomic<bool> shutdown_{false};
 
-  // Counters for stats(); relaxed: each is a standalone statistic, read without ordering.
-  std::atomic<std::uint64_t> live_keys_{0};
-  std::atomic<std::uint64_t> live_versions_{0};
-  std::atomic<std::uint64_t> version_bytes_{0};
-  std::atomic<std::uint64_t> txn_write_bytes_{0};  // WriteCharge totals of unfinished txns
-  std::atomic<std::uint64_t> versions_pruned_{0};
-  std::atomic<std::uint64_t> commits_{0};
-  std::atomic<std::uint64_t> aborts_conflict_{0};
-  std::atomic<std::uint64_t> aborts_expired_{0};
-  std::atomic<std::uint64_t> aborts_user_{0};
-  std::atomic<std::uint64_t> aborts_oom_{0};
-  std::atomic<std::uint64_t> gc_sweeps_{0};
-  std::atomic<std::uint64_t> nodes_removed_{0};
-  std::atomic<std::uint64_t> lock_waits_{0};  // commits that waited for a busy commit lock
-  std::atomic<std::uint64_t> hold_offs_{0};   // one-shot writes that waited for a window
+  // Counters for stats(): per-thread cells summed on read (ShardedCounter; false sharing:
+  // docs/STORAGE.md, "Statistics"). Each is a standalone statistic, read without ordering.
+  ShardedCounter live_keys_;
+  ShardedCounter live_versions_;
+  ShardedCounter version_bytes_;
+  ShardedCounter txn_write_bytes_;  // WriteCharge totals of unfinished txns
+  ShardedCounter versions_pruned_;
+  ShardedCounter commits_;
+  ShardedCounter aborts_conflict_;
+  ShardedCounter aborts_expired_;
+  ShardedCounter aborts_user_;
+  ShardedCounter aborts_oom_;
+  ShardedCounter gc_sweeps_;
+  ShardedCounter nodes_removed_;
+  ShardedCounter lock_waits_;  // commits that waited for a busy commit lock
+  ShardedCounter hold_offs_;   // one-shot writes that waited for a window
 
   // Loss streaks and hold-off windows per key hash (contention.hpp).
   HotKeys hot_{opts_.contention_hold_off};

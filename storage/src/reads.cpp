@@ -69,6 +69,10 @@ Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key, std::siz
   const Version* v = visible_at(n, t.start_ts, g);
   if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
   if (over(v->value_size)) return budget_exceeded(budget, "reading one key");
+  return read_value(key, v);
+}
+
+KeyValue EngineImpl::read_value(std::string_view key, const Version* v) {
   KeyValue kv;
   fill(&kv, key, v, true);
   return kv;
@@ -195,22 +199,8 @@ Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view v
   const std::size_t old_cost = it == t.writes.end() ? 0 : write_entry_cost(key, it->second);
   const std::size_t new_cost = key.size() + value.size() + kWriteEntryOverhead;
   if (new_cost > old_cost) {
-    const std::uint64_t grow = new_cost - old_cost;
-    if (opts_.max_txn_bytes != 0 && t.write_charge.bytes() + grow > opts_.max_txn_bytes) {
-      return Status(StatusCode::kResourceExhausted,
-                    "the transaction's writes would exceed the limit of " +
-                        std::to_string(opts_.max_txn_bytes) +
-                        " bytes per transaction; the put was not applied");
-    }
-    if (opts_.max_memory_bytes != 0) {
-      const std::uint64_t used = memory_bytes();
-      if (used + grow > opts_.max_memory_bytes) {
-        return Status(StatusCode::kResourceExhausted,
-                      "memory limit reached: " + std::to_string(used) + " bytes in use of " +
-                          std::to_string(opts_.max_memory_bytes) +
-                          "; writes that add data are refused until deletes free space (reads "
-                          "and deletes are served)");
-      }
+    if (Status s = check_write_room(t.write_charge.bytes(), new_cost - old_cost); !s.ok()) {
+      return s;
     }
   }
   // The lease entry first: a failure to allocate it leaves the write set as it was.
@@ -226,6 +216,26 @@ Status EngineImpl::txn_put(TxnState& t, std::string_view key, std::string_view v
   }
   t.write_charge.adjust(txn_write_bytes_,
                         static_cast<std::int64_t>(new_cost) - static_cast<std::int64_t>(old_cost));
+  return Status::Ok();
+}
+
+Status EngineImpl::check_write_room(std::uint64_t charged, std::uint64_t grow) const {
+  if (opts_.max_txn_bytes != 0 && charged + grow > opts_.max_txn_bytes) {
+    return Status(StatusCode::kResourceExhausted,
+                  "the transaction's writes would exceed the limit of " +
+                      std::to_string(opts_.max_txn_bytes) +
+                      " bytes per transaction; the put was not applied");
+  }
+  if (opts_.max_memory_bytes != 0) {
+    const std::uint64_t used = memory_bytes();
+    if (used + grow > opts_.max_memory_bytes) {
+      return Status(StatusCode::kResourceExhausted,
+                    "memory limit reached: " + std::to_string(used) + " bytes in use of " +
+                        std::to_string(opts_.max_memory_bytes) +
+                        "; writes that add data are refused until deletes free space (reads "
+                        "and deletes are served)");
+    }
+  }
   return Status::Ok();
 }
 
