@@ -35,6 +35,7 @@ class Conn : public TurnTaker {
   Result take_turn(std::size_t budget) override {
     std::size_t n = std::min(pending, budget);
     if (pause_after) n = std::min(n, *pause_after - dispatched);
+    if (max_per_visit) n = std::min(n, *max_per_visit);
     pending -= n;
     dispatched += n;
     log.visits.push_back({tenant, conn, budget, n});
@@ -49,6 +50,9 @@ class Conn : public TurnTaker {
   std::size_t pending;
   std::size_t dispatched = 0;
   std::optional<std::size_t> pause_after;
+  // Gives its visit back after this many even with more ready (leaves its tenant a deficit
+  // to carry).
+  std::optional<std::size_t> max_per_visit;
   bool close_in_turn = false;
 };
 
@@ -86,11 +90,15 @@ TEST(TurnScheduler, TenantWithManyConnectionsGetsTheShareOfOneWithOne) {
 }
 
 // S1: one run() (one handler) dispatches at most 2 kQ, one visit at most kQ (and at least
-// a budget of 1).
+// a budget of 1), also for tenants that carry a deficit (a connection that gives its visit
+// back early).
 TEST(TurnScheduler, WorkPerRunAndPerVisitIsBounded) {
   Fixture f;
   for (int t = 0; t < 4; ++t) {
-    for (int i = 0; i < 1 + 3 * t; ++i) f.add(t, 37 * (i + 1) + 5 * t);
+    for (int i = 0; i < 1 + 3 * t; ++i) {
+      auto c = f.add(t, 37 * (i + 1) + 5 * t);
+      if (i == 0) c->max_per_visit = 5;
+    }
   }
   std::size_t seen = 0;
   while (f.ctx.run_one() == 1) {
@@ -151,6 +159,10 @@ TEST(TurnScheduler, PausedConnectionsAndTenantsTakeNoTurns) {
   EXPECT_EQ(a1->dispatched, 10u);
   EXPECT_EQ(a2->dispatched, 10u);
   EXPECT_EQ(b->pending, 0u);
+  for (const auto& v : f.log.visits) {
+    EXPECT_TRUE(v.conn == b->conn || v.dispatched == 10)
+        << "paused connection " << v.conn << " visited again";
+  }
   EXPECT_EQ(f.sched.ready_tenants(), 0u);
   const std::size_t visits = f.log.visits.size();
   // The pause ends: ready() brings the connection back, and only it.
