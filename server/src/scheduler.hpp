@@ -30,13 +30,17 @@
 // from a caller holding only a raw pointer is not destroyed under that caller.
 #pragma once
 
-#include <asio.hpp>
-
+// The standard headers first: Asio picks its handler allocator (aligned_alloc or operator
+// new) from the library's configuration macros, which must be defined before <asio.hpp>
+// as in every other file of the server (else two instances of the same inline function
+// disagree, and memory taken by one is freed by the other).
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <unordered_map>
+
+#include <asio.hpp>
 
 namespace kv::server::detail {
 
