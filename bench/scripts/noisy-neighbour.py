@@ -12,7 +12,16 @@ requests per second); B has none. Prints B's throughput and p99 in both phases a
 ratio; docs/BENCHMARKS.md ("Noisy neighbour") has the target (B keeps >= 90 % of its solo
 throughput and its p99 within 2x) and the command.
 
-Linux only (it reads nothing from /proc, but it needs the built binaries). Usage:
+Placement (the same in both phases, so that they compare like with like): by default every
+process shares all CPUs. --server-cpus, --b-cpus and --a-cpus pin the server, B's generator
+and A's generators (A's kovan-bench and this script's own threads, which are A's) with
+taskset / sched_setaffinity; --a-nice lowers the priority of A's generators, so that on a
+machine without spare cores they take what the server and B leave instead of competing
+with them (what is measured is then what A costs the server, not what A's generators cost
+the machine). --perf FILE records the server (perf record -e cpu-clock -g) during B's
+measurement with A.
+
+Linux only (it needs the built binaries). Usage:
   bench/scripts/noisy-neighbour.py [--build build/release] [--duration 10] ...
 """
 
@@ -45,8 +54,40 @@ def parse_args():
     p.add_argument("--a-pipeliners", type=int, default=8, help="A's non-reading connections")
     p.add_argument("--a-quota", default="max_connections=32 max_txns=16 max_bytes=256MiB rps=20000",
                    help="tenant A's options in the users file")
+    p.add_argument("--server-cpus", help="taskset CPU list for the server (default: all)")
+    p.add_argument("--b-cpus", help="taskset CPU list for B's kovan-bench (default: all)")
+    p.add_argument("--a-cpus", help="CPU list for A's generators (default: all)")
+    p.add_argument("--a-nice", type=int, default=0, help="niceness of A's generators")
+    p.add_argument("--perf", help="perf record the server into this file during B's phase with A")
     p.add_argument("--json", help="write both phases' kovan-bench results here")
     return p.parse_args()
+
+
+def placed(cmd, cpus=None, nice=0):
+    """`cmd` run on `cpus` (a taskset list) at niceness `nice`."""
+    if cpus:
+        cmd = ["taskset", "-c", cpus] + cmd
+    if nice:
+        cmd = ["nice", "-n", str(nice)] + cmd
+    return cmd
+
+
+def place_a_thread(args):
+    """Called first in each of A's threads (they run in this process): A's CPUs and niceness
+    for this thread only (Linux applies both per thread)."""
+    tid = threading.get_native_id()
+    if args.a_cpus:
+        os.sched_setaffinity(tid, cpu_list(args.a_cpus))
+    if args.a_nice:
+        os.setpriority(os.PRIO_PROCESS, tid, args.a_nice)
+
+
+def cpu_list(text):
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 def hash_password(server, password):
@@ -168,12 +209,13 @@ def connect(port, user, password):
 class StalledTxns(threading.Thread):
     """Keeps up to `count` transactions of A open, never finishing them."""
 
-    def __init__(self, port, count, stop):
+    def __init__(self, port, count, stop, args):
         super().__init__(daemon=True)
-        self.port, self.count, self.stop = port, count, stop
+        self.port, self.count, self.stop, self.args = port, count, stop, args
         self.open_peak = 0
 
     def run(self):
+        place_a_thread(self.args)
         socks = []
         while not self.stop.is_set():
             held = 0
@@ -209,12 +251,13 @@ class StalledTxns(threading.Thread):
 class Pipeliner(threading.Thread):
     """Sends puts on one connection as fast as the socket takes them; never reads."""
 
-    def __init__(self, port, stop, index):
+    def __init__(self, port, stop, index, args):
         super().__init__(daemon=True)
-        self.port, self.stop, self.index = port, stop, index
+        self.port, self.stop, self.index, self.args = port, stop, index, args
         self.sent = 0
 
     def run(self):
+        place_a_thread(self.args)
         s = connect(self.port, "tenant-a", "a-pw")
         if s is None:
             return
@@ -232,7 +275,7 @@ class Pipeliner(threading.Thread):
 
 
 def bench(bench_bin, port, user, pwfile, args, workload, connections, pipeline, duration,
-          out_json, load=False, quiet=True):
+          out_json, load=False, quiet=True, cpus=None, nice=0):
     cmd = [bench_bin, "run", "--target", f"kovan://127.0.0.1:{port}", "--user", user,
            "--password-file", pwfile, "--workload", workload, "--records", str(args.records),
            "--connections", str(connections), "--pipeline", str(pipeline),
@@ -242,7 +285,7 @@ def bench(bench_bin, port, user, pwfile, args, workload, connections, pipeline, 
         cmd.append("--load")
     if quiet:
         cmd.append("--quiet")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(placed(cmd, cpus, nice), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def result(proc, path):
@@ -270,9 +313,10 @@ def main():
         f.write(f"tenant-a readwrite {hash_password(server_bin, 'a-pw')} {args.a_quota}\n")
         f.write(f"tenant-b readwrite {hash_password(server_bin, 'b-pw')}\n")
     log = open(os.path.join(tmp.name, "server.log"), "w+")
-    server = subprocess.Popen([server_bin, "--listen", "127.0.0.1:0", "--users", users,
-                               "--threads", str(args.server_threads), "--summary-interval", "0",
-                               "--txn-timeout", "5s"], stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(placed([server_bin, "--listen", "127.0.0.1:0", "--users", users,
+                                      "--threads", str(args.server_threads),
+                                      "--summary-interval", "0", "--txn-timeout", "5s"],
+                                     args.server_cpus), stdout=log, stderr=subprocess.STDOUT)
     port = 0
     deadline = time.monotonic() + 20
     while port == 0 and time.monotonic() < deadline and server.poll() is None:
@@ -290,23 +334,34 @@ def main():
         flood_json = os.path.join(tmp.name, "flood.json")
         # Load B's records, then B alone.
         result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
-                     args.b_connections, args.b_pipeline, 1, solo_json, load=True), solo_json)
+                     args.b_connections, args.b_pipeline, 1, solo_json, load=True,
+                     cpus=args.b_cpus), solo_json)
         solo = result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
-                            args.b_connections, args.b_pipeline, args.duration, solo_json),
-                      solo_json)
+                            args.b_connections, args.b_pipeline, args.duration, solo_json,
+                            cpus=args.b_cpus), solo_json)
         # A misbehaves; B again.
         stop = threading.Event()
-        stalled = StalledTxns(port, args.a_stalled_txns, stop)
-        pipeliners = [Pipeliner(port, stop, i) for i in range(args.a_pipeliners)]
+        stalled = StalledTxns(port, args.a_stalled_txns, stop, args)
+        pipeliners = [Pipeliner(port, stop, i, args) for i in range(args.a_pipeliners)]
         stalled.start()
         for p in pipeliners:
             p.start()
         flood = bench(bench_bin, port, "tenant-a", pw_a, args, "set", args.a_connections,
-                      args.a_pipeline, args.duration + 2 * args.warmup + 2, flood_json)
+                      args.a_pipeline, args.duration + 2 * args.warmup + 2, flood_json,
+                      cpus=args.a_cpus, nice=args.a_nice)
         time.sleep(args.warmup)  # let A's load build up before B is measured
-        noisy = result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
-                             args.b_connections, args.b_pipeline, args.duration, noisy_json),
-                       noisy_json)
+        b_run = bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
+                      args.b_connections, args.b_pipeline, args.duration, noisy_json,
+                      cpus=args.b_cpus)
+        perf = None
+        if args.perf:  # from B's start (its warm-up included), for --duration seconds
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p",
+                                     str(server.pid), "-o", args.perf, "--", "sleep",
+                                     str(args.duration)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        noisy = result(b_run, noisy_json)
+        if perf is not None:
+            perf.wait()
         flood_result = result(flood, flood_json)
         stop.set()
         stalled.join(10)
@@ -326,7 +381,8 @@ def main():
 
     print(f"tenant B: {args.b_workload}, {args.b_connections} connections, pipeline "
           f"{args.b_pipeline}, {args.duration:g} s per phase; server --threads "
-          f"{args.server_threads}")
+          f"{args.server_threads}; CPUs: server {args.server_cpus or 'all'}, B "
+          f"{args.b_cpus or 'all'}, A {args.a_cpus or 'all'} (A's niceness {args.a_nice})")
     print(row("B alone", solo))
     print(row("B with A misbehaving", noisy))
     print(row("A's flood (set)", flood_result) + f"   (A quota: {args.a_quota})")

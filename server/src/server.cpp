@@ -171,6 +171,8 @@ Worker::Worker(std::size_t i) : index(i), arena_block(std::make_unique<char[]>(k
   arena = std::make_unique<google::protobuf::Arena>(options);
 }
 
+Worker::~Worker() { scheduler.clear(); }
+
 ServerImpl::ServerImpl(const ServerConfig& cfg, storage::Engine& eng)
     : config(cfg),
       engine(eng),

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "proto/frame.hpp"
+#include "scheduler.hpp"
 #include "server/config.hpp"
 #include "server/dispatcher.hpp"
 #include "server/metrics.hpp"
@@ -60,6 +61,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Worker {
   explicit Worker(std::size_t index);
+  ~Worker();  // drops the scheduler's queued sessions while ctx still exists
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -76,13 +78,16 @@ struct Worker {
   std::unique_ptr<char[]> arena_block;
   std::unique_ptr<google::protobuf::Arena> arena;
   std::thread thread;
+  // Which of this worker's connections dispatches next (scheduler.hpp; its thread only).
+  // It posts to ctx, which is destroyed first; the destructor clears it before that.
+  TurnScheduler scheduler{ctx};
   // Declared last: destroyed first, while the members above (which pending handlers and
   // sessions touch as they are destroyed) still exist.
   asio::io_context ctx{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public TurnTaker {
  public:
   // `counted`: the connection counts against --max-connections (false for the short-lived
   // sessions that only deliver a refusal). `tls`: the listener's TLS context (null: plain
@@ -100,6 +105,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void close();                           // close now (aborts this connection's txns)
   // Adds the pushes its watches have room for (--max-output-bytes) and writes them.
   void pump_watches();
+  // The scheduler's visit (scheduler.hpp): dispatches at most `budget` buffered requests.
+  Result take_turn(std::size_t budget) override;
 
  private:
   void do_read();
@@ -128,7 +135,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void account_output() noexcept;  // output_accounted_ := backlog(), in the server total
   void release_buffers() noexcept;
   void on_read(const std::error_code& ec, std::size_t n);
-  void process();
+  // Dispatches at most `budget` buffered frames, flushes, and reads again unless frames
+  // are left (`more`: the session stays queued for its next turn). Only from take_turn().
+  Result process(std::size_t budget);
+  // Queue this session for a turn of its worker (its frames are dispatched there).
+  void want_turn();
   void handle_frame(std::string_view payload);
   void flush();
   void on_write(const std::error_code& ec, std::size_t n);
@@ -151,7 +162,6 @@ class Session : public std::enable_shared_from_this<Session> {
   // request) and stop reading for `wait` (at least kMinRatePause).
   void pause_for_rate(std::string_view payload, std::chrono::milliseconds wait);
   void resume_after_rate();  // the pause is over: process the held request, read again
-  void yield_pass();         // this pass used its frame budget: go on after other handlers
   [[nodiscard]] std::size_t backlog() const noexcept {
     return out_pending_.size() + out_writing_.size();
   }
@@ -197,7 +207,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool read_paused_ = false;        // backpressure: output backlog over the limit
   bool rate_paused_ = false;        // the user is over its rate: see rate_frame_
-  bool yielding_ = false;           // a pass used its frame budget; a posted handler goes on
   bool input_waiting_ = false;      // the receive buffer must grow; the budget is spent
   bool close_after_write_ = false;  // stream no longer framed / refusal / idle notice sent
   bool lingering_ = false;          // send side shut; draining input until EOF or deadline

@@ -33,10 +33,11 @@
 // not answered with refusals but slowed down: the request that found the bucket empty is
 // held (not dispatched, not refused) and the connection is neither read nor processed
 // until the bucket holds a token again (at least kMinRatePause), so the client's unread
-// requests back up into its socket buffers and its sends block. And one pass over a
-// connection's buffered frames dispatches at most kMaxFramesPerPass of them; the rest wait
-// for a handler posted behind the other connections' ready handlers, so a connection with
-// a deep pipeline takes one share of its worker, not all of it.
+// requests back up into its socket buffers and its sends block. And a session does not
+// dispatch its frames as they arrive: it asks its worker's TurnScheduler for a turn
+// (want_turn) and dispatches in take_turn, at most the budget the scheduler gives it; the
+// worker shares its time between tenants, not connections (scheduler.hpp; docs/SECURITY.md,
+// "Sharing a worker"). While queued for a turn the session does not read.
 #include <spdlog/spdlog.h>
 
 #include "server_impl.hpp"
@@ -60,8 +61,6 @@ constexpr auto kInputRetry = std::chrono::milliseconds(50);
 // Shortest rate-quota pause: one wake-up per paused connection per this period at most,
 // whatever the rate (a connection woken per token would cost as much as a refusal).
 constexpr auto kMinRatePause = std::chrono::milliseconds(5);
-// Frames one pass over a connection's buffer dispatches before it lets others run.
-constexpr int kMaxFramesPerPass = 32;
 
 // The peer closed: TCP EOF, or over TLS an EOF without close_notify.
 bool is_eof(const std::error_code& ec) {
@@ -276,7 +275,7 @@ void Session::close_after_flush() {
 // ---------------------------------------------------------------------------------------
 
 void Session::do_read() {
-  if (closed_ || reading_ || read_paused_ || rate_paused_ || yielding_ || input_waiting_ ||
+  if (closed_ || reading_ || read_paused_ || rate_paused_ || turn_queued() || input_waiting_ ||
       close_after_write_ || !held_.empty() || in_flight_) {
     return;
   }
@@ -331,16 +330,27 @@ void Session::on_read(const std::error_code& ec, std::size_t n) {
   reader_.commit(n);
   worker_.metrics.add_bytes_in(n);
   last_activity_ = Clock::now();
-  process();
+  want_turn();
 }
 
-void Session::process() {
+void Session::want_turn() {
+  // Not while a request runs on a commit thread (on_committed asks), which owns txns_.
+  if (closed_ || in_flight_) return;
+  worker_.scheduler.ready(shared_from_this(), txns_.auth().tenant.get());
+}
+
+TurnTaker::Result Session::take_turn(std::size_t budget) {
+  if (closed_) return {};
+  return process(budget);
+}
+
+TurnTaker::Result Session::process(std::size_t budget) {
   google::protobuf::Arena& arena = *worker_.arena;
   const std::size_t max_output = server_.config.max_output_bytes;
   std::size_t since_reset = 0;
-  int frames = 0;
-  while (!closed_ && !close_after_write_ && held_.empty() && !rate_paused_ && !yielding_ &&
-         !in_flight_) {
+  std::size_t frames = 0;
+  bool more = false;
+  while (!closed_ && !close_after_write_ && held_.empty() && !rate_paused_ && !in_flight_) {
     const std::size_t pending = backlog();
     if (pending >= max_output) {
       read_paused_ = true;
@@ -352,8 +362,8 @@ void Session::process() {
       read_paused_ = true;
       break;
     }
-    if (frames == kMaxFramesPerPass) {
-      if (reader_.buffered() > 0 || rate_frame_) yield_pass();
+    if (frames == budget) {
+      more = reader_.buffered() > 0 || rate_frame_.has_value();  // the next turn goes on
       break;
     }
     std::string_view payload;
@@ -403,7 +413,8 @@ void Session::process() {
   note_frame_progress();
   pump_watches();
   flush();
-  if (!read_paused_) do_read();
+  if (!read_paused_ && !more) do_read();
+  return {frames, more && !closed_};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -452,7 +463,7 @@ void Session::release_held() {
   out_pending_ += held_;
   held_.clear();
   account_output();
-  process();  // frames that arrived meanwhile; reads again when done
+  want_turn();  // frames that arrived meanwhile; reads again when done
 }
 
 void Session::pause_for_rate(std::string_view payload, std::chrono::milliseconds wait) {
@@ -467,16 +478,7 @@ void Session::resume_after_rate() {
   rate_paused_ = false;
   rate_resume_at_ = Clock::time_point::max();
   last_activity_ = Clock::now();  // the wait was ours, not the client's idleness
-  process();  // the held request first (it may pause again); reads again when done
-}
-
-void Session::yield_pass() {
-  yielding_ = true;
-  // Posted behind the handlers already queued on this worker (other connections' reads).
-  asio::post(worker_.ctx, [self = shared_from_this()] {
-    self->yielding_ = false;
-    if (!self->closed_) self->process();
-  });
+  want_turn();  // the held request first (it may pause again); reads again when done
 }
 
 void Session::handle_frame(std::string_view payload) {
@@ -578,7 +580,7 @@ void Session::on_committed(std::unique_ptr<pb::Response> response, OpKind op,
   }
   append_response(*response);
   frame_deadline_ = Clock::time_point::max();  // the wait was ours: the clock restarts
-  process();  // the frames behind it; flushes, and reads again when done
+  want_turn();  // the frames behind it; flushes, and reads again when done
 }
 
 // ---------------------------------------------------------------------------------------
@@ -619,7 +621,7 @@ void Session::on_write(const std::error_code& ec, std::size_t n) {
       (backlog() == 0 || !server_.output_budget_spent())) {
     read_paused_ = false;
     frame_deadline_ = Clock::time_point::max();  // the pause was ours: the clock restarts
-    process();  // frames may be waiting in the buffer already; reads again when done
+    want_turn();  // frames may be waiting in the buffer already; reads again when done
   }
 }
 
@@ -659,6 +661,7 @@ void Session::close() {
   if (!in_flight_) txns_.clear();
   watches_->clear();  // cancels this connection's watches
   sync_watch_registration();
+  worker_.scheduler.remove(*this);
   release_buffers();
   if (registered_) {
     worker_.sessions.erase(this);
