@@ -145,6 +145,9 @@ class Session : public std::enable_shared_from_this<Session> {
   [[nodiscard]] bool offload(const proto::pb::Request& request, Clock::time_point t0);
   void on_committed(std::unique_ptr<proto::pb::Response> response, OpKind op, Clock::time_point t0);
   void append_response(proto::pb::Response& response);
+  // The response framed at out_pending_[at..] is over --max-frame-bytes: replaced by a
+  // RESOURCE_EXHAUSTED error for request `id`.
+  void limit_response(std::size_t at, std::uint64_t id);
   // In worker_.watch_sessions iff it holds watches.
   void sync_watch_registration();
   // Rate quota: the user is over its requests per second; hold `payload` (the next
