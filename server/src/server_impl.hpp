@@ -75,6 +75,9 @@ struct Worker {
   // first block is ours, so a reset returns to it without freeing or allocating.
   std::unique_ptr<char[]> arena_block;
   std::unique_ptr<google::protobuf::Arena> arena;
+  // Messages were created in `arena` since its last reset (plain requests create none, and
+  // a reset of an unused arena still costs its re-initialisation).
+  bool arena_used = false;
   std::thread thread;
   // Declared last: destroyed first, while the members above (which pending handlers and
   // sessions touch as they are destroyed) still exist.

@@ -386,13 +386,18 @@ void Session::process() {
     }
     ++frames;
     handle_frame(payload);
+    if (!worker_.arena_used) continue;
     since_reset += payload.size();
     if (since_reset > kArenaResetBytes) {
       arena.Reset();
+      worker_.arena_used = false;
       since_reset = 0;
     }
   }
-  arena.Reset();
+  if (worker_.arena_used) {
+    arena.Reset();
+    worker_.arena_used = false;
+  }
   // After an unusually large frame, give the receive buffer back once it is empty.
   if (reader_.buffered() == 0 && !rate_frame_ &&
       reader_.capacity() > proto::FrameReader::kMaxReadWindow) {
@@ -494,6 +499,7 @@ void Session::handle_frame(std::string_view payload) {
     }
   }
   google::protobuf::Arena& arena = *worker_.arena;
+  worker_.arena_used = true;
   auto* request = google::protobuf::Arena::CreateMessage<pb::Request>(&arena);
   auto* response = google::protobuf::Arena::CreateMessage<pb::Response>(&arena);
   OpKind op = OpKind::kInvalid;
