@@ -1,7 +1,9 @@
 #include "server/dispatcher.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <thread>
 #include <utility>
@@ -853,6 +855,272 @@ void Dispatcher::dispatch(const pb::Request& request, ConnectionTxns& txns,
       response.set_id(request.id());
       response.mutable_status()->set_code(pb::Status::INTERNAL);
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain GET and PUT from their wire bytes (Dispatcher::answer_plain)
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+// Field tags (field number << 3 | wire type) of the shapes answer_plain() recognises.
+constexpr std::uint64_t kTagVarint1 = (1 << 3) | 0;  // Request.id, Header.revision
+constexpr std::uint64_t kTagBytes1 = (1 << 3) | 2;   // key; Response.get.kv
+constexpr std::uint64_t kTagBytes2 = (2 << 3) | 2;   // PutRequest.value; Response.status
+constexpr std::uint64_t kTagBytes3 = (3 << 3) | 2;   // Response.header
+constexpr std::uint64_t kTagGet = (11 << 3) | 2;     // Request.get, Response.get
+constexpr std::uint64_t kTagPut = (12 << 3) | 2;     // Request.put, Response.put
+
+// A cursor over protobuf wire bytes. Every read fails (false) rather than read past the
+// end; a varint longer than 10 bytes or above 64 bits fails too (protobuf's own parser
+// then decides what such a request means).
+struct WireCursor {
+  const unsigned char* p;
+  const unsigned char* end;
+
+  explicit WireCursor(std::string_view s) noexcept
+      : p(reinterpret_cast<const unsigned char*>(s.data())), end(p + s.size()) {}
+  [[nodiscard]] bool done() const noexcept { return p == end; }
+  bool varint(std::uint64_t& v) noexcept {
+    v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p == end) return false;
+      const std::uint64_t b = *p++;
+      if (shift == 63 && b > 1) return false;
+      v |= (b & 0x7F) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  }
+  bool bytes(std::string_view& out) noexcept {
+    std::uint64_t n = 0;
+    if (!varint(n) || n > static_cast<std::uint64_t>(end - p)) return false;
+    out = std::string_view(reinterpret_cast<const char*>(p), n);
+    p += n;
+    return true;
+  }
+};
+
+// GetRequest {key = 1; txn_id = 2}: the key, when txn_id is absent or 0 and nothing else
+// is there (each field once).
+bool plain_get(std::string_view body, std::string_view& key) noexcept {
+  WireCursor c(body);
+  bool have_key = false;
+  bool have_txn = false;
+  while (!c.done()) {
+    std::uint64_t tag = 0;
+    std::uint64_t v = 0;
+    if (!c.varint(tag)) return false;
+    if (tag == kTagBytes1 && !have_key) {
+      if (!c.bytes(key)) return false;
+      have_key = true;
+    } else if (tag == ((2 << 3) | 0) && !have_txn) {
+      if (!c.varint(v) || v != 0) return false;
+      have_txn = true;
+    } else {
+      return false;
+    }
+  }
+  return have_key;
+}
+
+// PutRequest {key = 1; value = 2; prev_kv = 3; txn_id = 4; lease = 5; ttl_seconds = 6}:
+// key and value, when the other fields are absent or 0 (each field once).
+bool plain_put(std::string_view body, std::string_view& key, std::string_view& value) noexcept {
+  WireCursor c(body);
+  unsigned seen = 0;  // bit n: field n was there
+  while (!c.done()) {
+    std::uint64_t tag = 0;
+    if (!c.varint(tag)) return false;
+    const std::uint64_t field = tag >> 3;
+    if (field < 1 || field > 6 || (seen & (1u << field)) != 0) return false;
+    seen |= 1u << field;
+    if (field <= 2) {
+      if ((tag & 7) != 2 || !c.bytes(field == 1 ? key : value)) return false;
+    } else {
+      std::uint64_t v = 0;
+      if ((tag & 7) != 0 || !c.varint(v) || v != 0) return false;
+    }
+  }
+  return (seen & (1u << 1)) != 0;
+}
+
+std::size_t varint_size(std::uint64_t v) noexcept {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+char* put_varint(char* at, std::uint64_t v) noexcept {
+  while (v >= 0x80) {
+    *at++ = static_cast<char>(static_cast<unsigned char>(v) | 0x80);
+    v >>= 7;
+  }
+  *at++ = static_cast<char>(v);
+  return at;
+}
+
+// Size of a varint field (tag and value), 0 when the value is 0 (proto3 leaves it out).
+std::size_t varint_field_size(std::uint64_t v) noexcept { return v == 0 ? 0 : 1 + varint_size(v); }
+char* put_varint_field(char* at, std::uint64_t tag, std::uint64_t v) noexcept {
+  if (v == 0) return at;
+  *at++ = static_cast<char>(tag);
+  return put_varint(at, v);
+}
+std::size_t bytes_field_size(std::size_t n) noexcept { return n == 0 ? 0 : 1 + varint_size(n) + n; }
+char* put_bytes_field(char* at, std::uint64_t tag, std::string_view s) noexcept {
+  if (s.empty()) return at;
+  *at++ = static_cast<char>(tag);
+  at = put_varint(at, s.size());
+  std::memcpy(at, s.data(), s.size());
+  return at + s.size();
+}
+
+// Appends the framed Response {id, status {} (OK), header {revision}, <result>} where the
+// result member `result_tag` holds `result_size` bytes that `fill` writes: the bytes
+// protobuf's serializer produces for the same message (fields in number order, zero
+// scalars and empty strings left out, present empty messages as tag + length 0).
+template <class Fill>
+void append_ok(std::string& out, std::uint64_t id, std::uint64_t revision, std::uint64_t result_tag,
+               std::size_t result_size, Fill&& fill) {
+  const std::size_t header_size = varint_field_size(revision);
+  const std::size_t size = varint_field_size(id) + 2 + 1 + varint_size(header_size) + header_size +
+                           1 + varint_size(result_size) + result_size;
+  const std::size_t at = out.size();
+  out.resize(at + proto::kFrameHeaderBytes + size);
+  char* p = out.data() + at;
+  proto::put_frame_header(p, static_cast<std::uint32_t>(size));
+  p += proto::kFrameHeaderBytes;
+  p = put_varint_field(p, kTagVarint1, id);
+  *p++ = static_cast<char>(kTagBytes2);  // status: code OK, no message
+  *p++ = 0;
+  *p++ = static_cast<char>(kTagBytes3);
+  p = put_varint(p, header_size);
+  p = put_varint_field(p, kTagVarint1, revision);
+  *p++ = static_cast<char>(result_tag);
+  p = put_varint(p, result_size);
+  p = fill(p);
+  assert(p == out.data() + out.size());
+}
+
+}  // namespace
+
+std::optional<Dispatcher::PlainAnswer> Dispatcher::answer_plain(std::string_view payload,
+                                                                bool writes,
+                                                                std::string& out) const noexcept {
+  if (users_) return std::nullopt;  // every request goes through the auth gate
+  // Request {id = 1; get = 11 | put = 12}: each once, nothing else.
+  WireCursor c(payload);
+  std::uint64_t id = 0;
+  std::uint64_t op_tag = 0;
+  std::string_view body;
+  bool have_id = false;
+  while (!c.done()) {
+    std::uint64_t tag = 0;
+    if (!c.varint(tag)) return std::nullopt;
+    if (tag == kTagVarint1 && !have_id) {
+      if (!c.varint(id)) return std::nullopt;
+      have_id = true;
+    } else if ((tag == kTagGet || tag == kTagPut) && op_tag == 0) {
+      if (!c.bytes(body)) return std::nullopt;
+      op_tag = tag;
+    } else {
+      return std::nullopt;
+    }
+  }
+  std::string_view key;
+  std::string_view value;
+  if (op_tag == kTagGet) {
+    if (!plain_get(body, key)) return std::nullopt;
+  } else if (op_tag == kTagPut) {
+    if (!writes || !plain_put(body, key, value)) return std::nullopt;
+    if (value.size() > limits_.max_value_bytes) return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  // The rest of validate_request() for these shapes: a key that is not empty and within
+  // the limit (its refusal, with its message, comes from dispatch()).
+  if (key.empty() || key.size() > limits_.max_key_bytes) return std::nullopt;
+
+  const std::size_t at = out.size();
+  const OpKind op = op_tag == kTagGet ? OpKind::kGet : OpKind::kPut;
+  // What dispatch() answers when the engine refuses, or throws.
+  auto answer_error = [&](auto&& fill) -> PlainAnswer {
+    out.resize(at);
+    pb::Response response;
+    try {
+      response.set_id(id);
+      fill(response);
+    } catch (const std::exception& e) {
+      response.Clear();
+      try {
+        error(id, pb::Status::INTERNAL, std::string("internal error: ") + e.what(), response);
+      } catch (...) {
+        response.set_id(id);
+        response.mutable_status()->set_code(pb::Status::INTERNAL);
+      }
+    }
+    proto::append_message(out, response);
+    return PlainAnswer{op, response.status().code(), id};
+  };
+  try {
+    if (op == OpKind::kGet) {
+      auto r = engine_->get(key);
+      const std::uint64_t revision = engine_->current_revision();
+      if (!r.ok()) {
+        return answer_error([&](pb::Response& response) {
+          set_status(response, r.status());
+          response.mutable_header()->set_revision(revision);
+          if (r.code() == st::StatusCode::kNotFound) response.mutable_get();
+        });
+      }
+      const st::KeyValue& kv = *r;
+      const std::uint64_t version = to_u64(kv.version);
+      const std::size_t kv_size =
+          bytes_field_size(kv.key.size()) + bytes_field_size(kv.value.size()) +
+          varint_field_size(kv.create_revision) + varint_field_size(kv.mod_revision) +
+          varint_field_size(version) + varint_field_size(kv.lease);
+      const std::size_t get_size = 1 + varint_size(kv_size) + kv_size;  // GetResponse.kv
+      append_ok(out, id, revision, kTagGet, get_size, [&](char* p) {
+        *p++ = static_cast<char>(kTagBytes1);
+        p = put_varint(p, kv_size);
+        p = put_bytes_field(p, kTagBytes1, kv.key);
+        p = put_bytes_field(p, kTagBytes2, kv.value);
+        p = put_varint_field(p, (3 << 3) | 0, kv.create_revision);
+        p = put_varint_field(p, (4 << 3) | 0, kv.mod_revision);
+        p = put_varint_field(p, (5 << 3) | 0, version);
+        return put_varint_field(p, (6 << 3) | 0, kv.lease);
+      });
+      return PlainAnswer{op, pb::Status::OK, id};
+    }
+    const std::size_t budget =
+        max_frame_bytes_ > 1024 ? max_frame_bytes_ - 1024 : max_frame_bytes_ / 2;
+    auto r = engine_->put(key, value, false, budget, 0);
+    if (!r.ok()) {
+      return answer_error([&](pb::Response& response) {
+        const st::Status& s = r.status();
+        if (s.code() == st::StatusCode::kStorageFailed &&
+            !storage_failure_logged_.exchange(true, std::memory_order_relaxed)) {
+          spdlog::error(
+              "storage failure: {}; every write is refused (STORAGE_FAILED) until the "
+              "storage is fixed and the server restarted; reads go on",
+              s.message());
+        }
+        set_status(response, s);
+        response.mutable_header()->set_revision(engine_->current_revision());
+      });
+    }
+    append_ok(out, id, r->revision, kTagPut, 0, [](char* p) { return p; });  // put {}
+    return PlainAnswer{op, pb::Status::OK, id};
+  } catch (const std::exception& e) {
+    const char* what = e.what();
+    return answer_error([&](pb::Response& response) {
+      error(id, pb::Status::INTERNAL, std::string("internal error: ") + what, response);
+    });
   }
 }
 

@@ -77,6 +77,9 @@ struct Worker {
   // first block is ours, so a reset returns to it without freeing or allocating.
   std::unique_ptr<char[]> arena_block;
   std::unique_ptr<google::protobuf::Arena> arena;
+  // Messages were created in `arena` since its last reset (plain requests create none, and
+  // a reset of an unused arena still costs its re-initialisation).
+  bool arena_used = false;
   std::thread thread;
   // Which of this worker's connections dispatches next (scheduler.hpp; its thread only).
   // It posts to ctx, which is destroyed first; the destructor clears it before that.
@@ -156,6 +159,9 @@ class Session : public std::enable_shared_from_this<Session>, public TurnTaker {
   [[nodiscard]] bool offload(const proto::pb::Request& request, Clock::time_point t0);
   void on_committed(std::unique_ptr<proto::pb::Response> response, OpKind op, Clock::time_point t0);
   void append_response(proto::pb::Response& response);
+  // The response framed at out_pending_[at..] is over --max-frame-bytes: replaced by a
+  // RESOURCE_EXHAUSTED error for request `id`.
+  void limit_response(std::size_t at, std::uint64_t id);
   // In worker_.watch_sessions iff it holds watches.
   void sync_watch_registration();
   // Rate quota: the user is over its requests per second; hold `payload` (the next

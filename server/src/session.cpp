@@ -396,13 +396,18 @@ TurnTaker::Result Session::process(std::size_t budget) {
     }
     ++frames;
     handle_frame(payload);
+    if (!worker_.arena_used) continue;
     since_reset += payload.size();
     if (since_reset > kArenaResetBytes) {
       arena.Reset();
+      worker_.arena_used = false;
       since_reset = 0;
     }
   }
-  arena.Reset();
+  if (worker_.arena_used) {
+    arena.Reset();
+    worker_.arena_used = false;
+  }
   // After an unusually large frame, give the receive buffer back once it is empty.
   if (reader_.buffered() == 0 && !rate_frame_ &&
       reader_.capacity() > proto::FrameReader::kMaxReadWindow) {
@@ -482,10 +487,23 @@ void Session::resume_after_rate() {
 }
 
 void Session::handle_frame(std::string_view payload) {
+  const auto t0 = Clock::now();
+  if (!server_.draining()) {
+    // A plain GET or PUT: answered from its bytes, no messages built (dispatcher.hpp).
+    // Writes that go to the commit threads take the general path (offload).
+    const std::size_t at = out_pending_.size();
+    if (const auto a = server_.dispatcher.answer_plain(payload, server_.commit_pool() == nullptr,
+                                                       out_pending_)) {
+      limit_response(at, a->id);
+      account_output();
+      worker_.metrics.record(a->op, a->code, Clock::now() - t0);
+      return;
+    }
+  }
   google::protobuf::Arena& arena = *worker_.arena;
+  worker_.arena_used = true;
   auto* request = google::protobuf::Arena::CreateMessage<pb::Request>(&arena);
   auto* response = google::protobuf::Arena::CreateMessage<pb::Response>(&arena);
-  const auto t0 = Clock::now();
   OpKind op = OpKind::kInvalid;
   if (!proto::parse_request(payload, *request)) {
     server_.counters.frames_unparsable.fetch_add(1, std::memory_order_relaxed);
@@ -515,16 +533,19 @@ void Session::handle_frame(std::string_view payload) {
 void Session::append_response(pb::Response& response) {
   const std::size_t at = out_pending_.size();
   proto::append_message(out_pending_, response);
+  limit_response(at, response.id());
+  account_output();
+}
+
+void Session::limit_response(std::size_t at, std::uint64_t id) {
   if (out_pending_.size() - at - proto::kFrameHeaderBytes > server_.config.max_frame_bytes) {
     // Never send a frame the client may not accept: replace it with an error.
     out_pending_.resize(at);
-    const std::uint64_t id = response.id();
-    response.Clear();
+    pb::Response response;
     server_.dispatcher.error(id, pb::Status::RESOURCE_EXHAUSTED,
                              "response would exceed --max-frame-bytes", response);
     proto::append_message(out_pending_, response);
   }
-  account_output();
 }
 
 // Durable writes (docs/PERSISTENCE.md, "Group commit across connections"). With commit

@@ -166,6 +166,21 @@ class Dispatcher {
   void dispatch(const proto::pb::Request& request, ConnectionTxns& txns,
                 proto::pb::Response& response) const noexcept;
 
+  // A plain GET or PUT answered from its wire bytes: no protobuf message is built for it
+  // (docs/BENCHMARKS.md, "Server per core"). Recognises a Request that holds an id and a get
+  // or put with only key (and value) set, within the key and value limits, on a server
+  // without --users; `writes` false refuses puts (they go to the commit threads). Then it
+  // runs the request exactly as dispatch() would, appends the framed response to `out`
+  // and returns what it answered. Returns nullopt, with `out` untouched and nothing run,
+  // for everything else: the caller then parses the request and calls dispatch().
+  struct PlainAnswer {
+    OpKind op;
+    proto::pb::Status::Code code;
+    std::uint64_t id;
+  };
+  [[nodiscard]] std::optional<PlainAnswer> answer_plain(std::string_view payload, bool writes,
+                                                        std::string& out) const noexcept;
+
   // Fills `response` with a request-less error (id 0), e.g. for an unparsable frame.
   void error(std::uint64_t id, proto::pb::Status::Code code, std::string_view message,
              proto::pb::Response& response) const;
