@@ -121,10 +121,11 @@ namespace kv::storage::detail {
 // make(), freed with delete (kovan::retire, std::unique_ptr, or directly when no other thread
 // can reach it): the class's operator delete frees the whole block.
 //
-// Layout (x86-64): the 48-byte kovan header, four 8-byte words, the 4-byte value length and
-// the tombstone flag: sizeof 88; with a 100-byte value one 188-byte block, which glibc serves
-// from its 208-byte class (before: a 120-byte Version plus a separate 101-byte std::string
-// buffer, 128 + 112 bytes of chunks). docs/BENCHMARKS.md, "Memory per key".
+// Layout (x86-64): the 32-byte kovan header, five 8-byte words (commit timestamp, create
+// revision, version, lease, next), the 4-byte value length and the tombstone flag: sizeof 80;
+// with a 100-byte value one 180-byte block, which glibc serves from its 192-byte class
+// (before: a 120-byte Version plus a separate 101-byte std::string buffer, 128 + 112 bytes of
+// chunks). docs/BENCHMARKS.md, "Memory per key".
 struct Version final : kovan::Node {
   // Allocates and constructs a version holding a copy of `val`. Throws std::bad_alloc when
   // out of memory or for a value of 4 GiB or more (its length has 32 bits): a commit treats
@@ -213,10 +214,10 @@ class KeyNode final : public kovan::Node {
   // The key's bytes live in the same allocation, after the tower: a comparison while
   // searching touches the node's own memory, not a separate string buffer.
   //
-  // Layout (x86-64): the 48-byte kovan header, the key's view, three 8-byte words, then the
-  // 32-bit hash, the height and the three flags in one more word: sizeof 96 (before: 112).
+  // Layout (x86-64): the 32-byte kovan header, the key's view, three 8-byte words, then the
+  // 32-bit hash, the height and the three flags in one more word: sizeof 80 (before: 112).
   // With its tower and a 16-byte key, a node of height 1 or 2 (15 of 16 nodes) is one
-  // 120- or 128-byte block (glibc's 128- and 144-byte classes; before 144 and 160).
+  // 104- or 112-byte block (glibc's 112- and 128-byte classes; before 128 and 144).
   const std::string_view key;
   // Point-lookup hash chain (SkipList's hash table, I7).
   kovan::Atomic<KeyNode> hash_next;
