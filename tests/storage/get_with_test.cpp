@@ -67,7 +67,13 @@ TEST(GetWith, ValuesMetadataAbsentAndTombstone) {
   ASSERT_TRUE(lease.ok());
   ASSERT_TRUE(e.put("l", "leased", false, 0, lease->id).ok());
   ASSERT_TRUE(e.put("d", "gone").ok());
+  // A snapshot older than the delete keeps "d"'s chain: its head stays a tombstone.
+  auto reader = e.begin(Isolation::kSnapshot);
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(reader->get("d").ok());
   ASSERT_TRUE(e.del("d").ok());
+  e.run_maintenance();
+  ASSERT_EQ(e.version_count("d"), 2u) << "the tombstone head is gone";
   ASSERT_TRUE(e.put("e", "").ok());  // an empty value is a value
 
   Seen a;
@@ -95,6 +101,7 @@ TEST(GetWith, ValuesMetadataAbsentAndTombstone) {
   EXPECT_EQ(empty_key.calls, 0);
 
   for (const char* k : {"a", "b", "l", "d", "e", "zz"}) expect_same_as_get(e, k);
+  EXPECT_EQ(reader->get("d")->value, "gone");  // the snapshot still sees the value
 
   // In place: no value bytes copied by the engine.
   const std::uint64_t copied = value_bytes_copied_on_this_thread();
