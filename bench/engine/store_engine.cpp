@@ -13,10 +13,9 @@ class EngineStore final : public Store {
   std::string_view name() const noexcept override { return "kovan-engine"; }
 
   bool read(std::string_view key, std::string& out) override {
-    auto r = engine_.get(key);
-    if (!r.ok()) return false;
-    out = std::move(r->value);
-    return true;
+    // In place (Engine::get_with): the value is copied once, into the caller's buffer.
+    return engine_.get_with(key, [&](const storage::KeyValueView& kv) { out.assign(kv.value); })
+        .ok();
   }
 
   void write(std::string_view key, std::string_view value) override {

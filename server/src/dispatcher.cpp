@@ -1069,32 +1069,36 @@ std::optional<Dispatcher::PlainAnswer> Dispatcher::answer_plain(std::string_view
   };
   try {
     if (op == OpKind::kGet) {
-      auto r = engine_->get(key);
-      const std::uint64_t revision = engine_->current_revision();
-      if (!r.ok()) {
+      // Encoded from the engine's own bytes, inside the visitor (the views die with it).
+      // The revision is read after the version, as the general path reads it after get().
+      auto encode = [&](const st::KeyValueView& kv) {
+        const std::uint64_t revision = engine_->current_revision();
+        const std::uint64_t version = to_u64(kv.version);
+        const std::size_t kv_size =
+            bytes_field_size(kv.key.size()) + bytes_field_size(kv.value.size()) +
+            varint_field_size(kv.create_revision) + varint_field_size(kv.mod_revision) +
+            varint_field_size(version) + varint_field_size(kv.lease);
+        const std::size_t get_size = 1 + varint_size(kv_size) + kv_size;  // GetResponse.kv
+        append_ok(out, id, revision, kTagGet, get_size, [&](char* p) {
+          *p++ = static_cast<char>(kTagBytes1);
+          p = put_varint(p, kv_size);
+          p = put_bytes_field(p, kTagBytes1, kv.key);
+          p = put_bytes_field(p, kTagBytes2, kv.value);
+          p = put_varint_field(p, (3 << 3) | 0, kv.create_revision);
+          p = put_varint_field(p, (4 << 3) | 0, kv.mod_revision);
+          p = put_varint_field(p, (5 << 3) | 0, version);
+          return put_varint_field(p, (6 << 3) | 0, kv.lease);
+        });
+      };
+      const st::Status s = engine_->get_with(key, encode);
+      if (!s.ok()) {
+        const std::uint64_t revision = engine_->current_revision();
         return answer_error([&](pb::Response& response) {
-          set_status(response, r.status());
+          set_status(response, s);
           response.mutable_header()->set_revision(revision);
-          if (r.code() == st::StatusCode::kNotFound) response.mutable_get();
+          if (s.code() == st::StatusCode::kNotFound) response.mutable_get();
         });
       }
-      const st::KeyValue& kv = *r;
-      const std::uint64_t version = to_u64(kv.version);
-      const std::size_t kv_size =
-          bytes_field_size(kv.key.size()) + bytes_field_size(kv.value.size()) +
-          varint_field_size(kv.create_revision) + varint_field_size(kv.mod_revision) +
-          varint_field_size(version) + varint_field_size(kv.lease);
-      const std::size_t get_size = 1 + varint_size(kv_size) + kv_size;  // GetResponse.kv
-      append_ok(out, id, revision, kTagGet, get_size, [&](char* p) {
-        *p++ = static_cast<char>(kTagBytes1);
-        p = put_varint(p, kv_size);
-        p = put_bytes_field(p, kTagBytes1, kv.key);
-        p = put_bytes_field(p, kTagBytes2, kv.value);
-        p = put_varint_field(p, (3 << 3) | 0, kv.create_revision);
-        p = put_varint_field(p, (4 << 3) | 0, kv.mod_revision);
-        p = put_varint_field(p, (5 << 3) | 0, version);
-        return put_varint_field(p, (6 << 3) | 0, kv.lease);
-      });
       return PlainAnswer{op, pb::Status::OK, id};
     }
     const std::size_t budget =

@@ -117,6 +117,9 @@ std::unique_ptr<Engine> Engine::open(Options options, std::string& error) {
 Engine::~Engine() = default;
 
 Result<KeyValue> Engine::get(std::string_view key) { return impl_->get(key); }
+Status Engine::get_with(std::string_view key, GetVisitor visit, void* ctx) {
+  return impl_->get_with(key, visit, ctx);
+}
 Result<ScanResult> Engine::scan(std::string_view start, std::string_view end,
                                 const ScanOptions& opts) {
   return impl_->scan(start, end, opts);

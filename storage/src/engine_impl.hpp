@@ -274,6 +274,8 @@ class EngineImpl {
 
   // one_shot.cpp
   Result<KeyValue> get(std::string_view key);
+  // reads.cpp: Engine::get_with, the head read of get() visited in place under the guard.
+  Status get_with(std::string_view key, GetVisitor visit, void* ctx);
   Result<ScanResult> scan(std::string_view start, std::string_view end, const ScanOptions& o);
   Result<PutResult> put(std::string_view key, std::string_view value, bool prev_kv,
                         std::size_t budget, std::uint64_t lease = 0);

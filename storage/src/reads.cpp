@@ -72,6 +72,52 @@ Result<KeyValue> EngineImpl::txn_get(TxnState& t, std::string_view key, std::siz
   return read_value(key, v);
 }
 
+namespace {
+// Visits live version v of node n (both kept by the caller's guard, I1).
+void visit_version(const KeyNode* n, const Version* v, GetVisitor visit, void* ctx) {
+  const KeyValueView kv{n->key, v->value(), v->create_rev, v->commit_ts, v->version, v->lease};
+  visit(ctx, kv);
+}
+}  // namespace
+
+Status EngineImpl::get_with(std::string_view key, GetVisitor visit, void* ctx) {
+  if (Status s = check_open(); !s.ok()) return s;
+  if (Status s = check_key(key); !s.ok()) return s;
+  {
+    // The head read of the one-shot get (one_shot.cpp, EngineImpl::get; docs/STORAGE.md,
+    // "One-shot get without a snapshot"): the newest version, if W covers it. The guard
+    // is held across the visitor: the node and the version (its value bytes inline) are
+    // not deleted before the visitor returns, even if a writer replaces the head and GC
+    // prunes and retires the version meanwhile (I1).
+    kovan::Guard g = kovan::pin();
+    const KeyNode* n = index_.find(key, g);
+    if (n == nullptr) return Status(StatusCode::kNotFound, "");
+    // acquire (kovan load): pairs with publish()'s release store of the head.
+    const Version* v = n->head.load(g);
+    if (v == nullptr) return Status(StatusCode::kNotFound, "");
+    // seq_cst load, after the head's acquire load in program order: pairs with the clock's
+    // seq_cst updates of W (snapshots.hpp), as in EngineImpl::get.
+    if (v->commit_ts <= clock_.visible()) {
+      if (v->tombstone) return Status(StatusCode::kNotFound, "");
+      visit_version(n, v, visit, ctx);
+      return Status::Ok();
+    }
+  }
+  // The newest version is not visible yet (E9): read at a registered snapshot, which sees
+  // the version before it. Nothing is buffered in t, so the index alone answers.
+  TxnState t;
+  t.track_reads = false;
+  if (Status s = open_snapshot(t); !s.ok()) return s;
+  SnapshotCloser closer(this, t);  // also if visit throws
+  kovan::Guard g = kovan::pin();
+  const KeyNode* n = index_.find(key, g);
+  if (n == nullptr) return Status(StatusCode::kNotFound, "");
+  const Version* v = visible_at(n, t.start_ts, g);
+  if (v == nullptr || v->tombstone) return Status(StatusCode::kNotFound, "");
+  visit_version(n, v, visit, ctx);
+  return Status::Ok();
+}
+
 KeyValue EngineImpl::read_value(std::string_view key, const Version* v) {
   KeyValue kv;
   fill(&kv, key, v, true);

@@ -67,6 +67,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -152,6 +153,19 @@ struct KeyValue {
   std::int64_t version = 0;      // writes since (re)creation: 1 after the first put
   std::uint64_t lease = 0;       // the lease the key is attached to (0: none)
 };
+
+// A key-value read in place (Engine::get_with): views of the engine's own bytes, valid only
+// during the visitor call that receives it.
+struct KeyValueView {
+  std::string_view key;
+  std::string_view value;
+  Revision create_revision = 0;
+  Revision mod_revision = 0;
+  std::int64_t version = 0;
+  std::uint64_t lease = 0;
+};
+// The visitor of Engine::get_with.
+using GetVisitor = void (*)(void* ctx, const KeyValueView& kv);
 
 enum class Isolation : std::uint8_t {
   kSerializable = 0,  // default; strict serializable
@@ -490,6 +504,20 @@ class Engine {
   // internally when what it read changed, and returns CONFLICT only if that happens on
   // every one of many retries.
   [[nodiscard]] Result<KeyValue> get(std::string_view key);
+  // The same read as get() (same visibility, docs/STORAGE.md "A get without copies"), without
+  // copying: calls visit(ctx, kv) once with views of the version's key and value, which stay
+  // valid until visit returns (the engine holds its reclamation guard around the call), and
+  // returns OK; NOT_FOUND (visit not called) if the key is absent or deleted; any other
+  // refusal as get(). visit must not keep the views, and should be short: while it runs,
+  // memory retired by every thread is held back. An exception from visit propagates.
+  [[nodiscard]] Status get_with(std::string_view key, GetVisitor visit, void* ctx);
+  template <class F>
+  [[nodiscard]] Status get_with(std::string_view key, F&& visit) {
+    using Fn = std::remove_reference_t<F>;
+    return get_with(
+        key, [](void* c, const KeyValueView& kv) { (*static_cast<Fn*>(c))(kv); },
+        const_cast<void*>(static_cast<const void*>(std::addressof(visit))));
+  }
   [[nodiscard]] Result<ScanResult> scan(std::string_view start, std::string_view end,
                                         const ScanOptions& opts = {});
   //
