@@ -234,18 +234,18 @@ bool ConnectionWatches::append_group(std::string& out, const Watch& w,
     pb::Event one;
     one.set_type(e.is_delete ? pb::Event::DELETE : pb::Event::PUT);
     auto* kv = one.mutable_kv();
-    kv->set_key(e.key);
+    kv->set_key(e.key.data(), e.key.size());
     kv->set_mod_revision(g.revision);
     if (!e.is_delete) {
-      kv->set_value(e.value);
+      kv->set_value(e.value.data(), e.value.size());
       kv->set_create_revision(e.create_revision);
       kv->set_version(static_cast<std::uint64_t>(e.version));
       kv->set_lease(e.lease);
     }
     if (w.prev_kv && e.has_prev) {
       auto* p = one.mutable_prev_kv();
-      p->set_key(e.key);
-      p->set_value(e.prev_value);
+      p->set_key(e.key.data(), e.key.size());
+      p->set_value(e.prev_value.data(), e.prev_value.size());
       p->set_create_revision(e.prev_create_revision);
       p->set_mod_revision(e.prev_mod_revision);
       p->set_version(static_cast<std::uint64_t>(e.prev_version));

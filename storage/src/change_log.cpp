@@ -6,6 +6,9 @@
 // acquire (changed()): the pair publishes the std::function object the pointer names.
 // Everything else is guarded by ChangeLog::mu_ or by the WAL's own locks.
 #include <algorithm>
+#include <cstring>
+#include <new>
+#include <type_traits>
 
 #include "engine_impl.hpp"
 
@@ -32,12 +35,13 @@ void set_prev(ChangeEvent& e, const Version* old) {
 }
 
 // The event of one op of a WAL commit record (no prev: the record does not hold it).
+// Its views point into the record.
 ChangeEvent event_of(const WalCommitOp& op) {
   ChangeEvent e;
-  e.key = std::string(op.key);
+  e.key = op.key;
   e.is_delete = !op.put;
   if (op.put) {
-    e.value = std::string(op.value);
+    e.value = op.value;
     e.create_revision = op.create_rev;
     e.version = op.version;
     e.lease = op.lease;
@@ -46,6 +50,88 @@ ChangeEvent event_of(const WalCommitOp& op) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// ChangeGroupBuilder: one allocation per group
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::size_t round_up(std::size_t n, std::size_t a) noexcept {
+  return (n + a - 1) / a * a;
+}
+
+// The allocator std::allocate_shared uses for a group: it allocates the control block (which
+// holds the ChangeGroup) with `tail` more bytes after it, for the events and their bytes, and
+// reports where that tail starts. deallocate() frees the same size (every rebound copy keeps
+// `tail`).
+template <class T>
+struct TailAllocator {
+  using value_type = T;
+  std::size_t tail;
+  char** tail_at;  // allocate() stores the tail's address here (read only by the builder)
+
+  TailAllocator(std::size_t t, char** at) noexcept : tail(t), tail_at(at) {}
+  template <class U>
+  TailAllocator(const TailAllocator<U>& o) noexcept : tail(o.tail), tail_at(o.tail_at) {}
+
+  static std::size_t head(std::size_t n) noexcept {
+    return round_up(n * sizeof(T), alignof(ChangeEvent));
+  }
+  T* allocate(std::size_t n) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    char* p = static_cast<char*>(::operator new(head(n) + tail));
+    *tail_at = p + head(n);
+    return reinterpret_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, head(n) + tail); }
+
+  template <class U>
+  bool operator==(const TailAllocator<U>& o) const noexcept {
+    return tail == o.tail;
+  }
+};
+
+// The events are placed in raw bytes and never destroyed one by one.
+static_assert(std::is_trivially_destructible_v<ChangeEvent>);
+
+// Copies `s` to `*at` and returns the view of the copy.
+std::string_view place(std::string_view s, char*& at) noexcept {
+  if (s.empty()) return {};
+  std::memcpy(at, s.data(), s.size());
+  const std::string_view v(at, s.size());
+  at += s.size();
+  return v;
+}
+
+}  // namespace
+
+ChangeGroupBuilder::ChangeGroupBuilder(Revision revision, bool has_prev, std::size_t events,
+                                       std::size_t data) {
+  char* tail = nullptr;
+  group_ = std::allocate_shared<ChangeGroup>(
+      TailAllocator<ChangeGroup>(events * sizeof(ChangeEvent) + data, &tail));
+  group_->revision = revision;
+  group_->has_prev = has_prev;
+  events_ = reinterpret_cast<ChangeEvent*>(tail);
+  data_ = tail + events * sizeof(ChangeEvent);
+  bytes_ = kChangeGroupOverhead;
+}
+
+void ChangeGroupBuilder::add(const ChangeEvent& e) noexcept {
+  ChangeEvent* c = new (events_ + n_) ChangeEvent(e);
+  ++n_;
+  c->key = place(e.key, data_);
+  c->value = place(e.value, data_);
+  c->prev_value = place(e.prev_value, data_);
+  bytes_ += change_event_bytes(*c);
+}
+
+std::shared_ptr<const ChangeGroup> ChangeGroupBuilder::finish() noexcept {
+  group_->events = std::span<const ChangeEvent>(events_, n_);
+  group_->bytes = bytes_;
+  return std::move(group_);
+}
 
 // ---------------------------------------------------------------------------------------
 // ChangeLog
@@ -58,24 +144,35 @@ void ChangeLog::reset(Revision base) {
   first_kept_ = base <= 1 ? 1 : base + 1;
 }
 
+void ChangeLog::Evicted::add(std::shared_ptr<const ChangeGroup>&& g) {
+  if (n < kInline) {
+    first[n++] = std::move(g);
+  } else {
+    more.push_back(std::move(g));  // may throw: g is then freed here (already out of the map)
+  }
+}
+
 void ChangeLog::insert(std::shared_ptr<const ChangeGroup> group) {
   if (!group) return;  // a commit that installed nothing (deletes of absent keys only)
+  Evicted dead;        // declared before the lock: destroyed after it is released
   std::lock_guard<std::mutex> lock(mu_);
   if (group->revision < first_kept_) return;  // CL3: a late group below the kept range
   const std::size_t b = group->bytes;
   const Revision rev = group->revision;
   groups_.emplace(rev, std::move(group));  // strong guarantee: throws before any change
   bytes_ += b;
-  evict_locked();
+  evict_locked(dead);
 }
 
-void ChangeLog::evict_locked() {
+void ChangeLog::evict_locked(Evicted& out) {
   while (bytes_ > limit_ && groups_.size() > 1) {
     auto it = groups_.begin();
     bytes_ -= it->second->bytes;
     first_kept_ = std::max(first_kept_, it->first + 1);  // CL4
+    std::shared_ptr<const ChangeGroup> g = std::move(it->second);
     groups_.erase(it);
     ++evicted_;
+    out.add(std::move(g));
   }
 }
 
@@ -129,7 +226,8 @@ ChangeLogStats ChangeLog::stats() const {
 // ---------------------------------------------------------------------------------------
 
 namespace {
-// The event of one installed version v of `key`; `prev` is the head it replaces.
+// The event of one installed version v of `key`; `prev` is the head it replaces. Its views
+// point into the versions and `key` (copied by ChangeGroupBuilder::add).
 ChangeEvent change_event(std::string_view key, const Version* v, const Version* prev) {
   ChangeEvent e;
   e.key = key;
@@ -143,41 +241,63 @@ ChangeEvent change_event(std::string_view key, const Version* v, const Version* 
   set_prev(e, prev);
   return e;
 }
+
+// The bytes an event's strings take in its group's block.
+std::size_t event_data(const ChangeEvent& e) noexcept {
+  return e.key.size() + e.value.size() + e.prev_value.size();
+}
+
+// A group of `events` (views pointing anywhere), copied into one block; null when empty.
+std::shared_ptr<const ChangeGroup> build_group(Revision rev, bool has_prev,
+                                               const std::vector<ChangeEvent>& events) {
+  if (events.empty()) return nullptr;
+  std::size_t data = 0;
+  for (const ChangeEvent& e : events) data += event_data(e);
+  ChangeGroupBuilder b(rev, has_prev, events.size(), data);
+  for (const ChangeEvent& e : events) b.add(e);
+  return b.finish();
+}
 }  // namespace
 
 std::shared_ptr<const ChangeGroup> EngineImpl::change_group(
     Revision ts, const std::map<std::string, std::optional<std::string>, std::less<>>& writes,
     const std::vector<std::unique_ptr<Version>>& fresh, const std::vector<KeyNode*>& nodes,
     const kovan::Guard& g) const {
-  auto group = std::make_shared<ChangeGroup>();
-  group->revision = ts;
-  std::size_t bytes = kChangeGroupOverhead;
+  // Two passes over the writes (the count and the bytes, then the copies) so that the group
+  // is one allocation. Not yet published: each head is the version this commit replaces,
+  // stable under the key's lock (E1), so the previous key-value is exact and the same in
+  // both passes.
+  std::size_t count = 0;
+  std::size_t data = 0;
   std::size_t i = 0;
   for (const auto& entry : writes) {
     const Version* v = fresh[i].get();
     const KeyNode* n = nodes[i];
     ++i;
     if (v == nullptr) continue;  // a delete of an absent key installs nothing
-    // Not yet published: the head is the version this commit replaces, stable under the
-    // key's lock (E1), so the previous key-value is exact.
-    ChangeEvent e = change_event(entry.first, v, n->head.load(g));
-    bytes += change_event_bytes(e);
-    group->events.push_back(std::move(e));
+    ++count;
+    data += event_data(change_event(entry.first, v, n->head.load(g)));
   }
-  if (group->events.empty()) return nullptr;
-  group->bytes = bytes;
-  return group;
+  if (count == 0) return nullptr;
+  ChangeGroupBuilder b(ts, true, count, data);
+  i = 0;
+  for (const auto& entry : writes) {
+    const Version* v = fresh[i].get();
+    const KeyNode* n = nodes[i];
+    ++i;
+    if (v != nullptr) b.add(change_event(entry.first, v, n->head.load(g)));
+  }
+  return b.finish();
 }
 
 std::shared_ptr<const ChangeGroup> EngineImpl::change_group_one(Revision ts, std::string_view key,
                                                                 const Version* v, const KeyNode* n,
                                                                 const kovan::Guard& g) const {
-  auto group = std::make_shared<ChangeGroup>();
-  group->revision = ts;
   // As change_group(): the head is the version v replaces (stable under the key's lock).
-  group->events.push_back(change_event(key, v, n->head.load(g)));
-  group->bytes = kChangeGroupOverhead + change_event_bytes(group->events.back());
-  return group;
+  const ChangeEvent e = change_event(key, v, n->head.load(g));
+  ChangeGroupBuilder b(ts, true, 1, event_data(e));
+  b.add(e);
+  return b.finish();
 }
 
 void EngineImpl::changed(Revision ts) const noexcept {
@@ -202,20 +322,17 @@ void EngineImpl::refill_changes(std::string_view payload) {
   Revision rev = 0;
   std::vector<WalCommitOp> ops;
   if (!decode_wal_commit(payload, &rev, &ops)) return;  // recovery reports the damage
-  auto group = std::make_shared<ChangeGroup>();
-  group->revision = rev;
-  std::size_t bytes = kChangeGroupOverhead;
+  std::vector<ChangeEvent> events;
+  events.reserve(ops.size());
   kovan::Guard g = kovan::pin();
   for (const WalCommitOp& op : ops) {
     ChangeEvent e = event_of(op);
-    // CL4: before the record is applied, the head is what it replaces.
+    // CL4: before the record is applied, the head is what it replaces (its value stays
+    // readable under the guard until the group has copied it).
     if (const KeyNode* n = index_.find(op.key, g); n != nullptr) set_prev(e, n->head.load(g));
-    bytes += change_event_bytes(e);
-    group->events.push_back(std::move(e));
+    events.push_back(e);
   }
-  if (group->events.empty()) return;
-  group->bytes = bytes;
-  changes_->insert(std::move(group));
+  if (auto group = build_group(rev, true, events)) changes_->insert(std::move(group));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -251,6 +368,7 @@ ChangeBatch EngineImpl::read_wal_changes(const ChangeQuery& q, Revision visible,
   // of the files listed after reading W sees all of them.
   const Revision limit = std::min(visible, mem_first - 1);
   std::vector<WalCommitOp> ops;
+  std::vector<ChangeEvent> events;  // views into `data`, copied by build_group
   std::string data;
   for (int attempt = 0; attempt < 3; ++attempt) {
     const std::vector<WalSegment> segs = wal_->segments();
@@ -296,16 +414,11 @@ ChangeBatch EngineImpl::read_wal_changes(const ChangeQuery& q, Revision visible,
           return in_change_range(op.key, q.start, q.end);
         });
         if (!any) continue;
-        auto group = std::make_shared<ChangeGroup>();
-        group->revision = rev;
-        group->has_prev = false;  // the WAL does not hold the replaced values
-        std::size_t gb = kChangeGroupOverhead;
-        for (const WalCommitOp& op : ops) {
-          ChangeEvent e = event_of(op);
-          gb += change_event_bytes(e);
-          group->events.push_back(std::move(e));
-        }
-        group->bytes = gb;
+        events.clear();
+        for (const WalCommitOp& op : ops) events.push_back(event_of(op));
+        // has_prev false: the WAL does not hold the replaced values.
+        std::shared_ptr<const ChangeGroup> group = build_group(rev, false, events);
+        const std::size_t gb = group->bytes;
         if (q.max_bytes != 0 && !b.groups.empty() && bytes + gb > q.max_bytes) {
           b.next = rev;
           return b;

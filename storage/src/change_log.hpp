@@ -12,7 +12,11 @@
 //      group and raises first_kept_ past it; a group inserted below first_kept_ is dropped.
 //      Hence every revision in [first_kept_, W] that installed something is in the log.
 // CL4. first_kept_ only grows.
-// All state is guarded by mu_. The log never calls out while holding it.
+// All state is guarded by mu_. The log never calls out while holding it, and frees no group
+// under it: evicted groups are released after it is unlocked.
+//
+// A group is one allocation (ChangeGroupBuilder): the shared_ptr control block, the
+// ChangeGroup, its ChangeEvent array, then the key/value/prev bytes the events view.
 #pragma once
 
 #include <cstddef>
@@ -35,7 +39,8 @@ class ChangeLog {
   // serves revisions after it (from 1 for an empty store).
   void reset(Revision base);
 
-  // CL2/CL3. May throw bad_alloc (nothing inserted then).
+  // CL2/CL3. May throw bad_alloc (nothing inserted then). The groups it evicts are released
+  // after mu_ is unlocked.
   void insert(std::shared_ptr<const ChangeGroup> group);
 
   // The in-memory part of a read: q.from >= first_kept() (else `compacted` is set with
@@ -46,7 +51,15 @@ class ChangeLog {
   ChangeLogStats stats() const;
 
  private:
-  void evict_locked();
+  // The groups evicted by one insert, released when it goes out of scope (after mu_).
+  struct Evicted {
+    static constexpr std::size_t kInline = 4;
+    std::shared_ptr<const ChangeGroup> first[kInline];
+    std::size_t n = 0;
+    std::vector<std::shared_ptr<const ChangeGroup>> more;  // past kInline (rare)
+    void add(std::shared_ptr<const ChangeGroup>&& g);
+  };
+  void evict_locked(Evicted& out);
 
   const std::size_t limit_;
   mutable std::mutex mu_;
@@ -73,6 +86,25 @@ struct WalCommitOp {
 // Decodes a kRecCommit payload (recovery.cpp, the decoder recovery itself uses). False when
 // malformed.
 bool decode_wal_commit(std::string_view payload, Revision* rev, std::vector<WalCommitOp>* ops);
+
+// Builds one group in one allocation. `events` and `data` must be exact: the number of add()
+// calls and the sum of the key/value/prev_value sizes of the events added.
+class ChangeGroupBuilder {
+ public:
+  ChangeGroupBuilder(Revision revision, bool has_prev, std::size_t events, std::size_t data);
+  // Copies `e` into the group and its strings into the group's bytes (e's views may point
+  // anywhere; they are not kept).
+  void add(const ChangeEvent& e) noexcept;
+  // The group, with its charge against the history limit set. The builder is spent.
+  std::shared_ptr<const ChangeGroup> finish() noexcept;
+
+ private:
+  std::shared_ptr<ChangeGroup> group_;
+  ChangeEvent* events_ = nullptr;
+  std::size_t n_ = 0;
+  char* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
 
 // The charge of one event against the history limit.
 inline std::size_t change_event_bytes(const ChangeEvent& e) noexcept {

@@ -67,34 +67,35 @@ struct Model {
 std::string apply_checked(Model& m, const ChangeGroup& g, bool check_prev) {
   std::string last;
   for (const ChangeEvent& e : g.events) {
-    if (!last.empty() && !(last < e.key)) return "events not in key order at " + e.key;
-    last = e.key;
-    auto it = m.live.find(e.key);
+    const std::string key(e.key);
+    if (!last.empty() && !(last < key)) return "events not in key order at " + key;
+    last = key;
+    auto it = m.live.find(key);
     const bool existed = it != m.live.end();
     if (check_prev) {
-      if (e.has_prev != existed) return "prev presence wrong for " + e.key;
+      if (e.has_prev != existed) return "prev presence wrong for " + key;
       if (existed && (e.prev_value != it->second.value ||
                       e.prev_create_revision != it->second.create_revision ||
                       e.prev_mod_revision != it->second.mod_revision ||
                       e.prev_version != it->second.version)) {
-        return "prev_kv wrong for " + e.key + " at " + std::to_string(g.revision);
+        return "prev_kv wrong for " + key + " at " + std::to_string(g.revision);
       }
     }
     if (e.is_delete) {
-      if (!existed) return "delete of an absent key " + e.key;
+      if (!existed) return "delete of an absent key " + key;
       m.live.erase(it);
       continue;
     }
     KeyValue kv;
-    kv.key = e.key;
+    kv.key = key;
     kv.value = e.value;
     kv.mod_revision = g.revision;
     kv.create_revision = existed ? it->second.create_revision : g.revision;
     kv.version = existed ? it->second.version + 1 : 1;
     if (e.create_revision != kv.create_revision || e.version != kv.version) {
-      return "create_revision/version wrong for " + e.key;
+      return "create_revision/version wrong for " + key;
     }
-    m.live[e.key] = kv;
+    m.live[key] = kv;
   }
   return {};
 }
@@ -227,7 +228,7 @@ void run_checker(Engine& e) {
     ASSERT_EQ(g->revision, exp->first) << "a revision missing or extra";
     std::map<std::string, std::optional<std::string>> got;
     for (const ChangeEvent& ev : g->events) {
-      got[ev.key] = ev.is_delete ? std::nullopt : std::optional<std::string>(ev.value);
+      got[std::string(ev.key)] = ev.is_delete ? std::nullopt : std::optional<std::string>(ev.value);
     }
     EXPECT_EQ(got, exp->second) << "group of revision " << g->revision;
     ++exp;
@@ -418,6 +419,71 @@ TEST(ChangeLog, RestartRefillAndWalCatchUp) {
     EXPECT_EQ(all[i]->has_prev, all[i]->revision > ckpt);
   }
   EXPECT_EQ(all.back()->revision, last);
+}
+
+// Each group is one block whose events view the group's own bytes: the groups a reader holds
+// stay exact (keys, values and prev values longer than a short string's inline buffer) after
+// the log has evicted them and new groups have taken their memory, and each group is charged
+// its events' bytes plus the fixed overheads.
+TEST(ChangeLog, HeldGroupsStayExactAfterEviction) {
+  Options o;
+  o.watch_history_bytes = 32 * 1024;
+  Engine e(o);
+  auto key = [](int k) { return "a-rather-long-key-" + std::to_string(k); };
+  auto val = [](int i) {
+    return std::string(20 + i % 7, static_cast<char>('a' + i % 26)) + "/" + std::to_string(i);
+  };
+  struct Want {
+    std::string key, value, prev;
+    bool has_prev = false;
+  };
+  std::map<std::string, std::string> live;
+  std::map<Revision, std::vector<Want>> want;
+  const Revision start = e.current_revision() + 1;
+  for (int i = 0; i < 40; ++i) {
+    std::map<std::string, std::string> w;  // key order, as the group's events
+    w[key(i % 5)] = val(i);
+    if (i % 3 == 2) w[key(i % 5 + 5)] = val(i + 1000);
+    CondTxn t;
+    for (const auto& [k, v] : w) {
+      TxnOp op;
+      op.type = TxnOp::Type::kPut;
+      op.key = k;
+      op.value = v;
+      t.success.push_back(op);
+    }
+    auto r = e.txn(t);
+    ASSERT_TRUE(r.ok() && r->succeeded);
+    std::vector<Want>& evs = want[r->revision];
+    for (const auto& [k, v] : w) {
+      auto it = live.find(k);
+      evs.push_back({k, v, it == live.end() ? "" : it->second, it != live.end()});
+      live[k] = v;
+    }
+  }
+  ChangeQuery q;
+  q.from = start;
+  q.need_prev = true;
+  auto held = drain(e, q, e.current_revision());
+  ASSERT_EQ(held.size(), want.size());
+  // Evict every held group; the new groups have the same sizes (and take the freed blocks).
+  for (int i = 40; i < 400; ++i) ASSERT_TRUE(e.put(key(i % 5), val(i)).ok());
+  ASSERT_GT(e.change_log_stats().first_kept, want.rbegin()->first);
+  for (const auto& g : held) {
+    ASSERT_EQ(want.count(g->revision), 1u);
+    const std::vector<Want>& evs = want[g->revision];
+    ASSERT_EQ(g->events.size(), evs.size()) << "at " << g->revision;
+    std::size_t bytes = kChangeGroupOverhead;
+    for (std::size_t j = 0; j < evs.size(); ++j) {
+      const ChangeEvent& ev = g->events[j];
+      EXPECT_EQ(ev.key, evs[j].key) << "at " << g->revision;
+      EXPECT_EQ(ev.value, evs[j].value) << "at " << g->revision;
+      EXPECT_EQ(ev.has_prev, evs[j].has_prev) << "at " << g->revision;
+      EXPECT_EQ(ev.prev_value, evs[j].prev) << "at " << g->revision;
+      bytes += kChangeEventOverhead + evs[j].key.size() + evs[j].value.size() + evs[j].prev.size();
+    }
+    EXPECT_EQ(g->bytes, bytes) << "at " << g->revision;
+  }
 }
 
 // A running durable engine with a tiny history: a cursor behind it is served from the WAL

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,30 +26,39 @@ namespace kv::storage {
 using Revision = std::uint64_t;
 
 // One key changed by a revision. `mod_revision` of the new key-value is the group's revision.
+// The strings are views into the block of the group that holds the event: valid while the
+// group is (a reader keeps the std::shared_ptr as long as it uses them).
 struct ChangeEvent {
-  std::string key;
+  std::string_view key;
   bool is_delete = false;
-  std::string value;             // a put's new value (empty for a delete)
+  std::string_view value;        // a put's new value (empty for a delete)
   Revision create_revision = 0;  // a put's; 0 for a delete
   std::int64_t version = 0;      // a put's; 0 for a delete
   std::uint64_t lease = 0;       // a put's lease (0: none)
   // The key-value the change replaced, when the key was live before it (and the group
   // knows it: see ChangeGroup::has_prev).
   bool has_prev = false;
-  std::string prev_value;
+  std::string_view prev_value;
   Revision prev_create_revision = 0;
   Revision prev_mod_revision = 0;
   std::int64_t prev_version = 0;
   std::uint64_t prev_lease = 0;
 };
 
+// Built in one allocation (the shared_ptr's control block, this header, the events, then all
+// their keys and values: docs/STORAGE.md section 11) and immutable once built. Not copyable:
+// a copy's views would point into the original's block.
 struct ChangeGroup {
+  ChangeGroup() = default;
+  ChangeGroup(const ChangeGroup&) = delete;
+  ChangeGroup& operator=(const ChangeGroup&) = delete;
+
   Revision revision = 0;
   // False for a group read from the WAL: its events' has_prev is false because the replaced
   // values are not known, not because the keys were absent.
   bool has_prev = true;
-  std::vector<ChangeEvent> events;  // in key order, one per key
-  std::size_t bytes = 0;            // what the group is charged against the history limit
+  std::span<const ChangeEvent> events;  // in key order, one per key (in the group's block)
+  std::size_t bytes = 0;                // what the group is charged against the history limit
 };
 
 // Bytes one event is charged besides its keys and values (strings, vector slot, headers).
