@@ -304,6 +304,9 @@ std::string render_prometheus(std::span<const WorkerMetrics* const> workers,
   line(out, "kv_aborts_total", "cause=\"conflict\"", engine.aborts_conflict);
   line(out, "kv_aborts_total", "cause=\"expired\"", engine.aborts_expired);
   line(out, "kv_aborts_total", "cause=\"user\"", engine.aborts_user);
+  help(out, "kv_one_shot_retries_total", "counter",
+       "One-shot write attempts that lost a validation and ran again (no abort seen).");
+  line(out, "kv_one_shot_retries_total", nullptr, engine.one_shot_retries);
   help(out, "kv_leases", "gauge", "Leases alive.");
   line(out, "kv_leases", nullptr, engine.leases);
   help(out, "kv_leases_ended_total", "counter", "Leases ended, by cause.");

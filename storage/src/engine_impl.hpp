@@ -485,6 +485,7 @@ class EngineImpl {
   ShardedCounter nodes_removed_;
   ShardedCounter lock_waits_;  // commits that waited for a busy commit lock
   ShardedCounter hold_offs_;   // one-shot writes that waited for a window
+  ShardedCounter one_shot_retries_;  // one-shot attempts that lost a validation, ran again
 
   // Loss streaks and hold-off windows per key hash (contention.hpp).
   HotKeys hot_{opts_.contention_hold_off};
@@ -576,6 +577,11 @@ Result<R> EngineImpl::one_shot(Body&& body, SetRev&& set_rev) {
       return r;
     }
     if (c.code() != StatusCode::kConflict) return c.status();
+    if (attempt + 1 >= kMaxOneShotAttempts) {
+      aborts_conflict_.fetch_add(1, std::memory_order_relaxed);  // the caller sees CONFLICT
+      break;
+    }
+    one_shot_retries_.fetch_add(1, std::memory_order_relaxed);
     // A lost validation: a key this write read changed since its snapshot. Retry at once
     // a few times, then back off in sleeps growing to 1 ms.
     if (attempt < kYieldingAttempts) {

@@ -190,7 +190,9 @@ void EngineImpl::abort_locked(TxnState& t, AbortCause cause) {
   switch (cause) {
     case AbortCause::kConflict:
       t.phase = Phase::kAborted;
-      aborts_conflict_.fetch_add(1, std::memory_order_relaxed);
+      // A one-shot write's lost attempt is counted by one_shot() (engine_impl.hpp): as a
+      // retry, or as the caller's CONFLICT when it gives up.
+      if (!t.one_shot) aborts_conflict_.fetch_add(1, std::memory_order_relaxed);
       break;
     case AbortCause::kExpired:
       t.phase = Phase::kExpired;

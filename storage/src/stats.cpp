@@ -40,6 +40,7 @@ EngineStats EngineImpl::stats() const {
   s.leases_revoked = leases_revoked_.load(std::memory_order_relaxed);
   s.commit_lock_waits = lock_waits_.load(std::memory_order_relaxed);
   s.one_shot_hold_offs = hold_offs_.load(std::memory_order_relaxed);
+  s.one_shot_retries = one_shot_retries_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -369,7 +369,8 @@ struct EngineStats {
   Revision revision = 0;                            // current (visible) revision
   std::uint64_t versions_pruned = 0;
   std::uint64_t commits = 0;  // transactions (incl. one-shot writes) that committed
-  std::uint64_t aborts_conflict = 0;
+  std::uint64_t aborts_conflict = 0;  // transactions that ended in CONFLICT for their caller
+                                      // (a one-shot write's retried attempts are not counted)
   std::uint64_t aborts_expired = 0;
   std::uint64_t aborts_user = 0;           // abort() calls and destroyed active handles
   std::uint64_t aborts_out_of_memory = 0;  // commits that could not allocate (nothing applied)
@@ -386,6 +387,9 @@ struct EngineStats {
   // and one-shot writes that waited for a hold-off window.
   std::uint64_t commit_lock_waits = 0;
   std::uint64_t one_shot_hold_offs = 0;
+  // One-shot writes' attempts that lost a validation and ran again inside the call (the
+  // caller saw no abort).
+  std::uint64_t one_shot_retries = 0;
 };
 
 // ---------------------------------------------------------------------------------------
