@@ -8,7 +8,11 @@ closed loop) twice: alone, and while tenant A at once
     finishes them, re-opening them as the server expires them), and
   * pipelines writes on connections it never reads (until the server stops reading them).
 Tenant A runs under the quotas of the users file below (connections, transactions, bytes,
-requests per second); B has none. Prints B's throughput and p99 in both phases and their
+requests per second); B has none. With --control, a third phase measures B while A behaves:
+the same writes at the rate A's flood was answered at while misbehaving (kovan-bench open
+loop, --rate), on the same connections, with no transactions held open and no unread
+pipelines. B's figure there is what A's admitted writes cost B by themselves; the gap
+between it and the misbehaving phase is what the misbehaviour adds. Prints B's throughput and p99 in both phases and their
 ratio; docs/BENCHMARKS.md ("Noisy neighbour") has the target (B keeps >= 90 % of its solo
 throughput and its p99 within 2x) and the command.
 
@@ -19,7 +23,9 @@ taskset / sched_setaffinity; --a-nice lowers the priority of A's generators, so 
 machine without spare cores they take what the server and B leave instead of competing
 with them (what is measured is then what A costs the server, not what A's generators cost
 the machine). --perf FILE records the server (perf record -e cpu-clock -g) during B's
-measurement with A.
+measurement with A. In both phases it also reports the CPU time (user + system, from
+/proc/PID/stat and the children's rusage) that the server, B's generator and A's generators
+used while B ran, in cores: where the machine's time went.
 
 Linux only (it needs the built binaries). Usage:
   bench/scripts/noisy-neighbour.py [--build build/release] [--duration 10] ...
@@ -29,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import socket
 import struct
 import subprocess
@@ -58,6 +65,8 @@ def parse_args():
     p.add_argument("--b-cpus", help="taskset CPU list for B's kovan-bench (default: all)")
     p.add_argument("--a-cpus", help="CPU list for A's generators (default: all)")
     p.add_argument("--a-nice", type=int, default=0, help="niceness of A's generators")
+    p.add_argument("--control", action="store_true",
+                   help="a third phase: B while A sends its admitted writes politely")
     p.add_argument("--perf", help="perf record the server into this file during B's phase with A")
     p.add_argument("--json", help="write both phases' kovan-bench results here")
     return p.parse_args()
@@ -275,7 +284,7 @@ class Pipeliner(threading.Thread):
 
 
 def bench(bench_bin, port, user, pwfile, args, workload, connections, pipeline, duration,
-          out_json, load=False, quiet=True, cpus=None, nice=0):
+          out_json, load=False, quiet=True, cpus=None, nice=0, rate=0.0):
     cmd = [bench_bin, "run", "--target", f"kovan://127.0.0.1:{port}", "--user", user,
            "--password-file", pwfile, "--workload", workload, "--records", str(args.records),
            "--connections", str(connections), "--pipeline", str(pipeline),
@@ -283,9 +292,55 @@ def bench(bench_bin, port, user, pwfile, args, workload, connections, pipeline, 
            "--json", out_json]
     if load:
         cmd.append("--load")
+    if rate > 0:
+        cmd += ["--rate", f"{rate:.0f}"]
     if quiet:
         cmd.append("--quiet")
     return subprocess.Popen(placed(cmd, cpus, nice), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process (all its threads) from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def self_cpu():
+    t = os.times()
+    return t.user + t.system
+
+
+class CpuWindow:
+    """CPU seconds used by the server, the bench process reaped inside the window (B's), the
+    live processes named (A's flood) and this script (A's threads), over wall time."""
+
+    def __init__(self, server_pid, live_pids=()):
+        self.server_pid, self.live_pids = server_pid, list(live_pids)
+        self.t0 = time.monotonic()
+        self.s0, self.c0, self.p0 = cpu_seconds(server_pid), children_cpu(), self_cpu()
+        self.l0 = [cpu_seconds(p) for p in self.live_pids]
+
+    def close(self):
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        return {
+            "wall_s": wall,
+            "server_cores": (cpu_seconds(self.server_pid) - self.s0) / wall,
+            "b_generator_cores": (children_cpu() - self.c0) / wall,
+            "a_generator_cores": (sum(cpu_seconds(p) for p in self.live_pids) - sum(self.l0)
+                                  + self_cpu() - self.p0) / wall,
+        }
 
 
 def result(proc, path):
@@ -336,9 +391,11 @@ def main():
         result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
                      args.b_connections, args.b_pipeline, 1, solo_json, load=True,
                      cpus=args.b_cpus), solo_json)
+        solo_cpu = CpuWindow(server.pid)
         solo = result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
                             args.b_connections, args.b_pipeline, args.duration, solo_json,
                             cpus=args.b_cpus), solo_json)
+        solo_cpu = solo_cpu.close()
         # A misbehaves; B again.
         stop = threading.Event()
         stalled = StalledTxns(port, args.a_stalled_txns, stop, args)
@@ -350,6 +407,7 @@ def main():
                       args.a_pipeline, args.duration + 2 * args.warmup + 2, flood_json,
                       cpus=args.a_cpus, nice=args.a_nice)
         time.sleep(args.warmup)  # let A's load build up before B is measured
+        noisy_cpu = CpuWindow(server.pid, [flood.pid])
         b_run = bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
                       args.b_connections, args.b_pipeline, args.duration, noisy_json,
                       cpus=args.b_cpus)
@@ -360,6 +418,7 @@ def main():
                                      str(args.duration)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
         noisy = result(b_run, noisy_json)
+        noisy_cpu = noisy_cpu.close()
         if perf is not None:
             perf.wait()
         flood_result = result(flood, flood_json)
@@ -367,6 +426,23 @@ def main():
         stalled.join(10)
         for p in pipeliners:
             p.join(10)
+        control = control_cpu = flood_control = None
+        if args.control:
+            # The server has expired or aborted A's held transactions and closed its unread
+            # connections by now (their sockets are closed); A sends its writes politely.
+            control_json = os.path.join(tmp.name, "control.json")
+            polite_json = os.path.join(tmp.name, "polite.json")
+            polite = bench(bench_bin, port, "tenant-a", pw_a, args, "set", args.a_connections,
+                           args.a_pipeline, args.duration + 2 * args.warmup + 2, polite_json,
+                           cpus=args.a_cpus, nice=args.a_nice,
+                           rate=max(flood_result["throughput_ops_per_s"], 1.0))
+            time.sleep(args.warmup)
+            control_cpu = CpuWindow(server.pid, [polite.pid])
+            control = result(bench(bench_bin, port, "tenant-b", pw_b, args, args.b_workload,
+                                   args.b_connections, args.b_pipeline, args.duration,
+                                   control_json, cpus=args.b_cpus), control_json)
+            control_cpu = control_cpu.close()
+            flood_control = result(polite, polite_json)
     finally:
         server.terminate()
         try:
@@ -386,16 +462,33 @@ def main():
     print(row("B alone", solo))
     print(row("B with A misbehaving", noisy))
     print(row("A's flood (set)", flood_result) + f"   (A quota: {args.a_quota})")
+    if control is not None:
+        print(row("B with A polite", control))
+        print(row("A polite (set, open loop)", flood_control))
     print(f"A: {stalled.open_peak} transactions held open at most, "
           f"{sum(p.sent for p in pipeliners)} bytes pipelined unread on {len(pipeliners)} "
           f"connections")
+    windows = [("B alone", solo_cpu), ("B with A", noisy_cpu)]
+    if control is not None:
+        windows.append(("A polite", control_cpu))
+    for name, c in windows:
+        print(f"CPU while {name:<9}: server {c['server_cores']:.2f} cores, B's generator "
+              f"{c['b_generator_cores']:.2f}, A's generators {c['a_generator_cores']:.2f} "
+              f"(machine: {os.cpu_count()} CPUs)")
     t_ratio = noisy["throughput_ops_per_s"] / max(solo["throughput_ops_per_s"], 1e-9)
     p99_ratio = noisy["latency_us"]["from_send"]["p99"] / max(solo["latency_us"]["from_send"]["p99"], 1)
     print(f"B keeps {100 * t_ratio:.1f} % of its solo throughput (target >= 90 %); "
           f"p99 x{p99_ratio:.2f} (target <= 2)")
+    if control is not None:
+        c_ratio = control["throughput_ops_per_s"] / max(solo["throughput_ops_per_s"], 1e-9)
+        print(f"with A polite at the same write rate, B keeps {100 * c_ratio:.1f} %: the "
+              f"misbehaviour itself costs B {100 * (c_ratio - t_ratio):.1f} points")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"solo": solo, "noisy": noisy, "flood": flood_result}, f, indent=2)
+            json.dump({"solo": solo, "noisy": noisy, "flood": flood_result,
+                       "control": control, "polite": flood_control,
+                       "cpu": {"solo": solo_cpu, "noisy": noisy_cpu, "control": control_cpu}},
+                      f, indent=2)
 
 
 if __name__ == "__main__":
