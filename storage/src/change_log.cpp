@@ -148,7 +148,7 @@ void ChangeLog::Evicted::add(std::shared_ptr<const ChangeGroup>&& g) {
   if (n < kInline) {
     first[n++] = std::move(g);
   } else {
-    more.push_back(std::move(g));  // may throw: g is then freed here (already out of the map)
+    more.push_back(std::move(g));  // may throw: g is then freed here (already out of the log)
   }
 }
 
@@ -159,18 +159,27 @@ void ChangeLog::insert(std::shared_ptr<const ChangeGroup> group) {
   if (group->revision < first_kept_) return;  // CL3: a late group below the kept range
   const std::size_t b = group->bytes;
   const Revision rev = group->revision;
-  groups_.emplace(rev, std::move(group));  // strong guarantee: throws before any change
+  // CL2. Almost every group is the newest; one whose commit finished late goes in its place,
+  // near the back (each revision is one commit's: no two groups share one). Both keep the
+  // strong guarantee (Entry's moves do not throw).
+  if (groups_.empty() || groups_.back().revision < rev) {
+    groups_.push_back(Entry{rev, std::move(group)});
+  } else {
+    const auto at = std::lower_bound(groups_.begin(), groups_.end(), rev,
+                                     [](const Entry& e, Revision r) { return e.revision < r; });
+    groups_.insert(at, Entry{rev, std::move(group)});
+  }
   bytes_ += b;
   evict_locked(dead);
 }
 
 void ChangeLog::evict_locked(Evicted& out) {
   while (bytes_ > limit_ && groups_.size() > 1) {
-    auto it = groups_.begin();
-    bytes_ -= it->second->bytes;
-    first_kept_ = std::max(first_kept_, it->first + 1);  // CL4
-    std::shared_ptr<const ChangeGroup> g = std::move(it->second);
-    groups_.erase(it);
+    Entry& oldest = groups_.front();
+    bytes_ -= oldest.group->bytes;
+    first_kept_ = std::max(first_kept_, oldest.revision + 1);  // CL4
+    std::shared_ptr<const ChangeGroup> g = std::move(oldest.group);
+    groups_.pop_front();
     ++evicted_;
     out.add(std::move(g));
   }
@@ -188,16 +197,18 @@ ChangeBatch ChangeLog::read(const ChangeQuery& q, Revision visible) const {
   if (q.from > visible) return b;
   std::size_t bytes = 0;
   std::size_t scanned = 0;
-  for (auto it = groups_.lower_bound(q.from); it != groups_.end() && it->first <= visible; ++it) {
-    const ChangeGroup& g = *it->second;
+  auto it = std::lower_bound(groups_.begin(), groups_.end(), q.from,
+                             [](const Entry& e, Revision r) { return e.revision < r; });
+  for (; it != groups_.end() && it->revision <= visible; ++it) {
+    const ChangeGroup& g = *it->group;
     if ((q.max_scan != 0 && scanned >= q.max_scan) ||
         (q.max_bytes != 0 && !b.groups.empty() && bytes + g.bytes > q.max_bytes)) {
-      b.next = it->first;
+      b.next = it->revision;
       return b;
     }
     ++scanned;
     if (touches(g, q.start, q.end)) {
-      b.groups.push_back(it->second);
+      b.groups.push_back(it->group);
       bytes += g.bytes;
     }
   }

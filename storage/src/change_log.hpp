@@ -6,8 +6,9 @@
 // CL1. Readers are served only groups with revision <= W (the visible revision). A group is
 //      inserted before its commit timestamp is finished, so every group of a revision <= W
 //      is in the log (or was evicted, CL3) when a reader looks.
-// CL2. Groups are kept ordered by revision (a map: a commit that finishes late is inserted
-//      in its place); each is immutable once inserted, and is returned whole.
+// CL2. Groups are kept ordered by revision (a deque: a group is appended at the back, and
+//      one whose commit finished late is inserted in its place, a few entries from the
+//      back); each is immutable once inserted, and is returned whole.
 // CL3. bytes_ <= limit_ unless the log holds one group only. Eviction removes the oldest
 //      group and raises first_kept_ past it; a group inserted below first_kept_ is dropped.
 //      Hence every revision in [first_kept_, W] that installed something is in the log.
@@ -20,7 +21,7 @@
 #pragma once
 
 #include <cstddef>
-#include <map>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,9 +62,15 @@ class ChangeLog {
   };
   void evict_locked(Evicted& out);
 
+  // A group and its revision, kept beside it so that finding a revision reads no group.
+  struct Entry {
+    Revision revision;
+    std::shared_ptr<const ChangeGroup> group;
+  };
+
   const std::size_t limit_;
   mutable std::mutex mu_;
-  std::map<Revision, std::shared_ptr<const ChangeGroup>> groups_;
+  std::deque<Entry> groups_;  // CL2: strictly increasing revisions
   std::size_t bytes_ = 0;
   Revision first_kept_ = 1;
   std::uint64_t evicted_ = 0;

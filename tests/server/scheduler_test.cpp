@@ -30,8 +30,8 @@ struct Log {
 // rate-paused connection does) until ready() again.
 class Conn : public TurnTaker {
  public:
-  Conn(TurnScheduler& s, Log& log, int tenant, int conn, std::size_t pending)
-      : sched(s), log(log), tenant(tenant), conn(conn), pending(pending) {}
+  Conn(TurnScheduler& s, Log& l, int t, int c, std::size_t n)
+      : sched(s), log(l), tenant(t), conn(c), pending(n) {}
   Result take_turn(std::size_t budget) override {
     std::size_t n = std::min(pending, budget);
     if (pause_after) n = std::min(n, *pause_after - dispatched);
