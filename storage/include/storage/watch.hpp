@@ -63,7 +63,8 @@ struct ChangeGroup {
 
 // Bytes one event is charged besides its keys and values (strings, vector slot, headers).
 inline constexpr std::size_t kChangeEventOverhead = 96;
-// Bytes one group is charged besides its events (the map node, the shared_ptr block).
+// Bytes one group is charged besides its events (its log entry, the shared_ptr block and
+// the group header): an upper bound.
 inline constexpr std::size_t kChangeGroupOverhead = 128;
 
 struct ChangeQuery {
