@@ -483,8 +483,8 @@ class EngineImpl {
   ShardedCounter aborts_oom_;
   ShardedCounter gc_sweeps_;
   ShardedCounter nodes_removed_;
-  ShardedCounter lock_waits_;  // commits that waited for a busy commit lock
-  ShardedCounter hold_offs_;   // one-shot writes that waited for a window
+  ShardedCounter lock_waits_;        // commits that waited for a busy commit lock
+  ShardedCounter hold_offs_;         // one-shot writes that waited for a window
   ShardedCounter one_shot_retries_;  // one-shot attempts that lost a validation, ran again
 
   // Loss streaks and hold-off windows per key hash (contention.hpp).

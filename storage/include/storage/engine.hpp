@@ -368,7 +368,7 @@ struct EngineStats {
   std::chrono::nanoseconds oldest_snapshot_age{0};  // age of the oldest active txn (0: none)
   Revision revision = 0;                            // current (visible) revision
   std::uint64_t versions_pruned = 0;
-  std::uint64_t commits = 0;  // transactions (incl. one-shot writes) that committed
+  std::uint64_t commits = 0;          // transactions (incl. one-shot writes) that committed
   std::uint64_t aborts_conflict = 0;  // transactions that ended in CONFLICT for their caller
                                       // (a one-shot write's retried attempts are not counted)
   std::uint64_t aborts_expired = 0;
